@@ -1,0 +1,3 @@
+from voice2fa_cli.cli import main
+
+main(prog_name="voice2fa")

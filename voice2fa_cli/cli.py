@@ -1,0 +1,235 @@
+"""The command line: parse, call the core, render, map errors to exit codes. Nothing else.
+
+Heavy modules (aiohttp, Rich, phonenumbers) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from voice2fa_cli import __version__
+from voice2fa_cli.errors import EXIT_INTERRUPTED, EXIT_REJECTED, NotDelivered, Rejected, Voice2faError
+
+SEND_EXAMPLES = """
+\b
+Examples:
+  voice2fa send --sandbox +15551234567     try the whole flow, no account needed
+  voice2fa send +15551234567               call, then type the code read back
+  voice2fa send +15551234567 --no-prompt --json | jq -r .session_id
+"""
+
+VERIFY_EXAMPLES = """
+\b
+Examples:
+  voice2fa verify +15551234567                       prompt for the code
+  printf '%s\\n' "$CODE" | voice2fa verify +15551234567  stdin: stays out of the process list
+  voice2fa verify +15551234567 --json < code.txt | jq .verified
+"""
+
+
+class Interrupted(Exception):
+    pass
+
+
+@contextmanager
+def exit_codes(json_out: bool, base: dict | None = None) -> Iterator[dict]:
+    """Turn domain errors into one line on stderr (and JSON on stdout) and the exit code."""
+    payload: dict = dict(base or {})
+    try:
+        yield payload
+    except Voice2faError as exc:
+        from voice2fa_cli import ui
+
+        ui.error(exc.message, exc.hint)
+        if json_out:
+            ui.emit_json({**payload, "error": exc.message, "exit_code": exc.exit_code})
+        sys.exit(exc.exit_code)
+    except Interrupted:
+        from voice2fa_cli import ui
+
+        ui.error("interrupted")
+        if json_out:
+            ui.emit_json({**payload, "error": "interrupted", "exit_code": EXIT_INTERRUPTED})
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def run_async(coro):
+    """Run `coro`; SIGINT and SIGTERM cancel it (so it can hang up) and raise Interrupted."""
+    import asyncio
+    import signal
+
+    async def main():
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await coro
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    try:
+        return asyncio.run(main())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        raise Interrupted() from None
+
+
+def parse_ttl(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    if value is None:
+        return 600
+    text = value.strip().lower()
+    scale = 60 if text.endswith("m") else 1
+    text = text.rstrip("ms")
+    if not text.isdigit():
+        raise click.BadParameter("give seconds (e.g. 300) or minutes (e.g. 5m)")
+    seconds = int(text) * scale
+    if not 30 <= seconds <= 600:
+        raise click.BadParameter("must be between 30 seconds and 10 minutes")
+    return seconds
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="voice2fa", message="%(prog)s %(version)s")
+def main() -> None:
+    """Prove by a phone call that a person holds a phone number.
+
+    voice2fa calls the number through SignalWire, reads a one-time code aloud digit by digit,
+    and checks the code the person reads back. Human output goes to stderr, data to stdout.
+    """
+
+
+@main.command(epilog=SEND_EXAMPLES)
+@click.argument("number")
+@click.option("--sandbox", is_flag=True, help="Use a local stand-in of SignalWire: no account, nothing dialed.")
+@click.option("--no-prompt", is_flag=True, help="Return once the call has ended; check later with `verify`.")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
+@click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
+@click.option("--listen", metavar="HOST:PORT", help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
+@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the code.")
+@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
+@click.option("--ring-timeout", type=click.IntRange(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
+@click.option("--max-attempts", type=click.IntRange(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
+@click.option("--language", default="en-US", show_default=True, help="Language of the spoken text (a SignalWire language code).")
+@click.option("--voice", help="A SignalWire voice name for every <Say>.")
+@click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
+def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
+         language, voice, no_keypress, quiet) -> None:
+    """Call NUMBER, read it a one-time code, then check the code read back.
+
+    Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
+    configuration, 3 code not delivered, 4 SignalWire or network failure, 130 interrupted.
+    """
+    from voice2fa_cli import config, flow, phone, speech, ui
+
+    with exit_codes(json_out) as payload:
+        env = config.load_environment()
+        target = phone.parse(number)
+        payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
+                       verified=None, expires_at=None)
+        voice_settings = _voice(speech, language, voice)
+        reporter = ui.Reporter(quiet=quiet)
+        options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
+                                   keypress=not no_keypress, max_attempts=max_attempts)
+        if sandbox:
+            where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
+            reporter.info("sandbox: a local stand-in of SignalWire places a simulated call; nothing is dialed")
+            result = run_async(flow.send_sandbox(env, options, reporter, where, ring_timeout))
+        else:
+            settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
+            for warning in settings.warnings:
+                reporter.warn(warning)
+            if not target.known:
+                reporter.warn(f"{target.e164} is not known to be an assigned number; dialing anyway")
+            result = run_async(flow.send(settings, options, reporter))
+        payload.update(session_id=result.session.id, call_sid=result.call_sid, call_status=result.call_status,
+                       expires_at=ui.iso(result.session.expires_at), delivered=result.delivered)
+        if not result.delivered:
+            raise NotDelivered(result.problem or "the code was not delivered")
+        if no_prompt:
+            reporter.verdict(True, f"code delivered; check it with `voice2fa verify {target.e164}`")
+            if json_out:
+                ui.emit_json(payload)
+            return
+        verdict = _prompt_and_check(flow, ui, config.state_dir(env), target.e164, result.session.id, reporter)
+        payload.update(verified=verdict.verified)
+        if verdict.session is not None:
+            payload.update(attempts_left=verdict.session.attempts_left)
+        if not verdict.verified:
+            raise Rejected(verdict.reason)
+        reporter.verdict(True, f"verified: {target.e164}")
+        if json_out:
+            ui.emit_json(payload)
+
+
+def _voice(speech, language: str, voice: str | None):
+    import re
+
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+        raise click.BadParameter("a language code such as en-US", param_hint="--language")
+    if voice is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:_\-]{0,63}", voice):
+        raise click.BadParameter("a voice name such as man, woman or polly.Joanna", param_hint="--voice")
+    return speech.Voice(language=language, voice=voice)
+
+
+def _prompt_and_check(flow, ui, state_dir, number: str, session_id: str, reporter):
+    from voice2fa_cli import otp
+
+    interactive = sys.stdin.isatty()
+    while True:
+        entry = ui.read_code(interactive)
+        if entry is None:
+            raise Rejected(f"no code entered; the session stays open for `voice2fa verify {number}`")
+        code = otp.normalise(entry)
+        if code is None:
+            if interactive:
+                reporter.warn("a code is 6 to 10 digits; try again")
+                continue
+            raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
+        verdict = flow.check(state_dir, number, code, session_id=session_id)
+        if verdict.verified or not interactive or verdict.session is None:
+            return verdict
+        if verdict.session.state not in ("calling", "delivered") or verdict.attempts_left == 0:
+            return verdict
+        reporter.warn(verdict.reason)
+
+
+@main.command(epilog=VERIFY_EXAMPLES)
+@click.argument("number")
+@click.option("--code", metavar="DIGITS", help="The code (visible in the process list: prefer stdin).")
+@click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout.")
+def verify(number, code, json_out) -> None:
+    """Check a code against the newest open session for NUMBER.
+
+    The code comes from --code, else one line of stdin when stdin is not a terminal, else a
+    prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the reason on stderr),
+    2 malformed number or code, or a broken state dir.
+    """
+    from voice2fa_cli import config, flow, otp, phone, ui
+    from voice2fa_cli.errors import ConfigError
+
+    with exit_codes(json_out) as payload:
+        e164 = phone.quick_e164(number) or phone.parse(number).e164
+        payload.update(number=e164, verified=False, session_id=None)
+        if code is None:
+            code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
+            if code is None:
+                raise Rejected("no code entered")
+        digits = otp.normalise(code)
+        if digits is None:
+            raise ConfigError("the code must be 6 to 10 digits")
+        env = config.load_environment()
+        verdict = flow.check(config.state_dir(env), e164, digits)
+        payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
+                       reason=verdict.reason)
+        if json_out:
+            ui.emit_json(payload)
+        if not verdict.verified:
+            ui.error(verdict.reason)
+            sys.exit(EXIT_REJECTED)
+        click.echo(f"verified: {e164}", err=True)

@@ -1,0 +1,61 @@
+"""Domain errors. Each carries the exit code the contract gives it; cli.py maps them.
+
+Messages are shown to the operator as they are, so they must never contain a code.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_NOT_DELIVERED = 3
+EXIT_PROVIDER = 4
+EXIT_POLICY = 5
+EXIT_INTERRUPTED = 130
+
+
+class Voice2faError(Exception):
+    """Base of every error the CLI turns into one line and an exit code."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class ConfigError(Voice2faError):
+    """Usage or configuration is wrong; nothing was called."""
+
+    exit_code = EXIT_USAGE
+
+
+class StoreError(Voice2faError):
+    """The state directory or database cannot be used as it is."""
+
+    exit_code = EXIT_USAGE
+
+
+class Rejected(Voice2faError):
+    """A code was checked and not accepted (wrong, expired, used, locked, none open)."""
+
+    exit_code = EXIT_REJECTED
+
+
+class NotDelivered(Voice2faError):
+    """The call ended without the code being read to the person."""
+
+    exit_code = EXIT_NOT_DELIVERED
+
+
+class ProviderError(Voice2faError):
+    """SignalWire (or the network to it) failed or refused."""
+
+    exit_code = EXIT_PROVIDER
+
+
+class PolicyRefused(Voice2faError):
+    """`send` refused before dialing: send limit, country, locked number."""
+
+    exit_code = EXIT_POLICY

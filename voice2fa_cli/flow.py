@@ -1,0 +1,288 @@
+"""One verification end to end: store a session, serve the call's webhook, have the platform
+dial, follow the call to its end; and the check of a code read back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from voice2fa_cli import config, otp
+from voice2fa_cli.errors import ProviderError
+from voice2fa_cli.phone import Number
+from voice2fa_cli.speech import Voice
+from voice2fa_cli.store import NoStore, Session, Store, Verdict
+
+MAX_TTL = 600
+
+
+class Reporter(Protocol):
+    def warn(self, text: str) -> None: ...
+    def step(self, event: str, elapsed: float, detail: str | None = None) -> None: ...
+    def heard(self, lines: list[str]) -> None: ...
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    number: Number
+    digits: int = otp.DEFAULT_DIGITS
+    ttl: int = MAX_TTL
+    voice: Voice = Voice()
+    keypress: bool = True
+    max_attempts: int = 5
+
+
+@dataclass(frozen=True)
+class SendResult:
+    session: Session
+    call_sid: str
+    call_status: str
+    delivered: bool
+    problem: str | None  # why the code was not delivered
+    duration: int | None
+
+
+async def send(settings: config.Settings, options: SendOptions, reporter: Reporter) -> SendResult:
+    """Call through the configured SignalWire space."""
+    from voice2fa_cli.webhook import bind
+
+    with Store.open(settings.state_dir) as store:
+        sock = bind(settings.listen.host, settings.listen.port)
+        return await _call(settings, options, store, reporter, sock)
+
+
+async def send_sandbox(
+    env: Mapping[str, str],
+    options: SendOptions,
+    reporter: Reporter,
+    listen: config.Listen,
+    ring_timeout: int | None = None,
+    scenario: object | None = None,
+) -> SendResult:
+    """Call through an in-process stand-in of the platform: no account, nothing dialed."""
+    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox
+    from voice2fa_cli.webhook import bind
+
+    state_dir = config.state_dir(env)
+    timing = config.timing(env, ring_timeout)
+    with Store.open(state_dir) as store:
+        sock = bind(listen.host, listen.port)
+        try:
+            host, port = sock.getsockname()[:2]
+            if sock.family == socket.AF_INET6:
+                host = "::1" if host == "::" else host
+                base = f"http://[{host}]:{port}"
+            else:
+                base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+            sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=lambda call, lines: reporter.heard(lines))
+            if scenario is not None:
+                sandbox.scenario = scenario  # type: ignore[assignment]
+            async with sandbox:
+                settings = config.Settings(
+                    space=sandbox.url,
+                    project=sandbox.project,
+                    token=sandbox.token,
+                    caller=SANDBOX_CALLER,
+                    signing_key=sandbox.signing_key,
+                    public_url=base,
+                    listen=config.Listen(host, port),
+                    state_dir=state_dir,
+                    timing=timing,
+                )
+                return await _call(settings, options, store, reporter, sock, sandbox=True)
+        finally:
+            sock.close()
+
+
+_UNDELIVERED = {
+    "busy": "the line was busy: the code was not delivered",
+    "no-answer": "nobody answered: the code was not delivered",
+    "failed": "the call failed (the number may be unreachable): the code was not delivered",
+    "canceled": "the call was canceled before it was answered: the code was not delivered",
+}
+
+
+async def _call(
+    settings: config.Settings,
+    options: SendOptions,
+    store: Store,
+    reporter: Reporter,
+    sock: socket.socket,
+    sandbox: bool = False,
+) -> SendResult:
+    from voice2fa_cli.signalwire import Client
+    from voice2fa_cli.webhook import CallState, Server, ServerConfig, call_url, make_app, register
+
+    call = CallState(
+        session_id=secrets.token_hex(8),
+        code=otp.generate(options.digits),
+        voice=options.voice,
+        key=str(1 + secrets.randbelow(9)) if options.keypress else None,
+    )
+    server_config = ServerConfig(settings.public_url, settings.signing_key)
+    app = make_app(server_config)
+    register(app, call)
+    timing = settings.timing
+    async with Server(app, sock), Client(
+        settings.api_base, settings.project, settings.token, timeout=timing.api_timeout
+    ) as client:
+        started = time.monotonic()
+        reporter.step("dialing", 0.0, options.number.e164)
+        created = await client.create_call(
+            to=options.number.e164,
+            caller=settings.caller,
+            url=call_url(server_config, call),
+            status_callback=call_url(server_config, call, "/status"),
+            ring_timeout=timing.ring_timeout,
+        )
+        if call.call_sid is None:
+            call.call_sid = created.sid
+        session = store.create_session(
+            session_id=call.session_id,
+            number=options.number.e164,
+            code=call.code,
+            ttl=options.ttl,
+            max_attempts=options.max_attempts,
+            call_sid=created.sid,
+            call_status=created.status,
+            sandbox=sandbox,
+        )
+        follower = _Follower(call, client, store, reporter, timing, started)
+        try:
+            problem = await follower.run()
+        except BaseException:
+            # Interrupted (Ctrl-C) or failed while the phone may be ringing: hang up first.
+            if not call.ended:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
+            with contextlib.suppress(Exception):
+                store.record_call(
+                    session.id,
+                    state=None if call.delivered else "undelivered",
+                    call_status=call.status if call.ended else "canceled",
+                )
+            raise
+    if problem is None and not call.delivered:
+        problem = _UNDELIVERED.get(call.status)
+        if problem is None:
+            if not call.fetched:
+                problem = (
+                    f"SignalWire never reached {settings.public_url}: is the tunnel running? "
+                    f"(it must forward to {settings.listen})"
+                )
+            elif call.key is not None and call.wrong_keys:
+                problem = f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
+            elif call.key is not None:
+                problem = f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
+            else:
+                problem = "the call ended before the code was read"
+    store.record_call(
+        session.id, state=None if call.delivered else "undelivered", call_status=call.status
+    )
+    return SendResult(
+        session=store.get(session.id) or session,
+        call_sid=created.sid,
+        call_status=call.status,
+        delivered=call.delivered,
+        problem=None if call.delivered else problem,
+        duration=call.duration,
+    )
+
+
+class _Follower:
+    """Follows a call to its end: callbacks first, the REST API when they go quiet."""
+
+    def __init__(self, call, client, store: Store, reporter: Reporter, timing: config.Timing, started: float):
+        self.call = call
+        self.client = client
+        self.store = store
+        self.reporter = reporter
+        self.timing = timing
+        self.started = started
+        self.seen = 0
+        self.recorded_delivery = False
+        self.answered_at: float | None = None
+
+    def _drain(self) -> None:
+        call = self.call
+        for at, event in call.history[self.seen :]:
+            if event == "in-progress" and self.answered_at is None:
+                self.answered_at = at
+            detail = f"{call.duration} s" if event in ("completed",) and call.duration is not None else None
+            self.reporter.step(event, at - self.started, detail)
+        self.seen = len(call.history)
+        if call.delivered and not self.recorded_delivery:
+            self.store.record_call(call.session_id, state="delivered")
+            self.recorded_delivery = True
+
+    async def run(self) -> str | None:
+        """Returns a problem text when the call had to be abandoned, else None."""
+        call, timing = self.call, self.timing
+        last_news = time.monotonic()
+        give_up = self.started + timing.ring_timeout + timing.webhook_grace + MAX_TTL
+        poll_failures = 0
+        while True:
+            self._drain()
+            if call.ended:
+                return None
+            now = time.monotonic()
+            deadline = give_up
+            if not call.fetched:
+                if self.answered_at is not None:
+                    deadline = min(deadline, self.answered_at + timing.webhook_grace)
+                else:
+                    deadline = min(deadline, self.started + timing.ring_timeout + timing.webhook_grace)
+            if now >= deadline:
+                answered = call.fetched or self.answered_at is not None
+                await self._hang_up()
+                if not answered:
+                    waited = timing.ring_timeout + timing.webhook_grace
+                    return f"the call was not answered within {waited:g} s: the code was not delivered"
+                return None  # the caller explains from what is known (never fetched, …)
+            wait = min(deadline, last_news + timing.poll_interval) - now
+            try:
+                await asyncio.wait_for(call.changed.wait(), max(wait, 0.0))
+                call.changed.clear()
+                last_news = time.monotonic()
+                continue
+            except asyncio.TimeoutError:
+                pass
+            if time.monotonic() - last_news < timing.poll_interval:
+                continue
+            try:
+                polled = await self.client.fetch_call(call.call_sid)
+                poll_failures = 0
+            except ProviderError as exc:
+                poll_failures += 1
+                if poll_failures >= 3:
+                    raise
+                self.reporter.warn(f"could not poll the call: {exc.message}")
+                last_news = time.monotonic()
+                continue
+            if polled.duration is not None:
+                call.duration = polled.duration
+            call.set_status(polled.status)
+            last_news = time.monotonic()
+
+    async def _hang_up(self) -> None:
+        call = self.call
+        with contextlib.suppress(ProviderError):
+            await self.client.hang_up(call.call_sid)
+        call.set_status("completed" if call.fetched or self.answered_at else "canceled")
+        self._drain()
+
+
+def check(state_dir: Path, number: str, code: str, session_id: str | None = None) -> Verdict:
+    """Check a code against the newest session of `number` (or the given session)."""
+    try:
+        store = Store.open(state_dir, create=False)
+    except NoStore:
+        return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
+    with store:
+        return store.check(number, code, session_id=session_id)

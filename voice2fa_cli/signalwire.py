@@ -1,0 +1,142 @@
+"""The SignalWire Compatibility (cXML) REST API, the three calls voice2fa needs, over aiohttp.
+
+A create is never retried: a retry after a request that reached the platform can ring the
+person twice. Every failure becomes a ProviderError (exit 4) that says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aiohttp
+
+from voice2fa_cli import __version__
+from voice2fa_cli.errors import ProviderError
+
+FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+
+_HINTS = {
+    21211: "the number called is not valid for SignalWire",
+    21210: "SIGNALWIRE_NUMBER is not a number of this project: pick one from the Phone Numbers page",
+    21219: "a trial account can call only verified numbers: verify this number or upgrade the account",
+}
+CREDENTIALS = "SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"
+
+
+@dataclass(frozen=True)
+class Call:
+    sid: str
+    status: str
+    duration: int | None = None
+
+
+class Client:
+    """One aiohttp session against `{space}/api/laml/2010-04-01/Accounts/{project}`."""
+
+    def __init__(self, api_base: str, project: str, token: str, *, timeout: float) -> None:
+        self._base = api_base
+        self._auth = aiohttp.BasicAuth(project, token)
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Client:
+        self._http = aiohttp.ClientSession(
+            auth=self._auth, timeout=self._timeout, headers={"User-Agent": f"voice2fa/{__version__}"}
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def _request(self, method: str, path: str, what: str, form: list[tuple[str, str]] | None = None) -> dict:
+        assert self._http is not None, "use the client as an async context manager"
+        url = self._base + path
+        try:
+            async with self._http.request(method, url, data=form, allow_redirects=False) as resp:
+                body = await resp.read()
+                status = resp.status
+        except asyncio.TimeoutError:
+            raise ProviderError(
+                f"SignalWire did not answer {what} within {self._timeout.total:g} s"
+                + ("; the call may still have been placed" if what == "the call request" else "")
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}") from None
+        data = _json(body)
+        if 200 <= status < 300:
+            if not isinstance(data, dict):
+                raise ProviderError(f"SignalWire answered {what} with {status} but no JSON object")
+            return data
+        raise _error(status, data, what)
+
+    async def create_call(
+        self, *, to: str, caller: str, url: str, status_callback: str, ring_timeout: int
+    ) -> Call:
+        form = [
+            ("From", caller),
+            ("To", to),
+            ("Url", url),
+            ("Method", "POST"),
+            ("StatusCallback", status_callback),
+            ("StatusCallbackMethod", "POST"),
+            *(("StatusCallbackEvent", event) for event in STATUS_EVENTS),
+            ("Timeout", str(ring_timeout)),
+        ]
+        data = await self._request("POST", "/Calls.json", "the call request", form)
+        sid = data.get("sid")
+        if not isinstance(sid, str) or not sid:
+            raise ProviderError("SignalWire accepted the call request but returned no call sid")
+        return Call(sid=sid, status=str(data.get("status") or "queued"))
+
+    async def fetch_call(self, sid: str) -> Call:
+        data = await self._request("GET", f"/Calls/{sid}.json", "the call status request")
+        duration = data.get("duration")
+        try:
+            duration = int(duration) if duration is not None else None
+        except (TypeError, ValueError):
+            duration = None
+        return Call(sid=sid, status=str(data.get("status") or "unknown"), duration=duration)
+
+    async def hang_up(self, sid: str) -> None:
+        await self._request("POST", f"/Calls/{sid}.json", "the hang-up request", [("Status", "completed")])
+
+    async def fetch_account(self) -> dict:
+        return await self._request("GET", ".json", "the account request")
+
+
+def _json(body: bytes) -> object:
+    import json
+
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _describe(exc: aiohttp.ClientError) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"connection failed ({exc.os_error.strerror or exc.os_error})"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    return type(exc).__name__
+
+
+def _error(status: int, data: object, what: str) -> ProviderError:
+    fields = data if isinstance(data, dict) else {}
+    code = fields.get("code")
+    message = fields.get("message")
+    message = str(message)[:300] if message else None
+    if status in (401, 403):
+        return ProviderError(CREDENTIALS)
+    if status == 429:
+        return ProviderError("SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again")
+    if status >= 500:
+        return ProviderError(f"SignalWire failed on {what} ({status}): try again later")
+    detail = f"SignalWire rejected {what} ({status}"
+    detail += f", error {code}" if code is not None else ""
+    detail += f"): {message}" if message else ")"
+    hint = _HINTS.get(code) if isinstance(code, int) else None
+    return ProviderError(detail + (f" — {hint}" if hint else ""))

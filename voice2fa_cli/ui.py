@@ -1,0 +1,118 @@
+"""Everything the operator sees: progress on stderr (Rich on a terminal, plain lines
+elsewhere), one JSON object on stdout for scripts, and reading the code read back.
+
+Rich is imported only when stderr is a terminal that wants colour.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import TextIO
+
+import click
+
+LABELS = {
+    "dialing": "dialing {detail}",
+    "initiated": "call placed",
+    "queued": "queued",
+    "ringing": "ringing",
+    "in-progress": "answered",
+    "fetched": "SignalWire fetched the call script",
+    "wrong-key": "a wrong key was pressed",
+    "delivered": "code read to the callee",
+    "completed": "call completed",
+    "busy": "busy",
+    "no-answer": "no answer",
+    "failed": "call failed",
+    "canceled": "call canceled",
+}
+
+
+def fancy(stream: TextIO) -> bool:
+    """Colour and live output only on a terminal, and not with NO_COLOR or TERM=dumb."""
+    return (
+        stream.isatty()
+        and "NO_COLOR" not in os.environ
+        and os.environ.get("TERM", "") != "dumb"
+    )
+
+
+class Reporter:
+    """Progress of a call, one line per event, on stderr."""
+
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self._console = None
+        if fancy(self.stream):
+            from rich.console import Console
+
+            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def _line(self, text: str, style: str | None = None) -> None:
+        if self._console is not None:
+            self._console.print(text, style=style, markup=False)
+        else:
+            stamp = time.strftime("%H:%M:%S")
+            self.stream.write(f"{stamp} {text}\n")
+            self.stream.flush()
+
+    def warn(self, text: str) -> None:
+        self._line(f"warning: {text}", "yellow")
+
+    def step(self, event: str, elapsed: float, detail: str | None = None) -> None:
+        if self.quiet:
+            return
+        label = LABELS.get(event, event).format(detail=detail or "")
+        if detail and "{detail}" not in LABELS.get(event, ""):
+            label += f" ({detail})"
+        style = "green" if event == "delivered" else ("red" if event in ("busy", "no-answer", "failed", "canceled") else None)
+        self._line(f"[{elapsed:5.1f}s] {label}", style)
+
+    def heard(self, lines: list[str]) -> None:
+        for line in lines:
+            self._line(f"  callee heard: {line}", "cyan")
+
+    def info(self, text: str, style: str | None = None) -> None:
+        if not self.quiet:
+            self._line(text, style)
+
+    def verdict(self, ok: bool, text: str) -> None:
+        self._line(text, "bold green" if ok else "bold red")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    """One line on stderr: what went wrong and, when known, what to do."""
+    text = f"error: {message}" + (f" ({hint})" if hint else "")
+    if fancy(sys.stderr):
+        from rich.console import Console
+
+        Console(file=sys.stderr, highlight=False, soft_wrap=True).print(text, style="red", markup=False)
+    else:
+        click.echo(text, err=True)
+
+
+def emit_json(data: dict) -> None:
+    click.echo(json.dumps(data, separators=(",", ":"), sort_keys=False))
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+PROMPT = "Code read back by the callee: "
+VERIFY_PROMPT = "Code: "
+
+
+def read_code(interactive: bool, prompt: str = PROMPT) -> str | None:
+    """One entry from the operator, read with `sys.stdin.readline()` (never getpass or
+    /dev/tty): the prompt goes to stderr. None on end of input or an empty line."""
+    sys.stderr.write(prompt if interactive else prompt + "\n")
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line.strip() or None
