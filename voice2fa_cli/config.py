@@ -160,6 +160,8 @@ def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
     host = parts.netloc.rsplit("@", 1)[-1]
     if "@" in parts.netloc:
         raise ConfigError(f"{name} must not carry credentials: use SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN")
+    if port == 0:
+        raise ConfigError(f"{name} has an invalid port: give a host such as example.signalwire.com")
     if port is not None:
         host = host[: host.rfind(":")]
     if not host or not _host_ok(host):
@@ -191,7 +193,7 @@ def parse_public_url(value: str, name: str = "VOICE2FA_PUBLIC_URL") -> tuple[str
     host = parts.hostname or ""
     if not host or not _host_ok(host if ":" not in host else f"[{host}]"):
         raise ConfigError(f"{name} has no valid host name (e.g. https://abc123.ngrok.app)")
-    if parts.query or parts.fragment:
+    if "?" in value or "#" in value:
         raise ConfigError(f"{name} must not have a query string or fragment")
     warnings = []
     if is_loopback(host):

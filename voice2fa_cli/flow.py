@@ -246,13 +246,10 @@ class _Follower:
                     return f"the call was not answered within {waited:g} s: the code was not delivered"
                 return None  # the caller explains from what is known (never fetched, …)
             wait = min(deadline, last_news + timing.poll_interval) - now
-            try:
-                await asyncio.wait_for(call.changed.wait(), max(wait, 0.0))
+            if await _woken(call.changed, max(wait, 0.0)):
                 call.changed.clear()
                 last_news = time.monotonic()
                 continue
-            except asyncio.TimeoutError:
-                pass
             if time.monotonic() - last_news < timing.poll_interval:
                 continue
             try:
@@ -276,6 +273,17 @@ class _Follower:
             await self.client.hang_up(call.call_sid)
         call.set_status("completed" if call.fetched or self.answered_at else "canceled")
         self._drain()
+
+
+async def _woken(event: asyncio.Event, timeout: float) -> bool:
+    """Wait for `event` up to `timeout`. Unlike asyncio.wait_for on Python < 3.12, this never
+    swallows a cancellation (Ctrl-C) that lands as the event fires."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        done, _ = await asyncio.wait({waiter}, timeout=timeout)
+        return bool(done)
+    finally:
+        waiter.cancel()
 
 
 def check(state_dir: Path, number: str, code: str, session_id: str | None = None) -> Verdict:

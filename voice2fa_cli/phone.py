@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from voice2fa_cli.errors import ConfigError
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
-_ALLOWED = re.compile(r"[0-9+\s().\-/]*")
+_ALLOWED = re.compile(r"[0-9+ \t().\-/]*")
 _MAX_INPUT = 40
 EXAMPLE = "+15551234567"
 
@@ -41,7 +41,7 @@ def parse(text: str, what: str = "the number") -> Number:
     stripped = text.strip()
     if not stripped:
         raise ConfigError(f"{what} is empty: give it in E.164 form, e.g. {EXAMPLE}")
-    if len(stripped) > _MAX_INPUT or not _ALLOWED.fullmatch(stripped):
+    if not _ALLOWED.fullmatch(stripped):
         kind = "letters" if re.search(r"[^\W\d_]", stripped) else "characters that are not digits"
         raise ConfigError(
             f"{what} {shown(stripped)} contains {kind}: give it in E.164 form, e.g. {EXAMPLE}"
@@ -51,13 +51,17 @@ def parse(text: str, what: str = "the number") -> Number:
     digits = re.sub(r"\D", "", stripped)
     if not digits:
         raise ConfigError(f"{what} {shown(stripped)} has no digits: give it in E.164 form, e.g. {EXAMPLE}")
+    if len(stripped) > _MAX_INPUT or len(digits) > 15:
+        raise ConfigError(f"{what} {shown(stripped)} is too long: E.164 numbers have at most 15 digits")
 
     import phonenumbers
     from phonenumbers import ValidationResult as VR
 
     try:
         parsed = phonenumbers.parse("+" + digits, None)
-    except phonenumbers.NumberParseException:
+    except phonenumbers.NumberParseException as exc:
+        if exc.error_type in (exc.TOO_SHORT_NSN, exc.TOO_SHORT_AFTER_IDD, exc.NOT_A_NUMBER) and len(digits) <= 3:
+            raise ConfigError(f"{what} {shown(stripped)} is too short: a country code alone is not a number") from None
         raise ConfigError(
             f"{what} {shown(stripped)} does not start with a known country calling code "
             f"(E.164: '+', country code, number; e.g. {EXAMPLE})"

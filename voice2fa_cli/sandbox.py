@@ -30,7 +30,7 @@ _KEY_ASKED = re.compile(r"(?<!\d)([0-9])(?!\d)")
 
 @dataclass
 class Scenario:
-    outcome: str = "answer"  # answer | busy | no-answer | failed
+    outcome: str = "answer"  # answer | busy | no-answer | failed | hold (rings until hung up)
     api_status: int | None = None  # answer Calls.json create with this error status (401, 429, 500 …)
     press: str | None = "asked"  # "asked": the key the call asks for; a digit; None: press nothing
     callbacks: bool = True  # False: status callbacks are lost (the client must poll)
@@ -295,6 +295,8 @@ class Sandbox:
         call.status = "ringing"
         await self._callback(call, "ringing", "ringing")
         await self._pause(call)
+        if scenario.outcome == "hold":
+            await asyncio.Event().wait()  # until the client hangs up (which cancels this task)
         if scenario.outcome != "answer":
             call.status = scenario.outcome
             await self._callback(call, "completed", scenario.outcome)

@@ -118,7 +118,11 @@ def _json(body: bytes) -> object:
 
 def _describe(exc: aiohttp.ClientError) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"connection failed ({exc.os_error.strerror or exc.os_error})"
+        err = exc.os_error
+        import os
+
+        reason = os.strerror(err.errno) if err.errno else (err.strerror or "no route")
+        return f"connection failed ({reason})"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection"
     return type(exc).__name__

@@ -1,0 +1,97 @@
+"""Helpers for the tests: the sandbox in a background thread, running the installed CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from voice2fa_cli.sandbox import Sandbox, Scenario
+
+CALLER = "+15550100000"
+NUMBER = "+15551234567"
+
+# Timings made short through settings (never by sleeping in tests).
+FAST = {
+    "VOICE2FA_POLL_INTERVAL": "0.2",
+    "VOICE2FA_WEBHOOK_GRACE": "1.5",
+    "VOICE2FA_API_TIMEOUT": "3",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ThreadedSandbox:
+    """The sandbox on its own event loop in a daemon thread."""
+
+    def __init__(self, **kwargs) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.sandbox: Sandbox | None = None
+        self._kwargs = kwargs
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+
+            async def start() -> None:
+                self.sandbox = Sandbox(**self._kwargs)
+                await self.sandbox.start()
+
+            self.loop.run_until_complete(start())
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("the sandbox did not start")
+
+    def __getattr__(self, name):
+        return getattr(self.sandbox, name)
+
+    def set_scenario(self, **kwargs) -> None:
+        self.sandbox.scenario = Scenario(**kwargs)
+
+    def wait_code(self, timeout: float = 10.0) -> str:
+        """The code the callee heard in the newest call."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.sandbox.heard_code()
+            if code:
+                return code
+            time.sleep(0.01)
+        raise AssertionError(f"the callee heard no code: {[c.heard for c in self.sandbox.calls.values()]}")
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.sandbox.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def voice2fa_command() -> list[str]:
+    exe = shutil.which("voice2fa")
+    return [exe] if exe else [sys.executable, "-m", "voice2fa_cli"]
+
+
+def run_cli(args: list[str], env: dict[str, str], input: str | None = "", cwd: Path | None = None, timeout: float = 60):
+    return subprocess.run(
+        voice2fa_command() + args, env=env, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+
+
+def start_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        voice2fa_command() + args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=cwd,
+    )

@@ -1,0 +1,361 @@
+"""End to end: the installed `voice2fa` as a subprocess against the sandbox over loopback HTTP,
+configured exactly as a real account would be (SIGNALWIRE_SPACE=http://127.0.0.1:PORT)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.helpers import NUMBER, free_port, run_cli, start_cli
+from voice2fa_cli.store import Store
+
+
+def finish_with_code(proc, sandbox, entry: str | None = None, timeout: float = 30):
+    """Wait for the code to be read to the callee, type `entry` (default: the right code)."""
+    code = sandbox.wait_code()
+    text = (code if entry is None else entry) + "\n"
+    out, err = proc.communicate(text, timeout=timeout)
+    return code, out, err
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def platform_received(sandbox) -> str:
+    return repr([(r.method, r.path, r.form) for r in sandbox.requests])
+
+
+def test_right_code_read_back_verifies(sandbox, cli_env, state_dir):
+    proc = start_cli(["send", NUMBER], cli_env)
+    code, out, err = finish_with_code(proc, sandbox)
+    assert proc.returncode == 0, err
+    assert out == ""
+    assert err.splitlines()[-1].endswith(f"verified: {NUMBER}")
+    # The code is in nothing printed, and in nothing sent to the platform.
+    assert code not in out + err
+    assert code not in platform_received(sandbox)
+    # Progress on stderr, in order.
+    labels = ["dialing +15551234567", "ringing", "answered", "code read to the callee", "call completed"]
+    positions = [err.index(label) for label in labels]
+    assert positions == sorted(positions)
+    # Nothing listens on --listen any more.
+    assert not listening(int(cli_env["VOICE2FA_LISTEN"].rsplit(":", 1)[1]))
+    with Store.open(state_dir) as store:
+        session = store.newest(NUMBER)
+    assert (session.state, session.attempts, session.call_status) == ("verified", 0, "completed")
+
+
+def test_what_the_platform_received(sandbox, cli_env):
+    proc = start_cli(["send", NUMBER, "--no-prompt", "--ring-timeout", "25"], cli_env)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    create = sandbox.requests[0]
+    assert create.method == "POST" and create.path.endswith(f"/Accounts/{sandbox.project}/Calls.json")
+    form = dict(create.form)
+    public = cli_env["VOICE2FA_PUBLIC_URL"]
+    assert form["From"] == "+15550100000" and form["To"] == NUMBER
+    assert form["Method"] == "POST" and form["StatusCallbackMethod"] == "POST" and form["Timeout"] == "25"
+    assert [v for k, v in create.form if k == "StatusCallbackEvent"] == ["initiated", "ringing", "answered", "completed"]
+    token = form["Url"].removeprefix(public + "/v/")
+    assert len(token) >= 43 and "/" not in token  # token_urlsafe(32): 256 bits
+    assert form["StatusCallback"] == f"{public}/v/{token}/status"
+    assert len(sandbox.requests) == 1  # no retry, no hang-up of a finished call
+
+
+def test_wrong_code_is_rejected(sandbox, cli_env, state_dir):
+    proc = start_cli(["send", NUMBER], cli_env)
+    code, out, err = finish_with_code(proc, sandbox, entry="000000" if sandbox.heard_code() != "000000" else "111111")
+    assert proc.returncode == 1
+    assert err.splitlines()[-1] == "error: wrong code (4 attempts left)"
+    with Store.open(state_dir) as store:
+        assert store.newest(NUMBER).attempts == 1
+
+
+def test_no_prompt_then_verify_in_another_process(sandbox, cli_env, state_dir):
+    result = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert list(data)[:6] == ["session_id", "number", "call_sid", "call_status", "verified", "expires_at"]
+    assert (data["number"], data["call_status"], data["verified"], data["delivered"]) == (NUMBER, "completed", None, True)
+    assert data["call_sid"] == next(iter(sandbox.calls))
+    code = sandbox.heard_code()
+    assert code not in result.stdout + result.stderr
+    verify_env = {k: v for k, v in cli_env.items() if not k.startswith("SIGNALWIRE_")}
+    verify_env.pop("VOICE2FA_PUBLIC_URL")
+    ok = run_cli(["verify", NUMBER, "--json"], verify_env, input=code + "\n")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"number": NUMBER, "verified": True, "session_id": data["session_id"], "reason": "verified"}
+    again = run_cli(["verify", NUMBER], verify_env, input=code + "\n")
+    assert (again.returncode, again.stderr.splitlines()[-1]) == (1, "error: this code was already used: send a new one")
+
+
+def test_end_of_input_leaves_the_session_open(sandbox, cli_env, state_dir):
+    proc = start_cli(["send", NUMBER], cli_env)
+    code = sandbox.wait_code()
+    out, err = proc.communicate("", timeout=30)
+    assert proc.returncode == 1
+    assert err.splitlines()[-1] == f"error: no code entered; the session stays open for `voice2fa verify {NUMBER}`"
+    with Store.open(state_dir) as store:
+        assert (store.newest(NUMBER).state, store.newest(NUMBER).attempts) == ("delivered", 0)
+    ok = run_cli(["verify", NUMBER, "--code", code], cli_env)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_empty_line_counts_no_attempt(sandbox, cli_env, state_dir):
+    proc = start_cli(["send", NUMBER], cli_env)
+    _, out, err = finish_with_code(proc, sandbox, entry="")
+    assert proc.returncode == 1 and "no code entered" in err
+    with Store.open(state_dir) as store:
+        assert store.newest(NUMBER).attempts == 0
+
+
+@pytest.mark.parametrize(
+    ("outcome", "message"),
+    [
+        ("busy", "error: the line was busy: the code was not delivered"),
+        ("no-answer", "error: nobody answered: the code was not delivered"),
+        ("failed", "error: the call failed (the number may be unreachable): the code was not delivered"),
+    ],
+)
+def test_call_outcomes_that_deliver_nothing_exit_3(sandbox, cli_env, state_dir, outcome, message):
+    sandbox.set_scenario(outcome=outcome)
+    result = run_cli(["send", NUMBER, "--json"], cli_env)
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == message
+    data = json.loads(result.stdout)
+    assert (data["call_status"], data["verified"], data["exit_code"]) == (outcome, None, 3)
+    with Store.open(state_dir) as store:
+        assert store.newest(NUMBER).state == "undelivered"
+
+
+def test_nobody_presses_the_key(sandbox, cli_env):
+    sandbox.set_scenario(press=None)
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert not any(line.replace(", ", "").isdigit() for line in call.heard)  # the code was never read
+    key = [line for line in call.heard if line.startswith("Press ")][0].split()[1]
+    assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: nobody pressed {key} (voicemail?)"
+
+
+def test_wrong_keys_never_hear_the_code(sandbox, cli_env):
+    sandbox.set_scenario(press="0")  # the gate asks for 1–9
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert call.pressed == ["0", "0", "0"]
+    assert sandbox.heard_code() is None
+    assert "wrong key pressed 3 times" in result.stderr.splitlines()[-1]
+
+
+def test_no_keypress_reads_the_code_at_once(sandbox, cli_env):
+    sandbox.set_scenario(press=None)
+    proc = start_cli(["send", NUMBER, "--no-keypress"], cli_env)
+    code, out, err = finish_with_code(proc, sandbox)
+    assert proc.returncode == 0, err
+    assert next(iter(sandbox.calls.values())).pressed == []
+
+
+def test_platform_never_reaches_the_public_url(sandbox, cli_env, state_dir):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(["send", NUMBER, "--public-url", dead], cli_env)
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"error: SignalWire never reached {dead}: is the tunnel running? "
+        f"(it must forward to {cli_env['VOICE2FA_LISTEN']})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (401, "error: SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"),
+        (500, "error: SignalWire failed on the call request (500): try again later"),
+        (429, "error: SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again"),
+    ],
+)
+def test_api_errors_exit_4_and_store_nothing(sandbox, cli_env, state_dir, status, message):
+    sandbox.set_scenario(api_status=status)
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (4, message)
+    assert len(sandbox.requests) == 1  # never retried
+    with Store.open(state_dir) as store:
+        assert store.newest(NUMBER) is None
+
+
+def test_wrong_token_exits_4(sandbox, cli_env):
+    cli_env["SIGNALWIRE_TOKEN"] = "not-the-token"
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 4
+    assert "SIGNALWIRE_TOKEN" in result.stderr.splitlines()[-1]
+    assert sandbox.calls == {}
+
+
+def test_unreachable_signalwire_exits_4(cli_env):
+    port = free_port()
+    cli_env["SIGNALWIRE_SPACE"] = f"http://127.0.0.1:{port}"
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 4
+    assert result.stderr.splitlines()[-1] == (
+        f"error: cannot reach SignalWire at http://127.0.0.1:{port}: connection failed (Connection refused)"
+    )
+
+
+def test_platform_rejects_the_number(sandbox, cli_env):
+    sandbox.sandbox.caller = "+15550199999"  # the project does not own our caller ID
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 4
+    assert result.stderr.splitlines()[-1] == (
+        "error: SignalWire rejected the call request (400, error 21210): 'From' phone number not verified: "
+        "+15550100000 — SIGNALWIRE_NUMBER is not a number of this project: pick one from the Phone Numbers page"
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "message"),
+    [
+        ("", "error: the number is empty: give it in E.164 form, e.g. +15551234567"),
+        ("call-me", "error: the number 'call-me' contains letters: give it in E.164 form, e.g. +15551234567"),
+        ("+1555", "error: the number '+1555' is too short for its country (+1)"),
+        ("+1 555 123 4567 ext 9", "error: the number '+1 555 123 4567 ext 9' contains letters: give it in E.164 form, e.g. +15551234567"),
+    ],
+)
+def test_invalid_numbers_exit_2_and_call_nothing(sandbox, cli_env, state_dir, number, message):
+    result = run_cli(["send", number], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
+    assert sandbox.requests == []
+    assert not state_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        ("SIGNALWIRE_TOKEN", "error: SIGNALWIRE_TOKEN is not set: create an API token on the API page of your SignalWire Dashboard"),
+        ("SIGNALWIRE_PROJECT", "error: SIGNALWIRE_PROJECT is not set: copy the Project ID from the API page of your SignalWire Dashboard"),
+        ("VOICE2FA_PUBLIC_URL", "error: VOICE2FA_PUBLIC_URL is not set: start a tunnel to the --listen address (e.g. `ngrok http 5000`) and pass its https URL with --public-url or VOICE2FA_PUBLIC_URL"),
+    ],
+)
+def test_missing_variable_is_named(sandbox, cli_env, variable, message):
+    del cli_env[variable]
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
+    assert sandbox.requests == []
+
+
+def test_http_space_that_is_not_loopback_is_refused(sandbox, cli_env):
+    cli_env["SIGNALWIRE_SPACE"] = "http://example.signalwire.com"
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, "error: SIGNALWIRE_SPACE uses http:// for a host that is not loopback: use https://"
+    )
+
+
+def test_listen_address_taken(sandbox, cli_env):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = run_cli(["send", NUMBER, "--listen", f"127.0.0.1:{port}"], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: --listen 127.0.0.1:{port}: the address is already in use: choose another port"
+    )
+    assert sandbox.requests == []
+
+
+def test_malformed_listen(sandbox, cli_env):
+    result = run_cli(["send", NUMBER, "--listen", "localhost"], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, "error: --listen 'localhost' is not HOST:PORT (e.g. 127.0.0.1:5000)"
+    )
+
+
+def test_dotenv_is_read_and_junk_lines_are_named(sandbox, cli_env, tmp_path):
+    work = tmp_path / "project"
+    work.mkdir()
+    env = dict(cli_env)
+    token = env.pop("SIGNALWIRE_TOKEN")
+    (work / ".env").write_text(f"SIGNALWIRE_TOKEN={token}\nSIGNALWIRE_SPACE=http://127.0.0.1:1\n")
+    result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
+    assert result.returncode == 0, result.stderr  # the token came from .env; the real SPACE won
+    (work / ".env").write_text(f"SIGNALWIRE_TOKEN={token}\nthis is junk {token}\n")
+    result = run_cli(["send", NUMBER], env, cwd=work)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: {work / '.env'} line 2 is not KEY=VALUE: fix or remove that line"
+    )
+    assert token not in result.stderr
+
+
+def test_interrupt_hangs_up_and_exits_130(sandbox, cli_env, state_dir):
+    sandbox.set_scenario(outcome="hold")
+    proc = start_cli(["send", NUMBER], cli_env)
+    deadline = time.monotonic() + 10
+    while not (sandbox.calls and next(iter(sandbox.calls.values())).status == "ringing"):
+        assert time.monotonic() < deadline, "the call never rang"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert err.splitlines()[-1] == "error: interrupted"
+    sid = next(iter(sandbox.calls))
+    hang_up = [r for r in sandbox.requests if r.path.endswith(f"/Calls/{sid}.json") and r.method == "POST"]
+    assert [r.form for r in hang_up] == [(("Status", "completed"),)]
+    assert not listening(int(cli_env["VOICE2FA_LISTEN"].rsplit(":", 1)[1]))
+    with Store.open(state_dir) as store:
+        assert (store.newest(NUMBER).state, store.newest(NUMBER).call_status) == ("undelivered", "canceled")
+
+
+def test_sandbox_demo_needs_no_account(state_dir, tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    env.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
+    proc = start_cli(["send", "--sandbox", NUMBER], env)
+    # The operator is shown what the callee heard, each reading of the code on its own line.
+    lines = []
+    while len([line for line in lines if line.split("callee heard: ")[-1].strip().replace(", ", "").isdigit()]) < 2:
+        line = proc.stderr.readline()
+        assert line, "".join(lines)
+        lines.append(line)
+    readings = [line.split("callee heard: ")[1].strip() for line in lines if "callee heard: " in line]
+    code = [r for r in readings if r.replace(", ", "").isdigit()][0].replace(", ", "")
+    assert len(code) == 6
+    out, err = proc.communicate(code + "\n", timeout=30)
+    assert proc.returncode == 0, err
+    assert err.splitlines()[-1].endswith(f"verified: {NUMBER}")
+
+
+def test_verify_without_any_session(state_dir):
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    env["VOICE2FA_STATE_DIR"] = str(state_dir)
+    result = run_cli(["verify", NUMBER, "--code", "123456"], env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        1, f"error: no open session for {NUMBER}: run `voice2fa send {NUMBER}` first"
+    )
+    assert not state_dir.exists()  # verify creates nothing
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["verify", NUMBER, "--code", "12ab56"], "", "error: the code must be 6 to 10 digits"),
+        (["verify", NUMBER, "--code", "12345"], "", "error: the code must be 6 to 10 digits"),
+        (["verify", NUMBER], "12345678901\n", "error: the code must be 6 to 10 digits"),
+        (["verify", "+1-800-FLOWERS", "--code", "123456"], "", "error: the number '+1-800-FLOWERS' contains letters: give it in E.164 form, e.g. +15551234567"),
+    ],
+)
+def test_verify_malformed_input_exits_2(state_dir, args, stdin, message):
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    env["VOICE2FA_STATE_DIR"] = str(state_dir)
+    result = run_cli(args, env, input=stdin)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
+
+
+def test_verify_empty_stdin_is_no_code(state_dir):
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    env["VOICE2FA_STATE_DIR"] = str(state_dir)
+    result = run_cli(["verify", NUMBER], env, input="")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, "error: no code entered")

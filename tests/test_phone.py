@@ -1,0 +1,233 @@
+"""voice2fa_cli.phone: parsing what a person typed into E.164, and saying what is wrong."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from voice2fa_cli import phone
+from voice2fa_cli.errors import ConfigError
+from voice2fa_cli.phone import Number
+
+HINT = "give it in E.164 form, e.g. +15551234567"
+
+
+def error_of(text: str, what: str | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        phone.parse(text) if what is None else phone.parse(text, what)
+    assert info.value.exit_code == 2
+    return info.value
+
+
+# --- accepted forms ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+15551234567",
+        "15551234567",
+        "+1 555 123 4567",
+        "+1-555-123-4567",
+        "+1 (555) 123-4567",
+        "1 (555) 123-4567",
+        "+1.555.123.4567",
+        "  +15551234567  ",
+        "+1 555/123 4567",
+    ],
+)
+def test_parse_accepts_e164_with_or_without_plus_and_separators(text):
+    assert phone.parse(text) == Number(e164="+15551234567", region="US", known=False)
+
+
+def test_parse_known_number_in_france():
+    assert phone.parse("+33612345678") == Number(e164="+33612345678", region="FR", known=True)
+    assert phone.parse("33 6 12 34 56 78") == Number(e164="+33612345678", region="FR", known=True)
+
+
+def test_parse_555_example_is_not_known():
+    assert phone.parse("+15551234567").known is False
+
+
+@pytest.mark.parametrize("text", ["+18765551234", "+1 876 555 1234", "1 (876) 555-1234"])
+def test_region_for_plus_1_876_is_jamaica(text):
+    assert phone.parse(text) == Number(e164="+18765551234", region="JM", known=True)
+
+
+def test_region_for_plus_1_555_is_the_us():
+    assert phone.parse("+15551234567").region == "US"
+
+
+def test_region_of_a_london_number():
+    assert phone.parse("+44 20 7946 0958") == Number(e164="+442079460958", region="GB", known=True)
+
+
+# --- errors: exact messages ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", " ", "   \t  "])
+def test_empty(text):
+    assert error_of(text).message == f"the number is empty: {HINT}"
+
+
+def test_empty_names_what_it_parses():
+    assert error_of("", "SIGNALWIRE_NUMBER").message == f"SIGNALWIRE_NUMBER is empty: {HINT}"
+
+
+@pytest.mark.parametrize("text", ["abc", "+1555abc1234", "+1 555 CALL NOW", "tel:+15551234567"])
+def test_letters(text):
+    assert error_of(text).message == f"the number {text!r} contains letters: {HINT}"
+
+
+def test_letters_message_names_what_it_parses():
+    assert error_of("PT123", "SIGNALWIRE_NUMBER").message == f"SIGNALWIRE_NUMBER 'PT123' contains letters: {HINT}"
+
+
+@pytest.mark.parametrize("text", ["+1+5551234567", "1+5551234567", "++15551234567", "+1555123456+"])
+def test_plus_inside(text):
+    assert error_of(text).message == f"the number {text!r} has a '+' inside it: only a leading '+' is allowed"
+
+
+@pytest.mark.parametrize("text", ["+", "()", "+ ( ) -"])
+def test_no_digits(text):
+    assert error_of(text).message == f"the number {text!r} has no digits: {HINT}"
+
+
+@pytest.mark.parametrize("text", ["+12345", "+1 555", "+1 555 123"])
+def test_too_short(text):
+    assert error_of(text).message == f"the number {text!r} is too short for its country (+1)"
+
+
+@pytest.mark.parametrize(("text", "cc"), [("+1 555 123 4567 890", "1"), ("+33 6 12 34 56 78 9", "33")])
+def test_too_long(text, cc):
+    assert error_of(text).message == f"the number {text!r} is too long for its country (+{cc})"
+
+
+@pytest.mark.parametrize("text", ["+1555123456789012", "1234567890123456"])
+def test_more_than_15_digits_is_never_e164(text):
+    assert error_of(text).message == f"the number {text!r} is too long: E.164 numbers have at most 15 digits"
+
+
+@pytest.mark.parametrize("text", ["+999123456789", "+0123456789", "+2801234567", "0123456789"])
+def test_unknown_country_code(text):
+    assert error_of(text).message == (
+        f"the number {text!r} does not start with a known country calling code "
+        "(E.164: '+', country code, number; e.g. +15551234567)"
+    )
+
+
+@pytest.mark.parametrize("text", ["+1", "+7", "+44"])
+def test_a_bare_known_country_code_is_not_called_unknown(text):
+    # +1, +7 and +44 are country calling codes; the number is too short, not of an unknown country.
+    message = error_of(text).message
+    assert message.startswith(f"the number {text!r} ")
+    assert "known country calling code" not in message
+    assert "too short" in message
+
+
+def test_over_long_input_is_truncated_in_the_message():
+    text = "x" * 50
+    assert error_of(text).message == f"the number '{'x' * 40}…' contains letters: {HINT}"
+
+
+def test_over_long_message_keeps_the_first_40_characters():
+    text = "+1 555 CALL ME " * 5
+    assert error_of(text).message == f"the number {text[:40] + '…'!r} contains letters: {HINT}"
+
+
+@pytest.mark.parametrize("text", ["1" * 41, "+" + "5" * 60, "+1" + " " * 40 + "5551234567"])
+def test_over_long_digits_are_not_called_non_digits(text):
+    # Only digits (and spaces) here: the message must say the input is too long, not that it
+    # contains characters that are not digits. It is truncated like every over-long input.
+    message = error_of(text).message
+    assert message.startswith(f"the number {text.strip()[:40] + '…'!r} ")
+    assert "not digits" not in message
+    assert "letters" not in message
+    assert "too long" in message
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("\x00", f"the number '\\x00' contains characters that are not digits: {HINT}"),
+        ("+1555\x001234567", f"the number '+1555\\x001234567' contains characters that are not digits: {HINT}"),
+        ("+1555\x1b1234567", f"the number '+1555\\x1b1234567' contains characters that are not digits: {HINT}"),
+        ("$(rm -rf /)", f"the number '$(rm -rf /)' contains letters: {HINT}"),
+        ("`id`", f"the number '`id`' contains letters: {HINT}"),
+        ("+15551234567; rm -rf /", f"the number '+15551234567; rm -rf /' contains letters: {HINT}"),
+        ("１５５５１２３４５６７", f"the number '１５５５１２３４５６７' contains characters that are not digits: {HINT}"),
+        ("+1555\u202e1234567", f"the number '+1555\\u202e1234567' contains characters that are not digits: {HINT}"),
+    ],
+)
+def test_hostile_input(text, message):
+    assert error_of(text).message == message
+
+
+@pytest.mark.parametrize("control", ["\n", "\r", "\x0b", "\x1c", "\x85"])
+def test_control_characters_inside_a_number_are_refused(control):
+    # A number with a newline or another control character inside is not what a person typed
+    # as a phone number (and could forge a second log line): refused like '\x00'.
+    text = f"+1555{control}1234567"
+    assert error_of(text).message == f"the number {text!r} contains characters that are not digits: {HINT}"
+
+
+def test_10_kb_of_letters():
+    text = "a" * 10240
+    assert error_of(text).message == f"the number '{'a' * 40}…' contains letters: {HINT}"
+
+
+def test_10_kb_of_nul_bytes():
+    text = "\x00" * 10240
+    shown = repr("\x00" * 40 + "…")
+    assert shown == "'" + "\\x00" * 40 + "…'"
+    assert error_of(text).message == f"the number {shown} contains characters that are not digits: {HINT}"
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=80))
+def test_any_text_gives_a_number_or_a_one_line_config_error(text):
+    try:
+        number = phone.parse(text)
+    except ConfigError as exc:
+        assert exc.exit_code == 2
+        assert "\n" not in exc.message and "\r" not in exc.message
+        assert len(exc.message) < 400
+    else:
+        assert re.fullmatch(r"\+[1-9][0-9]{6,14}", number.e164)
+        assert re.fullmatch(r"[A-Z0-9]{2,3}", number.region)
+
+
+# --- quick_e164 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["+15551234567", "+1234567", "+123456789012345", "+33612345678"])
+def test_quick_e164_accepts_e164(text):
+    assert phone.quick_e164(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["15551234567", "+123456", "+1234567890123456", "+0155512345", "+1 555 123 4567", " +15551234567",
+     "+15551234567\n", "+1555123456７", "", "+"],
+)
+def test_quick_e164_refuses_anything_else(text):
+    assert phone.quick_e164(text) is None
+
+
+def test_quick_e164_agrees_with_parse_on_a_real_number():
+    assert phone.quick_e164("+15551234567") == phone.parse("+15551234567").e164
+
+
+# --- shown --------------------------------------------------------------------------------------
+
+
+def test_shown_quotes_and_truncates():
+    assert phone.shown("abc") == "'abc'"
+    assert phone.shown("y" * 40) == repr("y" * 40)
+    assert phone.shown("y" * 41) == repr("y" * 40 + "…")
