@@ -162,9 +162,31 @@ def test_no_keypress_reads_the_code_at_once(sandbox, cli_env):
     assert next(iter(sandbox.calls.values())).pressed == []
 
 
-def test_platform_never_reaches_the_public_url(sandbox, cli_env, state_dir):
+def test_preflight_catches_a_dead_tunnel_before_dialing(sandbox, cli_env, state_dir):
     dead = f"http://127.0.0.1:{free_port()}"
     result = run_cli(["send", NUMBER, "--public-url", dead], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2,
+        f"error: the public URL {dead} cannot be reached (ClientConnectorError): is the tunnel running and "
+        f"forwarding to {cli_env['VOICE2FA_LISTEN']}? (--skip-preflight to skip this check)",
+    )
+    assert sandbox.requests == []
+
+
+def test_preflight_catches_a_tunnel_to_another_server(sandbox, cli_env):
+    # The "tunnel" points at the sandbox itself: something answers, but not this voice2fa.
+    result = run_cli(["send", NUMBER, "--public-url", sandbox.url], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2,
+        f"error: the public URL {sandbox.url} answered 404, not this voice2fa: is the tunnel running and "
+        f"forwarding to {cli_env['VOICE2FA_LISTEN']}? (--skip-preflight to skip this check)",
+    )
+    assert sandbox.requests == []
+
+
+def test_platform_never_reaches_the_public_url(sandbox, cli_env, state_dir):
+    dead = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(["send", NUMBER, "--public-url", dead, "--skip-preflight"], cli_env)
     assert result.returncode == 3
     assert result.stderr.splitlines()[-1] == (
         f"error: SignalWire never reached {dead}: is the tunnel running? "

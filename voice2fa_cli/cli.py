@@ -117,9 +117,10 @@ def main() -> None:
 @click.option("--language", default="en-US", show_default=True, help="Language of the spoken text (a SignalWire language code).")
 @click.option("--voice", help="A SignalWire voice name for every <Say>.")
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
+@click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
-         language, voice, no_keypress, quiet) -> None:
+         language, voice, no_keypress, skip_preflight, quiet) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
@@ -135,7 +136,8 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         voice_settings = _voice(speech, language, voice)
         reporter = ui.Reporter(quiet=quiet)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
-                                   keypress=not no_keypress, max_attempts=max_attempts)
+                                   keypress=not no_keypress, max_attempts=max_attempts,
+                                   preflight=not skip_preflight)
         if sandbox:
             where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
             reporter.info("sandbox: a local stand-in of SignalWire places a simulated call; nothing is dialed")
@@ -144,6 +146,9 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
             for warning in settings.warnings:
                 reporter.warn(warning)
+            if settings.signing_key is None:
+                reporter.warn("webhook signatures are not checked: set SIGNALWIRE_SIGNING_KEY (API page of your "
+                              "SignalWire Dashboard) so that only SignalWire can fetch the call script")
             if not target.known:
                 reporter.warn(f"{target.e164} is not known to be an assigned number; dialing anyway")
             result = run_async(flow.send(settings, options, reporter))

@@ -63,6 +63,8 @@ class Settings:
     listen: Listen
     state_dir: Path
     timing: Timing
+    allowed_countries: frozenset[str] = frozenset()
+    max_calls_per_hour: int = 30
     warnings: tuple[str, ...] = ()
 
     @property
@@ -256,6 +258,33 @@ def state_dir(env: Mapping[str, str]) -> Path:
     return Path(user_state_dir("voice2fa", appauthor=False))
 
 
+def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[str]:
+    """VOICE2FA_ALLOWED_COUNTRIES (ISO codes, comma or space separated); default: the caller
+    ID's country."""
+    raw = _get(env, "VOICE2FA_ALLOWED_COUNTRIES")
+    if raw is None:
+        return frozenset({caller_region})
+    import phonenumbers
+
+    codes = [c.upper() for c in re.split(r"[\s,]+", raw) if c]
+    bad = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
+    if bad or not codes:
+        shown_bad = ", ".join(phone.shown(c) for c in bad[:3]) or "nothing"
+        raise ConfigError(
+            f"VOICE2FA_ALLOWED_COUNTRIES lists {shown_bad}: give ISO country codes such as US,CA,GB"
+        )
+    return frozenset(codes)
+
+
+def max_calls_per_hour(env: Mapping[str, str]) -> int:
+    raw = _get(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
+    if raw is None:
+        return 30
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise ConfigError("VOICE2FA_MAX_CALLS_PER_HOUR must be a whole number from 1 to 10000")
+    return int(raw)
+
+
 def listen(env: Mapping[str, str], flag: str | None) -> Listen:
     if flag is not None:
         return parse_listen(flag, "--listen")
@@ -297,5 +326,7 @@ def send_settings(
         listen=listen(env, listen_flag),
         state_dir=state_dir(env),
         timing=timing(env, ring_timeout),
+        allowed_countries=allowed_countries(env, caller_number.region),
+        max_calls_per_hour=max_calls_per_hour(env),
         warnings=tuple(warnings),
     )

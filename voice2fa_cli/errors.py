@@ -53,6 +53,8 @@ class ProviderError(Voice2faError):
     """SignalWire (or the network to it) failed or refused."""
 
     exit_code = EXIT_PROVIDER
+    timed_out = False  # no answer: the request may have reached the platform
+    dialed = True  # False only when a call request was refused before anything was dialed
 
 
 class PolicyRefused(Voice2faError):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voice2fa_cli import config, otp
-from voice2fa_cli.errors import ProviderError
+from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import Voice
 from voice2fa_cli.store import NoStore, Session, Store, Verdict
@@ -36,6 +36,7 @@ class SendOptions:
     voice: Voice = Voice()
     keypress: bool = True
     max_attempts: int = 5
+    preflight: bool = True
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,25 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     """Call through the configured SignalWire space."""
     from voice2fa_cli.webhook import bind
 
+    number = options.number
+    if number.region not in settings.allowed_countries:
+        allowed = ",".join(sorted(settings.allowed_countries))
+        raise PolicyRefused(
+            f"calls to {number.region} ({number.e164}) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is "
+            f"{allowed}; add {number.region} to allow them"
+        )
     with Store.open(settings.state_dir) as store:
         sock = bind(settings.listen.host, settings.listen.port)
-        return await _call(settings, options, store, reporter, sock)
+        reservation = store.reserve_call(number.e164, settings.max_calls_per_hour)
+        try:
+            return await _call(settings, options, store, reporter, sock)
+        except ConfigError:
+            store.release_call(reservation)  # the preflight failed: nothing was dialed
+            raise
+        except ProviderError as exc:
+            if not exc.dialed:
+                store.release_call(reservation)
+            raise
 
 
 async def send_sandbox(
@@ -132,6 +149,8 @@ async def _call(
     async with Server(app, sock), Client(
         settings.api_base, settings.project, settings.token, timeout=timing.api_timeout
     ) as client:
+        if options.preflight:
+            await preflight(server_config, settings.listen, timing.api_timeout)
         started = time.monotonic()
         reporter.step("dialing", 0.0, options.number.e164)
         created = await client.create_call(
@@ -193,6 +212,31 @@ async def _call(
         problem=None if call.delivered else problem,
         duration=call.duration,
     )
+
+
+async def preflight(server_config, listen: config.Listen, timeout: float) -> None:
+    """Fetch this run's health path through the public URL and check that this very server
+    answered (the nonce), before anything is dialed. ConfigError (exit 2) otherwise."""
+    import aiohttp
+
+    from voice2fa_cli.webhook import health_url
+
+    url = health_url(server_config)
+    shown = server_config.public_url
+    hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+            async with http.get(url, allow_redirects=False) as resp:
+                body = await resp.content.read(4096)
+                status = resp.status
+    except asyncio.TimeoutError:
+        raise ConfigError(f"the public URL {shown} did not answer within {timeout:g} s: {hint}") from None
+    except aiohttp.ClientError as exc:
+        raise ConfigError(f"the public URL {shown} cannot be reached ({type(exc).__name__}): {hint}") from None
+    if status != 200:
+        raise ConfigError(f"the public URL {shown} answered {status}, not this voice2fa: {hint}")
+    if server_config.health_nonce.encode() not in body:
+        raise ConfigError(f"the public URL {shown} reaches another server, not this voice2fa: {hint}")
 
 
 class _Follower:

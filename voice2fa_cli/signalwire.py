@@ -59,10 +59,12 @@ class Client:
                 body = await resp.read()
                 status = resp.status
         except asyncio.TimeoutError:
-            raise ProviderError(
+            error = ProviderError(
                 f"SignalWire did not answer {what} within {self._timeout.total:g} s"
                 + ("; the call may still have been placed" if what == "the call request" else "")
-            ) from None
+            )
+            error.timed_out = True
+            raise error from None
         except aiohttp.ClientError as exc:
             raise ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}") from None
         data = _json(body)
@@ -85,7 +87,11 @@ class Client:
             *(("StatusCallbackEvent", event) for event in STATUS_EVENTS),
             ("Timeout", str(ring_timeout)),
         ]
-        data = await self._request("POST", "/Calls.json", "the call request", form)
+        try:
+            data = await self._request("POST", "/Calls.json", "the call request", form)
+        except ProviderError as error:
+            error.dialed = error.timed_out
+            raise
         sid = data.get("sid")
         if not isinstance(sid, str) or not sid:
             raise ProviderError("SignalWire accepted the call request but returned no call sid")

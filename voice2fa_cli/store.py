@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voice2fa_cli import otp
-from voice2fa_cli.errors import StoreError
+from voice2fa_cli.errors import PolicyRefused, StoreError
 
 APPLICATION_ID = 0x56324641  # "V2FA"
 SCHEMA_VERSION = 1
@@ -34,6 +34,11 @@ FAILURE_WINDOW = 3600.0
 LOCK_SECONDS = 3600.0
 
 OPEN_STATES = ("calling", "delivered")
+
+# Send limits against toll fraud and call bombing (Twilio Verify's defaults).
+SENDS_PER_NUMBER = 5
+SEND_WINDOW = 600.0
+HOUR = 3600.0
 
 _SCHEMA = [
     # version 1
@@ -290,9 +295,56 @@ class Store:
                 " call_sid, call_status, sandbox) VALUES (?, ?, ?, ?, ?, ?, 'calling', ?, ?, ?)",
                 (session_id, number, now, now + ttl, digest, max_attempts, call_sid, call_status, int(sandbox)),
             )
-            if not sandbox:
-                c.execute("INSERT INTO calls (number, at) VALUES (?, ?)", (number, now))
         return self.get(session_id)  # type: ignore[return-value]
+
+    def reserve_call(self, number: str, max_per_hour: int) -> int:
+        """Check the number's lock and the send limits and, in the same transaction, count this
+        call; raises PolicyRefused (exit 5). Returns the reservation, to release if the
+        platform refuses the call (then nothing was dialed)."""
+        with self._tx() as c:
+            now = self.clock()
+            rows = c.execute(
+                "SELECT at FROM failures WHERE number = ? AND at > ?",
+                (number, now - FAILURE_WINDOW - LOCK_SECONDS),
+            ).fetchall()
+            until = _locked_until([r[0] for r in rows], now)
+            if until is not None:
+                raise PolicyRefused(
+                    f"{number} is locked after too many wrong codes: no calls until {clock_text(until)}"
+                )
+            recent = [r[0] for r in c.execute(
+                "SELECT at FROM calls WHERE number = ? AND at > ? ORDER BY at", (number, now - SEND_WINDOW)
+            )]
+            if len(recent) >= SENDS_PER_NUMBER:
+                retry = recent[len(recent) - SENDS_PER_NUMBER] + SEND_WINDOW
+                raise PolicyRefused(
+                    f"send limit reached: {len(recent)} calls to {number} in the last "
+                    f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(retry)}"
+                )
+            hourly = [r[0] for r in c.execute("SELECT at FROM calls WHERE at > ? ORDER BY at", (now - HOUR,))]
+            if len(hourly) >= max_per_hour:
+                retry = hourly[len(hourly) - max_per_hour] + HOUR
+                raise PolicyRefused(
+                    f"send limit reached: {len(hourly)} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR="
+                    f"{max_per_hour}); try again after {clock_text(retry)}"
+                )
+            return c.execute("INSERT INTO calls (number, at) VALUES (?, ?)", (number, now)).lastrowid
+
+    def release_call(self, reservation: int) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM calls WHERE rowid = ?", (reservation,))
+
+    def purge(self) -> int:
+        """Remove expired sessions and calls older than any limit; keep the failures
+        the number lockout needs. Returns how many sessions were removed."""
+        with self._tx() as c:
+            now = self.clock()
+            removed = c.execute(
+                "DELETE FROM sessions WHERE expires_at <= ?", (now,)
+            ).rowcount
+            c.execute("DELETE FROM calls WHERE at <= ?", (now - HOUR,))
+            c.execute("DELETE FROM failures WHERE at <= ?", (now - FAILURE_WINDOW - LOCK_SECONDS,))
+        return removed
 
     def get(self, session_id: str) -> Session | None:
         with self._errors():
