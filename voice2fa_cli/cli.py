@@ -238,3 +238,40 @@ def verify(number, code, json_out) -> None:
             ui.error(verdict.reason)
             sys.exit(EXIT_REJECTED)
         click.echo(f"verified: {e164}", err=True)
+
+
+@main.group(invoke_without_command=True)
+@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many sessions.")
+@click.pass_context
+def sessions(ctx, json_out, limit) -> None:
+    """List recent sessions, newest first (never codes).
+
+    \b
+    Examples:
+      voice2fa sessions
+      voice2fa sessions --json | jq '.sessions[] | select(.state == "open")'
+      voice2fa sessions purge
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from voice2fa_cli import config, flow, ui
+
+    with exit_codes(json_out):
+        env = config.load_environment()
+        rows = flow.recent_sessions(config.state_dir(env), limit)
+        if json_out:
+            ui.emit_json({"sessions": [ui.session_json(row, now) for row, now in rows]})
+        else:
+            ui.session_table([ui.session_json(row, now) for row, now in rows])
+
+
+@sessions.command()
+def purge() -> None:
+    """Remove expired sessions (the failure counts behind number lockouts are kept)."""
+    from voice2fa_cli import config, flow
+
+    with exit_codes(False):
+        env = config.load_environment()
+        removed = flow.purge(config.state_dir(env))
+        click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)

@@ -338,3 +338,23 @@ def check(state_dir: Path, number: str, code: str, session_id: str | None = None
         return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
     with store:
         return store.check(number, code, session_id=session_id)
+
+
+def recent_sessions(state_dir: Path, limit: int) -> list[tuple[Session, float]]:
+    """The newest sessions, each with the time it was read at (to tell expired ones)."""
+    try:
+        store = Store.open(state_dir, create=False)
+    except NoStore:
+        return []
+    with store:
+        now = store.clock()
+        return [(s, now) for s in store.recent(limit)]
+
+
+def purge(state_dir: Path) -> int:
+    try:
+        store = Store.open(state_dir, create=False)
+    except NoStore:
+        return 0
+    with store:
+        return store.purge()

@@ -34,6 +34,7 @@ class Scenario:
     api_status: int | None = None  # answer Calls.json create with this error status (401, 429, 500 …)
     press: str | None = "asked"  # "asked": the key the call asks for; a digit; None: press nothing
     callbacks: bool = True  # False: status callbacks are lost (the client must poll)
+    fetch: bool = True  # False: the call is answered but the webhook is never fetched
     hang_up_after_fetch: bool = False  # the callee hangs up as soon as the call is answered
     delay: float = 0.02  # between simulated steps; at most 0.05
 
@@ -168,13 +169,18 @@ class Sandbox:
     def _authorised(self, request: web.Request) -> bool:
         if request.match_info["project"] != self.project:
             return False
-        header = request.headers.get("Authorization", "")
-        try:
-            auth = aiohttp.BasicAuth.decode(header)
-        except ValueError:
+        import base64
+        import binascii
+
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
             return False
-        return secrets.compare_digest(auth.login.encode(), self.project.encode()) and secrets.compare_digest(
-            auth.password.encode(), self.token.encode()
+        try:
+            login, _, password = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        return secrets.compare_digest(login.encode(), self.project.encode()) and secrets.compare_digest(
+            password.encode(), self.token.encode()
         )
 
     async def _create(self, request: web.Request) -> web.Response:
@@ -305,6 +311,8 @@ class Sandbox:
         call.answered = True
         await self._callback(call, "answered", "answered")
         await self._callback(call, "answered", "in-progress")
+        if not scenario.fetch:
+            await asyncio.Event().wait()  # silence until the client hangs up
         await self._converse(call)
         call.duration = max(1, 2 * len(call.heard))
         call.status = "completed"

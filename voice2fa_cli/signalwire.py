@@ -37,13 +37,17 @@ class Client:
 
     def __init__(self, api_base: str, project: str, token: str, *, timeout: float) -> None:
         self._base = api_base
-        self._auth = aiohttp.BasicAuth(project, token)
+        import base64
+
+        credentials = base64.b64encode(f"{project}:{token}".encode()).decode("ascii")
+        self._auth = f"Basic {credentials}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Client:
         self._http = aiohttp.ClientSession(
-            auth=self._auth, timeout=self._timeout, headers={"User-Agent": f"voice2fa/{__version__}"}
+            timeout=self._timeout,
+            headers={"User-Agent": f"voice2fa/{__version__}", "Authorization": self._auth},
         )
         return self
 

@@ -116,3 +116,33 @@ def read_code(interactive: bool, prompt: str = PROMPT) -> str | None:
     sys.stderr.flush()
     line = sys.stdin.readline()
     return line.strip() or None
+
+
+def session_json(session, now: float) -> dict:
+    state = session.state
+    if state in ("calling", "delivered"):
+        state = "expired" if now >= session.expires_at else "open"
+    return {
+        "session_id": session.id,
+        "number": session.number,
+        "created_at": iso(session.created_at),
+        "expires_at": iso(session.expires_at),
+        "state": state,
+        "attempts_left": session.attempts_left if state == "open" else 0,
+        "call_sid": session.call_sid,
+        "call_status": session.call_status,
+        "sandbox": session.sandbox,
+    }
+
+
+def session_table(rows: list[dict]) -> None:
+    """A plain table on stdout (it is data), or a note on stderr when there is nothing."""
+    if not rows:
+        click.echo("no sessions", err=True)
+        return
+    columns = [("number", "NUMBER"), ("created_at", "CREATED"), ("expires_at", "EXPIRES"),
+               ("state", "STATE"), ("attempts_left", "LEFT"), ("session_id", "SESSION")]
+    table = [[title for _, title in columns]] + [[str(row[key]) for key, _ in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
