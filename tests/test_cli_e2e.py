@@ -381,3 +381,57 @@ def test_verify_empty_stdin_is_no_code(state_dir):
     env["VOICE2FA_STATE_DIR"] = str(state_dir)
     result = run_cli(["verify", NUMBER], env, input="")
     assert (result.returncode, result.stderr.splitlines()[-1]) == (1, "error: no code entered")
+
+
+def languages_heard(sandbox) -> set[str]:
+    from voice2fa_cli import speech
+
+    call = next(iter(sandbox.calls.values()))
+    return {lang for doc in call.documents for lang in speech.render(doc).languages}
+
+
+def test_the_callee_country_chooses_the_language(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,FR"
+    result = run_cli(["send", "+33612345678", "--no-prompt"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert languages_heard(sandbox) == {"fr-FR"}
+    assert "Appuyez sur" in " ".join(next(iter(sandbox.calls.values())).heard)
+
+
+def test_language_flag_wins_over_the_country(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "FR,US"
+    result = run_cli(["send", "+33612345678", "--no-prompt", "--language", "es-ES"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert languages_heard(sandbox) == {"es-ES"}
+
+
+def test_a_country_not_allowed_exits_5_before_dialing(sandbox, cli_env):
+    result = run_cli(["send", "+33612345678", "--json"], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        5, "error: calls to FR (+33612345678) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is US; add FR to allow them"
+    )
+    assert json.loads(result.stdout)["exit_code"] == 5
+    assert sandbox.requests == []
+
+
+def test_bad_allowed_countries_is_a_configuration_error(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,XX"
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, "error: VOICE2FA_ALLOWED_COUNTRIES lists 'XX': give ISO country codes such as US,CA,GB"
+    )
+
+
+def test_sessions_lists_without_codes(sandbox, cli_env):
+    assert run_cli(["send", NUMBER, "--no-prompt"], cli_env).returncode == 0
+    code = sandbox.heard_code()
+    listing = run_cli(["sessions"], cli_env)
+    assert listing.returncode == 0
+    header, row = listing.stdout.splitlines()
+    assert header.split() == ["NUMBER", "CREATED", "EXPIRES", "STATE", "LEFT", "SESSION"]
+    assert row.split()[0] == NUMBER and row.split()[3:5] == ["open", "5"]
+    data = json.loads(run_cli(["sessions", "--json"], cli_env).stdout)
+    assert [s["state"] for s in data["sessions"]] == ["open"]
+    assert code not in listing.stdout + json.dumps(data)
+    purged = run_cli(["sessions", "purge"], cli_env)
+    assert (purged.returncode, purged.stderr.strip()) == (0, "removed 0 expired sessions")

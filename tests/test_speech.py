@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from voice2fa_cli import speech
-from voice2fa_cli.speech import Heard, Voice
+from voice2fa_cli.speech import Heard, Voice, code_document, gate_document, render
 
 CODE = "481234"
-VOICE = Voice(language="fr-FR", voice="woman")
+VOICE = Voice(language="en-GB", voice="woman")
 ACTION = "https://abc123.ngrok.app/v/tok/gate?attempt=1&x=2"
 
 
@@ -77,11 +77,11 @@ def test_any_code_is_read_digit_by_digit_at_least_twice(code):
 def test_the_code_document_as_a_whole():
     root = parse(speech.code_document(CODE, VOICE))
     assert [(child.tag, child.text, child.attrib) for child in root] == (
-        [("Say", "Hello. This is your verification code.", {"language": "fr-FR", "voice": "woman"})]
-        + [("Say", d, {"language": "fr-FR", "voice": "woman"}) for d in CODE]
-        + [("Pause", None, {"length": "1"}), ("Say", "Once again, your code is:", {"language": "fr-FR", "voice": "woman"})]
-        + [("Say", d, {"language": "fr-FR", "voice": "woman"}) for d in CODE]
-        + [("Pause", None, {"length": "1"}), ("Say", "Goodbye.", {"language": "fr-FR", "voice": "woman"}),
+        [("Say", "Hello. This is your verification code.", {"language": "en-GB", "voice": "woman"})]
+        + [("Say", d, {"language": "en-GB", "voice": "woman"}) for d in CODE]
+        + [("Pause", None, {"length": "1"}), ("Say", "Once again, your code is:", {"language": "en-GB", "voice": "woman"})]
+        + [("Say", d, {"language": "en-GB", "voice": "woman"}) for d in CODE]
+        + [("Pause", None, {"length": "1"}), ("Say", "Goodbye.", {"language": "en-GB", "voice": "woman"}),
            ("Hangup", None, {})]
     )
 
@@ -90,7 +90,7 @@ def test_language_and_voice_on_every_say():
     root = parse(speech.code_document(CODE, VOICE))
     assert len(says(root)) == 15
     for say in says(root):
-        assert say.get("language") == "fr-FR"
+        assert say.get("language") == "en-GB"
         assert say.get("voice") == "woman"
 
 
@@ -150,7 +150,7 @@ def test_hostile_language_and_voice_stay_attribute_values():
 
 def test_gate_document():
     root = parse(speech.gate_document("7", ACTION, VOICE))
-    attrs = {"language": "fr-FR", "voice": "woman"}
+    attrs = {"language": "en-GB", "voice": "woman"}
     assert root[0].tag == "Say" and root[0].text == "Hello. This is your verification code."
     gather = root[1]
     assert gather.tag == "Gather"
@@ -213,7 +213,7 @@ def test_render_code_document():
             "[hangs up]",
         ),
         gather=None,
-        languages=("fr-FR",) * 15,
+        languages=("en-GB",) * 15,
         prompt=(),
         until_key=6,
     )
@@ -267,3 +267,41 @@ def test_render_refuses_a_root_other_than_response(document, root):
     with pytest.raises(ValueError) as info:
         speech.render(document)
     assert str(info.value) == f"the root element is <{root}>, not <Response>"
+
+
+# --- languages ---------------------------------------------------------------------------------
+
+
+def test_a_translated_language_speaks_every_sentence_in_it():
+    root = ET.fromstring(code_document("123456", Voice(language="fr-FR")))
+    says = [(el.text, el.get("language")) for el in root.iter("Say")]
+    assert says[0] == ("Bonjour. Voici votre code de vérification.", "fr-FR")
+    assert ("Je répète, votre code est :", "fr-FR") in says
+    assert says[-1] == ("Au revoir.", "fr-FR")
+    assert {lang for _, lang in says} == {"fr-FR"}
+
+
+@pytest.mark.parametrize(
+    ("language", "press"),
+    [("es-ES", "Pulse 7 para escuchar su código."), ("de-DE", "Drücken Sie die 7, um Ihren Code zu hören."),
+     ("it-IT", "Prema 7 per ascoltare il suo codice."), ("pt-BR", "Pressione 7 para ouvir o seu código."),
+     ("en-US", "Press 7 to hear your code.")],
+)
+def test_the_gate_names_the_key_as_a_numeral_in_each_language(language, press):
+    heard = render(gate_document("7", "https://x.example/v/t/key", Voice(language=language)))
+    assert heard.prompt == (press,)
+
+
+def test_an_untranslated_language_falls_back_to_english_text_with_native_digits():
+    root = ET.fromstring(code_document("123456", Voice(language="nl-NL")))
+    says = [(el.text, el.get("language")) for el in root.iter("Say")]
+    assert says[0] == ("Hello. This is your verification code.", "en-US")
+    assert [lang for text, lang in says if text.isdigit()] == ["nl-NL"] * 12
+
+
+def test_language_from_the_callee_country():
+    from voice2fa_cli import phrases
+
+    assert [phrases.for_region(r) for r in ("FR", "US", "MX", "BR", "DE", "ZZ", None)] == [
+        "fr-FR", "en-US", "es-MX", "pt-BR", "de-DE", "en-US", "en-US"
+    ]

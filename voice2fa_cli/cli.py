@@ -114,13 +114,14 @@ def main() -> None:
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
 @click.option("--ring-timeout", type=click.IntRange(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
 @click.option("--max-attempts", type=click.IntRange(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
-@click.option("--language", default="en-US", show_default=True, help="Language of the spoken text (a SignalWire language code).")
-@click.option("--voice", help="A SignalWire voice name for every <Say>.")
+@click.option("--language", help="Language of the call, e.g. fr-FR  [default: from the callee's country]")
+@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna).")
+@click.option("--message", metavar="TEXT", help="Your own first sentence (plain text, at most 200 characters).")
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
-         language, voice, no_keypress, skip_preflight, quiet) -> None:
+         language, voice, message, no_keypress, skip_preflight, quiet) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
@@ -133,7 +134,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         target = phone.parse(number)
         payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
                        verified=None, expires_at=None)
-        voice_settings = _voice(speech, language, voice)
+        voice_settings = _voice(speech, language, voice, message, target.region)
         reporter = ui.Reporter(quiet=quiet)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
                                    keypress=not no_keypress, max_attempts=max_attempts,
@@ -172,14 +173,24 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             ui.emit_json(payload)
 
 
-def _voice(speech, language: str, voice: str | None):
+def _voice(speech, language: str | None, voice: str | None, message: str | None, region: str):
     import re
 
-    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
-        raise click.BadParameter("a language code such as en-US", param_hint="--language")
+    from voice2fa_cli import phrases
+
+    if language is None:
+        language = phrases.for_region(region)
+    elif not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+        raise click.BadParameter("a language code such as en-US or fr-FR", param_hint="--language")
     if voice is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:_\-]{0,63}", voice):
-        raise click.BadParameter("a voice name such as man, woman or polly.Joanna", param_hint="--voice")
-    return speech.Voice(language=language, voice=voice)
+        raise click.BadParameter("a voice name such as man, woman or Polly.Joanna", param_hint="--voice")
+    if message is not None:
+        message = " ".join(message.split())
+        if not message or len(message) > speech.MAX_INTRO or not message.isprintable():
+            raise click.BadParameter(
+                f"plain printable text of 1 to {speech.MAX_INTRO} characters", param_hint="--message"
+            )
+    return speech.Voice(language=language, voice=voice, intro=message)
 
 
 def _prompt_and_check(flow, ui, state_dir, number: str, session_id: str, reporter):

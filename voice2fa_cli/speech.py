@@ -9,33 +9,38 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-DEFAULT_LANGUAGE = "en-US"
+from voice2fa_cli import phrases
+from voice2fa_cli.phrases import DEFAULT_LANGUAGE
+
 MAX_INTRO = 200
 
 
 @dataclass(frozen=True)
 class Voice:
-    language: str = DEFAULT_LANGUAGE
+    language: str = DEFAULT_LANGUAGE  # of the digits; the sentences too when translated
     voice: str | None = None
     intro: str | None = None  # a custom first sentence, plain text
 
-    def say(self, parent: ET.Element, text: str) -> ET.Element:
-        el = ET.SubElement(parent, "Say", {"language": self.language})
+    def _say(self, parent: ET.Element, text: str, language: str) -> ET.Element:
+        el = ET.SubElement(parent, "Say", {"language": language})
         if self.voice:
             el.set("voice", self.voice)
         el.text = text
         return el
 
+    def say(self, parent: ET.Element, name: str, **values: str) -> ET.Element:
+        """A translated sentence (English where no translation exists)."""
+        language = phrases.text_language(self.language)
+        return self._say(parent, phrases.phrase(language, name, **values), language)
 
-PHRASES = {
-    "intro": "Hello. This is your verification code.",
-    "code": "Your code is:",
-    "again": "Once again, your code is:",
-    "goodbye": "Goodbye.",
-    "press": "Press {key} to hear your code.",
-    "wrong_key": "That was not {key}.",
-    "no_key": "We did not hear a key press. Goodbye.",
-}
+    def say_text(self, parent: ET.Element, text: str) -> ET.Element:
+        return self._say(parent, text, phrases.text_language(self.language))
+
+    def say_digit(self, parent: ET.Element, digit: str) -> ET.Element:
+        return self._say(parent, digit, self.language)
+
+    def opening(self, parent: ET.Element) -> ET.Element:
+        return self.say_text(parent, self.intro) if self.intro else self.say(parent, "intro")
 
 
 def _document() -> ET.Element:
@@ -50,15 +55,18 @@ def code_document(code: str, voice: Voice, *, after_gate: bool = False) -> bytes
     """Intro, the code digit by digit, the code again, goodbye, hang up. After the key-press
     gate (which said the intro already) it starts with "Your code is"."""
     root = _document()
-    voice.say(root, PHRASES["code"] if after_gate else voice.intro or PHRASES["intro"])
-    for label in (None, PHRASES["again"]):
-        if label:
+    if after_gate:
+        voice.say(root, "code")
+    else:
+        voice.opening(root)
+    for reading in range(2):
+        if reading:
             ET.SubElement(root, "Pause", {"length": "1"})
-            voice.say(root, label)
+            voice.say(root, "again")
         for digit in code:
-            voice.say(root, digit)
+            voice.say_digit(root, digit)
     ET.SubElement(root, "Pause", {"length": "1"})
-    voice.say(root, PHRASES["goodbye"])
+    voice.say(root, "goodbye")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
 
@@ -67,21 +75,21 @@ def gate_document(key: str, action_url: str, voice: Voice, *, retry: bool = Fals
     """Ask for one key press before the code is read (a voicemail box presses nothing)."""
     root = _document()
     if retry:
-        voice.say(root, PHRASES["wrong_key"].format(key=key))
+        voice.say(root, "wrong_key", key=key)
     else:
-        voice.say(root, voice.intro or PHRASES["intro"])
+        voice.opening(root)
     gather = ET.SubElement(
         root, "Gather", {"numDigits": "1", "method": "POST", "action": action_url, "timeout": "8"}
     )
-    voice.say(gather, PHRASES["press"].format(key=key))
-    voice.say(root, PHRASES["no_key"])
+    voice.say(gather, "press", key=key)
+    voice.say(root, "no_key")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
 
 
 def goodbye_document(voice: Voice) -> bytes:
     root = _document()
-    voice.say(root, PHRASES["goodbye"])
+    voice.say(root, "goodbye")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
 
