@@ -286,3 +286,34 @@ def purge() -> None:
         env = config.load_environment()
         removed = flow.purge(config.state_dir(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
+
+
+@main.command(epilog="""
+\b
+Examples:
+  voice2fa doctor
+  voice2fa doctor --public-url https://abc123.ngrok.app --listen 127.0.0.1:5000
+  voice2fa doctor --json | jq '.checks[] | select(.status == "fail")'
+""")
+@click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
+@click.option("--listen", metavar="HOST:PORT", help="Where to start the callback server [VOICE2FA_LISTEN].")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+def doctor(public_url, listen, json_out) -> None:
+    """Check the configuration, the credentials and the tunnel before a call costs money.
+
+    Asks the API for the account only; dials nothing. Exit codes: 0 every check passed
+    (warnings allowed), 2 otherwise.
+    """
+    from voice2fa_cli import config, doctor as checks_module, ui
+
+    with exit_codes(json_out):
+        env = config.load_environment()
+        checks = run_async(checks_module.run(env, public_url, listen))
+        ok = all(c.status != "fail" for c in checks)
+        if json_out:
+            ui.emit_json({"ok": ok, "checks": [c.__dict__ for c in checks]})
+        ui.doctor_table(checks)
+        if not ok:
+            failed = [c.name for c in checks if c.status == "fail"]
+            ui.error(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {', '.join(failed)}")
+            sys.exit(2)

@@ -146,3 +146,23 @@ def session_table(rows: list[dict]) -> None:
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+
+
+MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+def doctor_table(checks) -> None:
+    """One row per check on stderr: mark, name, detail, and the fix when there is one."""
+    width = max(len(c.name) for c in checks)
+    console = None
+    if fancy(sys.stderr):
+        from rich.console import Console
+
+        console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    for c in checks:
+        mark, style = MARKS[c.status]
+        line = f"{mark} {c.name.ljust(width)}  {c.detail}" + (f"\n  {' ' * width}  fix: {c.fix}" if c.fix and c.status != "ok" else "")
+        if console is not None:
+            console.print(line, style=style if c.status != "ok" else None, markup=False)
+        else:
+            click.echo(line, err=True)
