@@ -317,3 +317,50 @@ def doctor(public_url, listen, json_out) -> None:
             failed = [c.name for c in checks if c.status == "fail"]
             ui.error(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {', '.join(failed)}")
             sys.exit(2)
+
+
+@main.command(epilog="""
+\b
+Examples:
+  voice2fa preview                          what a caller in your country hears
+  voice2fa preview +33612345678             the French call
+  voice2fa preview --language de-DE --audio call.wav
+  voice2fa preview --play --digits 8
+""")
+@click.argument("number", required=False)
+@click.option("--language", help="Language of the call  [default: from NUMBER's country, else en-US]")
+@click.option("--voice", help="A SignalWire voice name (shown in the cXML; espeak-ng uses its own voice).")
+@click.option("--message", metavar="TEXT", help="Your own first sentence.")
+@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the sample code.")
+@click.option("--no-keypress", is_flag=True, help="Preview the call without the key-press gate.")
+@click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True), help="Write the call as a WAV file (espeak-ng).")
+@click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
+def preview(number, language, voice, message, digits, no_keypress, audio, play) -> None:
+    """Show exactly what the callee would hear, with a sample code.
+
+    The transcript goes to stdout; --audio and --play speak it through espeak-ng.
+    """
+    from pathlib import Path
+
+    from voice2fa_cli import phone, speech
+    from voice2fa_cli import preview as previews
+
+    with exit_codes(False):
+        region = phone.parse(number).region if number else None
+        voice_settings = _voice(speech, language, voice, message, region or "")
+        lines = previews.transcript(voice_settings, digits, not no_keypress)
+        click.echo("\n".join(lines))
+        if audio or play:
+            import tempfile
+
+            target = Path(audio) if audio else Path(tempfile.mkdtemp(prefix="voice2fa-")) / "preview.wav"
+            previews.synthesize(lines, voice_settings.language, target)
+            if audio:
+                click.echo(f"wrote {target}", err=True)
+            if play:
+                try:
+                    previews.play(target)
+                finally:
+                    if not audio:
+                        target.unlink(missing_ok=True)
+                        target.parent.rmdir()
