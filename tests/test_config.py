@@ -372,6 +372,8 @@ def test_send_settings_from_a_complete_environment(tmp_path):
         listen=Listen("127.0.0.1", 5000),
         state_dir=tmp_path / "state",
         timing=Timing(),
+        allowed_countries=frozenset({"US"}),
+        max_calls_per_hour=30,
         warnings=(UNASSIGNED,),
     )
     assert settings.api_base == "https://example.signalwire.com/api/laml/2010-04-01/Accounts/a1b2c3d4-0000-4000-8000-123456789abc"

@@ -20,9 +20,13 @@ class Recorder:
         self.steps: list[str] = []
         self.warnings: list[str] = []
         self.lines: list[str] = []
+        self.debug_lines: list[str] = []
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
+
+    def debug(self, text: str) -> None:
+        self.debug_lines.append(text)
 
     def step(self, event: str, elapsed: float, detail: str | None = None) -> None:
         self.steps.append(event)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import click
 
 from voice2fa_cli import __version__
-from voice2fa_cli.errors import EXIT_INTERRUPTED, EXIT_REJECTED, NotDelivered, Rejected, Voice2faError
+from voice2fa_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REJECTED, NotDelivered, Rejected, Voice2faError
 
 SEND_EXAMPLES = """
 \b
@@ -36,9 +36,10 @@ class Interrupted(Exception):
 
 
 @contextmanager
-def exit_codes(json_out: bool, base: dict | None = None) -> Iterator[dict]:
-    """Turn domain errors into one line on stderr (and JSON on stdout) and the exit code."""
-    payload: dict = dict(base or {})
+def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
+    """Turn domain errors into one line on stderr (and JSON on stdout) and the exit code.
+    An unexpected exception is one line too (exit 70); its traceback only with -v."""
+    payload: dict = {}
     try:
         yield payload
     except Voice2faError as exc:
@@ -55,6 +56,19 @@ def exit_codes(json_out: bool, base: dict | None = None) -> Iterator[dict]:
         if json_out:
             ui.emit_json({**payload, "error": "interrupted", "exit_code": EXIT_INTERRUPTED})
         sys.exit(EXIT_INTERRUPTED)
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise  # usage errors: OneLineErrors renders them
+    except Exception as exc:  # a bug: say so in one line, never a traceback unless asked
+        from voice2fa_cli import ui
+
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        ui.error(f"internal error ({type(exc).__name__})", "a bug in voice2fa: run with -v for the traceback and report it")
+        if json_out:
+            ui.emit_json({**payload, "error": f"internal error ({type(exc).__name__})", "exit_code": EXIT_INTERNAL})
+        sys.exit(EXIT_INTERNAL)
 
 
 def run_async(coro):
@@ -93,7 +107,30 @@ def parse_ttl(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return seconds
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineErrors(click.Group):
+    """Click's usage errors as one line with a hint, like every other failure (exit 2)."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
+                click.echo(exc.ctx.get_help(), err=True)  # bare `voice2fa`: the help, as usage
+                sys.exit(exc.exit_code)
+            command = exc.ctx.command_path if exc.ctx else "voice2fa"
+            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code or 0)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="voice2fa", message="%(prog)s %(version)s")
 def main() -> None:
     """Prove by a phone call that a person holds a phone number.
@@ -120,8 +157,9 @@ def main() -> None:
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
 def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
-         language, voice, message, no_keypress, skip_preflight, quiet) -> None:
+         language, voice, message, no_keypress, skip_preflight, quiet, verbose) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
@@ -129,13 +167,13 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
     """
     from voice2fa_cli import config, flow, phone, speech, ui
 
-    with exit_codes(json_out) as payload:
+    with exit_codes(json_out, verbose) as payload:
         env = config.load_environment()
         target = phone.parse(number)
         payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
                        verified=None, expires_at=None)
         voice_settings = _voice(speech, language, voice, message, target.region)
-        reporter = ui.Reporter(quiet=quiet)
+        reporter = ui.Reporter(quiet=quiet, verbose=verbose)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
                                    keypress=not no_keypress, max_attempts=max_attempts,
                                    preflight=not skip_preflight)
@@ -152,6 +190,9 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
                               "SignalWire Dashboard) so that only SignalWire can fetch the call script")
             if not target.known:
                 reporter.warn(f"{target.e164} is not known to be an assigned number; dialing anyway")
+            reporter.debug(f"space {settings.space}, project {settings.project}, caller {settings.caller}")
+            reporter.debug(f"listening on {settings.listen}, public URL {settings.public_url}, "
+                           f"language {voice_settings.language}, state dir {settings.state_dir}")
             result = run_async(flow.send(settings, options, reporter))
         payload.update(session_id=result.session.id, call_sid=result.call_sid, call_status=result.call_status,
                        expires_at=ui.iso(result.session.expires_at), delivered=result.delivered)

@@ -24,6 +24,7 @@ MAX_TTL = 600
 
 class Reporter(Protocol):
     def warn(self, text: str) -> None: ...
+    def debug(self, text: str) -> None: ...
     def step(self, event: str, elapsed: float, detail: str | None = None) -> None: ...
     def heard(self, lines: list[str]) -> None: ...
 
@@ -151,6 +152,7 @@ async def _call(
     ) as client:
         if options.preflight:
             await preflight(server_config, settings.listen, timing.api_timeout)
+            reporter.debug(f"preflight: {settings.public_url} reaches this server")
         started = time.monotonic()
         reporter.step("dialing", 0.0, options.number.e164)
         created = await client.create_call(
@@ -162,6 +164,7 @@ async def _call(
         )
         if call.call_sid is None:
             call.call_sid = created.sid
+        reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
         session = store.create_session(
             session_id=call.session_id,
             number=options.number.e164,
@@ -306,6 +309,7 @@ class _Follower:
                 self.reporter.warn(f"could not poll the call: {exc.message}")
                 last_news = time.monotonic()
                 continue
+            self.reporter.debug(f"polled the call after {timing.poll_interval:g} s of silence: {polled.status}")
             if polled.duration is not None:
                 call.duration = polled.duration
             call.set_status(polled.status)
@@ -313,6 +317,7 @@ class _Follower:
 
     async def _hang_up(self) -> None:
         call = self.call
+        self.reporter.debug(f"hanging up {call.call_sid}")
         with contextlib.suppress(ProviderError):
             await self.client.hang_up(call.call_sid)
         call.set_status("completed" if call.fetched or self.answered_at else "canceled")

@@ -242,24 +242,42 @@ class Store:
                 raise
             self._conn.execute("COMMIT")
 
+    def _header(self) -> tuple[int, int, int]:
+        """application_id, user_version and the number of schema objects, read together."""
+        c = self._conn
+        return (
+            c.execute("PRAGMA application_id").fetchone()[0],
+            c.execute("PRAGMA user_version").fetchone()[0],
+            c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0],
+        )
+
+    def _validate(self, app_id: int, version: int, objects: int) -> None:
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and objects):
+            raise StoreError(
+                f"the database {self.path} is not voice2fa's: move it away or choose another VOICE2FA_STATE_DIR"
+            )
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the database {self.path} was written by a newer voice2fa (schema {version}): upgrade voice2fa"
+            )
+
     def _prepare(self) -> None:
         c = self._conn
         c.execute("PRAGMA busy_timeout = 30000")
-        app_id = c.execute("PRAGMA application_id").fetchone()[0]
-        version = c.execute("PRAGMA user_version").fetchone()[0]
-        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and c.execute(
-            "SELECT count(*) FROM sqlite_master"
-        ).fetchone()[0]):
-            raise StoreError(f"the database {self.path} is not voice2fa's: move it away or choose another VOICE2FA_STATE_DIR")
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"the database {self.path} was written by a newer voice2fa (schema {version}): upgrade voice2fa")
+        c.execute("BEGIN")  # one consistent read: another process may be creating the schema
+        try:
+            header = self._header()
+        finally:
+            c.execute("COMMIT")
+        self._validate(*header)
         if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             c.execute("PRAGMA journal_mode = WAL")
         c.execute("PRAGMA synchronous = NORMAL")
-        if version < SCHEMA_VERSION:
+        if header[1] < SCHEMA_VERSION:
             with self._tx():
-                # Re-read inside the write lock: another process may have migrated meanwhile.
-                version = c.execute("PRAGMA user_version").fetchone()[0]
+                # Again inside the write lock: another process may have migrated meanwhile.
+                app_id, version, objects = self._header()
+                self._validate(app_id, version, objects)
                 for step in range(version, SCHEMA_VERSION):
                     for statement in _SCHEMA[step].split(";"):
                         if statement.strip():

@@ -43,9 +43,10 @@ def fancy(stream: TextIO) -> bool:
 class Reporter:
     """Progress of a call, one line per event, on stderr."""
 
-    def __init__(self, stream: TextIO | None = None, quiet: bool = False) -> None:
+    def __init__(self, stream: TextIO | None = None, quiet: bool = False, verbose: bool = False) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.verbose = verbose
         self._console = None
         if fancy(self.stream):
             from rich.console import Console
@@ -62,6 +63,10 @@ class Reporter:
 
     def warn(self, text: str) -> None:
         self._line(f"warning: {text}", "yellow")
+
+    def debug(self, text: str) -> None:
+        if self.verbose:
+            self._line(f"debug: {text}", "dim")
 
     def step(self, event: str, elapsed: float, detail: str | None = None) -> None:
         if self.quiet:
