@@ -65,7 +65,9 @@ async def test_a_call_end_to_end(sb, tmp_path):
     rec = Recorder()
     result = await flow.send(settings_for(sb, tmp_path / "s"), options(), rec)
     assert (result.delivered, result.call_status, result.problem) == (True, "completed", None)
-    assert rec.steps == ["dialing", "initiated", "ringing", "in-progress", "fetched", "delivered", "completed"]
+    assert rec.steps == [
+        "dialing", "initiated", "ringing", "in-progress", "fetched", "key-pressed", "delivered", "completed"
+    ]
     with Store.open(tmp_path / "s") as store:
         assert store.newest(NUMBER).state == "delivered"
     verdict = flow.check(tmp_path / "s", NUMBER, sb.heard_code())

@@ -180,7 +180,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         if sandbox:
             where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
             reporter.info("sandbox: a local stand-in of SignalWire places a simulated call; nothing is dialed")
-            result = run_async(flow.send_sandbox(env, options, reporter, where, ring_timeout))
+            call = flow.send_sandbox(env, options, reporter, where, ring_timeout)
         else:
             settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
             for warning in settings.warnings:
@@ -193,7 +193,11 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             reporter.debug(f"space {settings.space}, project {settings.project}, caller {settings.caller}")
             reporter.debug(f"listening on {settings.listen}, public URL {settings.public_url}, "
                            f"language {voice_settings.language}, state dir {settings.state_dir}")
-            result = run_async(flow.send(settings, options, reporter))
+            call = flow.send(settings, options, reporter)
+        try:
+            result = run_async(call)
+        finally:
+            reporter.finish()
         payload.update(session_id=result.session.id, call_sid=result.call_sid, call_status=result.call_status,
                        expires_at=ui.iso(result.session.expires_at), delivered=result.delivered)
         if not result.delivered:

@@ -98,7 +98,8 @@ async def send_sandbox(
                 base = f"http://[{host}]:{port}"
             else:
                 base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-            sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=lambda call, lines: reporter.heard(lines))
+            live: list = []  # the CallState, once _call has made it
+            sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=lambda sim, lines: live and live[0].note_heard(lines))
             if scenario is not None:
                 sandbox.scenario = scenario  # type: ignore[assignment]
             async with sandbox:
@@ -113,7 +114,7 @@ async def send_sandbox(
                     state_dir=state_dir,
                     timing=timing,
                 )
-                return await _call(settings, options, store, reporter, sock, sandbox=True)
+                return await _call(settings, options, store, reporter, sock, sandbox=True, published=live)
         finally:
             sock.close()
 
@@ -133,6 +134,7 @@ async def _call(
     reporter: Reporter,
     sock: socket.socket,
     sandbox: bool = False,
+    published: list | None = None,
 ) -> SendResult:
     from voice2fa_cli.signalwire import Client
     from voice2fa_cli.webhook import CallState, Server, ServerConfig, call_url, make_app, register
@@ -143,6 +145,8 @@ async def _call(
         voice=options.voice,
         key=str(1 + secrets.randbelow(9)) if options.keypress else None,
     )
+    if published is not None:
+        published.append(call)
     server_config = ServerConfig(settings.public_url, settings.signing_key)
     app = make_app(server_config)
     register(app, call)
@@ -258,7 +262,10 @@ class _Follower:
 
     def _drain(self) -> None:
         call = self.call
-        for at, event in call.history[self.seen :]:
+        for index, (at, event) in enumerate(call.history[self.seen :], self.seen):
+            if event == "heard":
+                self.reporter.heard(list(call.transcript.get(index, ())))
+                continue
             if event == "in-progress" and self.answered_at is None:
                 self.answered_at = at
             detail = f"{call.duration} s" if event in ("completed",) and call.duration is not None else None

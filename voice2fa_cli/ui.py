@@ -22,6 +22,7 @@ LABELS = {
     "in-progress": "answered",
     "fetched": "SignalWire fetched the call script",
     "wrong-key": "a wrong key was pressed",
+    "key-pressed": "the callee pressed the key",
     "delivered": "code read to the callee",
     "completed": "call completed",
     "busy": "busy",
@@ -52,6 +53,23 @@ class Reporter:
             from rich.console import Console
 
             self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self._status = None  # a Rich spinner while the call runs (terminal only)
+        self._started = time.monotonic()
+
+    def _spin(self, text: str) -> None:
+        if self._console is None or self.quiet:
+            return
+        if self._status is None:
+            self._status = self._console.status(text, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(text)
+
+    def finish(self) -> None:
+        """Stop the spinner (before a prompt, and at the end)."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self._console is not None:
@@ -76,6 +94,14 @@ class Reporter:
             label += f" ({detail})"
         style = "green" if event == "delivered" else ("red" if event in ("busy", "no-answer", "failed", "canceled") else None)
         self._line(f"[{elapsed:5.1f}s] {label}", style)
+        waiting = {"dialing": "waiting for the call to ring", "initiated": "waiting for the call to ring",
+                   "ringing": "ringing", "in-progress": "waiting for SignalWire to fetch the call script",
+                   "fetched": "waiting for the key press", "key-pressed": "reading the code",
+                   "delivered": "waiting for the call to end"}.get(event)
+        if waiting:
+            self._spin(waiting + "…")
+        else:
+            self.finish()
 
     def heard(self, lines: list[str]) -> None:
         for line in lines:
@@ -86,7 +112,8 @@ class Reporter:
             self._line(text, style)
 
     def verdict(self, ok: bool, text: str) -> None:
-        self._line(text, "bold green" if ok else "bold red")
+        self.finish()
+        self._line(f"[{time.monotonic() - self._started:5.1f}s] {text}", "bold green" if ok else "bold red")
 
 
 def error(message: str, hint: str | None = None) -> None:

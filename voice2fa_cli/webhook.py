@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import secrets
 import socket
 import time
@@ -30,6 +31,7 @@ from voice2fa_cli.signalwire import FINAL_STATUSES
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 200
 MAX_HISTORY = 64
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 GATE_TRIES = 3
 XML = "application/xml"
 KNOWN_STATUSES = frozenset({"initiated", "queued", "ringing", "answered", "in-progress"}) | FINAL_STATUSES
@@ -52,6 +54,7 @@ class CallState:
     wrong_keys: int = 0
     duration: int | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
+    transcript: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)  # sandbox only
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
     @property
@@ -63,6 +66,12 @@ class CallState:
         if len(self.history) < MAX_HISTORY:
             self.history.append((time.monotonic(), event))
         self.changed.set()
+
+    def note_heard(self, lines: list[str]) -> None:
+        """What a simulated callee heard (the sandbox), in order with the other events."""
+        if len(self.history) < MAX_HISTORY:
+            self.transcript[len(self.history)] = tuple(lines)
+            self.note("heard")
 
     def set_status(self, status: str, sequence: int | None = None) -> None:
         if self.ended:
@@ -135,7 +144,11 @@ async def _form(request: web.Request) -> list[tuple[str, str]] | web.Response:
         return _plain(400, "expected an application/x-www-form-urlencoded body")
     try:
         text = body.decode("utf-8")
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FIELDS)
+        if _BAD_ESCAPE.search(text):
+            raise ValueError("bad percent escape")
+        return parse_qsl(
+            text, keep_blank_values=True, strict_parsing=True, max_num_fields=MAX_FIELDS, errors="strict"
+        )
     except (UnicodeDecodeError, ValueError):
         return _plain(400, "malformed form body")
 
@@ -197,6 +210,8 @@ def _code(call: CallState) -> web.Response:
 
 def _key(call: CallState, config: ServerConfig, digits: str) -> web.Response:
     if call.key is None or call.delivered or digits == call.key:
+        if call.key is not None and not call.delivered:
+            call.note("key-pressed")
         return _code(call)
     call.wrong_keys += 1
     call.note("wrong-key")
