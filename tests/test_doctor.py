@@ -42,7 +42,7 @@ def test_a_public_url_that_reaches_nothing_is_named(sandbox, cli_env):
     dead = f"http://127.0.0.1:{free_port()}"
     result = run_cli(["doctor", "--public-url", dead], cli_env)
     assert result.returncode == 2
-    assert f"✗ public URL" in result.stderr and dead in result.stderr
+    assert "✗ public URL" in result.stderr and dead in result.stderr
     assert result.stderr.splitlines()[-1] == "error: 1 check failed: public URL"
 
 

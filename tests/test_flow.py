@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.helpers import CALLER, NUMBER, free_port
-from voice2fa_cli import flow, phone
+from voice2fa_cli import flow, phone, sessions
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import PolicyRefused, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
@@ -70,7 +70,7 @@ async def test_a_call_end_to_end(sb, tmp_path):
     ]
     with Store.open(tmp_path / "s") as store:
         assert store.newest(NUMBER).state == "delivered"
-    verdict = flow.check(tmp_path / "s", NUMBER, sb.heard_code())
+    verdict = sessions.check(tmp_path / "s", NUMBER, sb.heard_code())
     assert (verdict.verified, verdict.reason) == (True, "verified")
 
 
@@ -171,7 +171,7 @@ async def test_a_locked_number_gets_no_new_calls(sb, tmp_path):
         right = sb.heard_code()
         wrong = "000000" if right != "000000" else "111111"
         for _ in range(5):
-            assert flow.check(state, NUMBER, wrong).verified is False
+            assert sessions.check(state, NUMBER, wrong).verified is False
     with Store.open(state) as store:
         until = store.number_locked_until(NUMBER)
     assert until is not None
@@ -191,7 +191,7 @@ async def test_sandbox_send_shows_what_the_callee_heard(tmp_path, monkeypatch):
     readings = [line for line in rec.lines if line.replace(", ", "").isdigit()]
     assert len(readings) == 2 and readings[0] == readings[1]
     code = readings[0].replace(", ", "")
-    assert flow.check(tmp_path / "s", NUMBER, code).verified
+    assert sessions.check(tmp_path / "s", NUMBER, code).verified
 
 
 async def test_sandbox_sends_are_not_limited(tmp_path, monkeypatch):

@@ -207,7 +207,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(flow, ui, config.state_dir(env), target.e164, result.session.id, reporter)
+        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter)
         payload.update(verified=verdict.verified)
         if verdict.session is not None:
             payload.update(attempts_left=verdict.session.attempts_left)
@@ -238,8 +238,9 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
     return speech.Voice(language=language, voice=voice, intro=message)
 
 
-def _prompt_and_check(flow, ui, state_dir, number: str, session_id: str, reporter):
+def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
     from voice2fa_cli import otp
+    from voice2fa_cli import sessions as sessions_core
 
     interactive = sys.stdin.isatty()
     while True:
@@ -252,7 +253,7 @@ def _prompt_and_check(flow, ui, state_dir, number: str, session_id: str, reporte
                 reporter.warn("a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = flow.check(state_dir, number, code, session_id=session_id)
+        verdict = sessions_core.check(state_dir, number, code, session_id=session_id)
         if verdict.verified or not interactive or verdict.session is None:
             return verdict
         if verdict.session.state not in ("calling", "delivered") or verdict.attempts_left == 0:
@@ -271,7 +272,8 @@ def verify(number, code, json_out) -> None:
     prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the reason on stderr),
     2 malformed number or code, or a broken state dir.
     """
-    from voice2fa_cli import config, flow, otp, phone, ui
+    from voice2fa_cli import config, otp, phone, ui
+    from voice2fa_cli import sessions as sessions_core
     from voice2fa_cli.errors import ConfigError
 
     with exit_codes(json_out) as payload:
@@ -285,7 +287,7 @@ def verify(number, code, json_out) -> None:
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
         env = config.load_environment()
-        verdict = flow.check(config.state_dir(env), e164, digits)
+        verdict = sessions_core.check(config.state_dir(env), e164, digits)
         payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
                        reason=verdict.reason)
         if json_out:
@@ -311,11 +313,12 @@ def sessions(ctx, json_out, limit) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from voice2fa_cli import config, flow, ui
+    from voice2fa_cli import config, ui
+    from voice2fa_cli import sessions as sessions_core
 
     with exit_codes(json_out):
         env = config.load_environment()
-        rows = flow.recent_sessions(config.state_dir(env), limit)
+        rows = sessions_core.recent_sessions(config.state_dir(env), limit)
         if json_out:
             ui.emit_json({"sessions": [ui.session_json(row, now) for row, now in rows]})
         else:
@@ -325,11 +328,12 @@ def sessions(ctx, json_out, limit) -> None:
 @sessions.command()
 def purge() -> None:
     """Remove expired sessions (the failure counts behind number lockouts are kept)."""
-    from voice2fa_cli import config, flow
+    from voice2fa_cli import config
+    from voice2fa_cli import sessions as sessions_core
 
     with exit_codes(False):
         env = config.load_environment()
-        removed = flow.purge(config.state_dir(env))
+        removed = sessions_core.purge(config.state_dir(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
 
 

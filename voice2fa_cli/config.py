@@ -6,18 +6,18 @@ line that names the variable and where to get its value. Secrets never appear in
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from voice2fa_cli import phone
 from voice2fa_cli.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
+DB_NAME = "sessions.sqlite3"  # in the state dir
+KEY_NAME = "key"  # in the state dir: the per-install HMAC key
 API_PATH = "/api/laml/2010-04-01"
 
 _HINTS = {
@@ -127,6 +127,8 @@ def _require(env: Mapping[str, str], name: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
+    import ipaddress
+
     host = host.strip("[]").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -137,6 +139,8 @@ def is_loopback(host: str) -> bool:
 
 
 def _host_ok(host: str) -> bool:
+    import ipaddress
+
     if host.startswith("["):
         try:
             ipaddress.IPv6Address(host[1:-1])
@@ -148,6 +152,8 @@ def _host_ok(host: str) -> bool:
 
 def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
     """`example.signalwire.com` (https) or `scheme://host[:port]` with no path → base URL."""
+    from urllib.parse import urlsplit
+
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ConfigError(f"{name} contains spaces or control characters: give a host such as example.signalwire.com")
     if "://" not in value:
@@ -181,6 +187,8 @@ def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
 
 def parse_public_url(value: str, name: str = "VOICE2FA_PUBLIC_URL") -> tuple[str, list[str]]:
     """A base URL the platform can reach, without trailing slash; with any warnings."""
+    from urllib.parse import urlsplit
+
     if any(c.isspace() or ord(c) < 32 for c in value):
         raise ConfigError(f"{name} contains spaces or control characters")
     try:
@@ -208,6 +216,8 @@ def parse_public_url(value: str, name: str = "VOICE2FA_PUBLIC_URL") -> tuple[str
 
 def parse_listen(value: str, name: str = "--listen") -> Listen:
     """`HOST:PORT`, `[IPv6]:PORT`."""
+    import ipaddress
+
     m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\s\[\]]+):(\d{1,5})", value.strip())
     if not m:
         raise ConfigError(f"{name} {phone.shown(value)} is not HOST:PORT (e.g. 127.0.0.1:5000)")

@@ -126,7 +126,7 @@ async def _reachability(env: Mapping[str, str], public_url: str | None, listen_f
 
 
 def _state(env: Mapping[str, str]) -> list[Check]:
-    from voice2fa_cli.store import DB_NAME, KEY_NAME
+    from voice2fa_cli.config import DB_NAME, KEY_NAME
 
     try:
         state_dir = config.state_dir(env)

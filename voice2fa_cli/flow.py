@@ -10,14 +10,13 @@ import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from voice2fa_cli import config, otp
 from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import Voice
-from voice2fa_cli.store import NoStore, Session, Store, Verdict
+from voice2fa_cli.store import Session, Store
 
 MAX_TTL = 600
 
@@ -340,33 +339,3 @@ async def _woken(event: asyncio.Event, timeout: float) -> bool:
         return bool(done)
     finally:
         waiter.cancel()
-
-
-def check(state_dir: Path, number: str, code: str, session_id: str | None = None) -> Verdict:
-    """Check a code against the newest session of `number` (or the given session)."""
-    try:
-        store = Store.open(state_dir, create=False)
-    except NoStore:
-        return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
-    with store:
-        return store.check(number, code, session_id=session_id)
-
-
-def recent_sessions(state_dir: Path, limit: int) -> list[tuple[Session, float]]:
-    """The newest sessions, each with the time it was read at (to tell expired ones)."""
-    try:
-        store = Store.open(state_dir, create=False)
-    except NoStore:
-        return []
-    with store:
-        now = store.clock()
-        return [(s, now) for s in store.recent(limit)]
-
-
-def purge(state_dir: Path) -> int:
-    try:
-        store = Store.open(state_dir, create=False)
-    except NoStore:
-        return 0
-    with store:
-        return store.purge()

@@ -14,7 +14,6 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voice2fa_cli import otp
+from voice2fa_cli.config import DB_NAME, KEY_NAME
 from voice2fa_cli.errors import PolicyRefused, StoreError
+from voice2fa_cli.sessions import Verdict
 
 APPLICATION_ID = 0x56324641  # "V2FA"
 SCHEMA_VERSION = 1
-DB_NAME = "sessions.sqlite3"
-KEY_NAME = "key"
 KEY_BYTES = 32
 MAX_ATTEMPTS = 5
 
@@ -82,14 +82,6 @@ class Session:
     @property
     def attempts_left(self) -> int:
         return max(0, self.max_attempts - self.attempts)
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verified: bool
-    reason: str  # for the operator; never contains the code
-    session: Session | None
-    attempts_left: int = 0
 
 
 _COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, call_sid, call_status, sandbox"

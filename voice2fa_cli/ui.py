@@ -6,7 +6,6 @@ Rich is imported only when stderr is a terminal that wants colour.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -128,6 +127,8 @@ def error(message: str, hint: str | None = None) -> None:
 
 
 def emit_json(data: dict) -> None:
+    import json
+
     click.echo(json.dumps(data, separators=(",", ":"), sort_keys=False))
 
 
