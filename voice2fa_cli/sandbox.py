@@ -124,7 +124,9 @@ class Sandbox:
         app.router.add_get(base + "/Calls/{sid}.json", self._fetch)
         app.router.add_post(base + "/Calls/{sid}.json", self._update)
         app.router.add_get(base + ".json", self._account)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        from voice2fa_cli.webhook import quiet_logger
+
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=quiet_logger())
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

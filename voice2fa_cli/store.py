@@ -184,7 +184,7 @@ class Store:
             raise NoStore(str(state_dir))
         _ensure_dir(state_dir)
         key = _load_key(state_dir / KEY_NAME, create)
-        if create:
+        if create and not db.exists():
             _create_private(db)
         _check_private(db, "database", 0o600)
         try:
@@ -253,6 +253,19 @@ class Store:
                 f"the database {self.path} was written by a newer voice2fa (schema {version}): upgrade voice2fa"
             )
 
+    def _switch_to_wal(self) -> None:
+        """The switch needs an exclusive lock and SQLite does not wait for it through the busy
+        handler: when other processes open a new store at the same moment, retry (≤ 30 s)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005 + secrets.randbelow(20) / 1000)
+
     def _prepare(self) -> None:
         c = self._conn
         c.execute("PRAGMA busy_timeout = 30000")
@@ -263,7 +276,7 @@ class Store:
             c.execute("COMMIT")
         self._validate(*header)
         if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            c.execute("PRAGMA journal_mode = WAL")
+            self._switch_to_wal()
         c.execute("PRAGMA synchronous = NORMAL")
         if header[1] < SCHEMA_VERSION:
             with self._tx():
@@ -292,9 +305,9 @@ class Store:
         sandbox: bool,
     ) -> Session:
         """Store a new session for a call that was placed, superseding the number's open ones."""
-        now = self.clock()
         digest = otp.digest(self._key, session_id, code)
         with self._tx() as c:
+            now = self.clock()  # inside the write lock: the newest session is the last committed
             c.execute(
                 "UPDATE sessions SET state = 'superseded', closed_at = ? "
                 f"WHERE number = ? AND state IN {OPEN_STATES}",

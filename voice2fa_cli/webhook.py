@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import re
 import secrets
 import socket
@@ -133,10 +134,14 @@ async def _form(request: web.Request) -> list[tuple[str, str]] | web.Response:
     """The form fields, or the error response (413 / 400)."""
     if request.content_length is not None and request.content_length > MAX_BODY:
         return _plain(413, "request body too large")
+    if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
+        return _plain(400, "compressed request bodies are not accepted")  # SignalWire sends plain forms
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _plain(413, "request body too large")
+    except Exception:  # the client vanished mid-body, or sent a body that cannot be read
+        return _plain(400, "unreadable request body")
     if not body:
         return []
     ctype = request.content_type
@@ -209,6 +214,8 @@ def _code(call: CallState) -> web.Response:
 
 
 def _key(call: CallState, config: ServerConfig, digits: str) -> web.Response:
+    if call.wrong_keys >= GATE_TRIES and not call.delivered:
+        return _xml(speech.goodbye_document(call.voice))  # the gate gave up: never the code now
     if call.key is None or call.delivered or digits == call.key:
         if call.key is not None and not call.delivered:
             call.note("key-pressed")
@@ -285,6 +292,12 @@ def bind(host: str, port: int, what: str = "--listen") -> socket.socket:
     return sock
 
 
+def quiet_logger() -> logging.Logger:
+    """aiohttp logs a traceback at ERROR for every malformed HTTP request it answers 400; a
+    server facing the internet must not print those. An unregistered logger that drops them."""
+    return logging.Logger("voice2fa.webhook", level=logging.CRITICAL + 1)
+
+
 class Server:
     """The app served on an already bound socket with AppRunner/SockSite; an async context
     manager that stops listening on exit, whatever the outcome."""
@@ -295,7 +308,7 @@ class Server:
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> Server:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, logger=quiet_logger())
         try:
             await self._runner.setup()
             await web.SockSite(self._runner, self.sock).start()
