@@ -435,3 +435,48 @@ def test_sessions_lists_without_codes(sandbox, cli_env):
     assert code not in listing.stdout + json.dumps(data)
     purged = run_cli(["sessions", "purge"], cli_env)
     assert (purged.returncode, purged.stderr.strip()) == (0, "removed 0 expired sessions")
+
+
+def test_no_ansi_escapes_when_not_a_terminal(state_dir):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_")) and k != "NO_COLOR"}
+    env.update(VOICE2FA_STATE_DIR=str(state_dir), TERM="xterm-256color", FORCE_COLOR="")
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
+    json.loads(result.stdout)
+    # Plain lines, each with a timestamp.
+    assert all(line[:8].count(":") == 2 for line in result.stderr.splitlines())
+
+
+def test_full_round_trip_leaves_no_code_in_the_state_dir(sandbox, cli_env, state_dir):
+    assert run_cli(["send", NUMBER, "--no-prompt"], cli_env).returncode == 0
+    code = sandbox.heard_code()
+    assert run_cli(["verify", NUMBER], cli_env, input=code + "\n").returncode == 0
+    for path in state_dir.rglob("*"):
+        data = path.read_bytes()
+        for form in (code.encode(), code.encode("utf-16-le"), code.encode("utf-16-be")):
+            assert form not in data, path
+
+
+def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
+    sandbox.set_scenario(outcome="hold")
+    proc = start_cli(["send", NUMBER], cli_env)
+    deadline = time.monotonic() + 10
+    while not (sandbox.calls and next(iter(sandbox.calls.values())).status == "ringing"):
+        assert time.monotonic() < deadline, "the call never rang"
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    listing = run_cli(["sessions", "--json"], cli_env)
+    assert listing.returncode == 0
+    assert [s["state"] for s in json.loads(listing.stdout)["sessions"]] == ["open"]  # calling: never finished
+    assert run_cli(["verify", NUMBER, "--code", "000000"], cli_env).returncode == 1
+    sandbox.set_scenario()
+    proc = start_cli(["send", NUMBER], cli_env)
+    code, out, err = finish_with_code(proc, sandbox)
+    assert proc.returncode == 0, err
+    with Store.open(state_dir) as store:
+        assert [s.state for s in store.recent(5)] == ["verified", "superseded"]

@@ -165,7 +165,7 @@ class Hook:
         return f"{self.config.prefix}/v/{token}{tail}"
 
     def sign(self, path: str, fields, *, key: str = KEY, origin: str | None = None) -> str:
-        return signature.compute(key, (origin or self.config.origin) + path, fields)
+        return signature.compute(key, (origin or self.config.origins[0]) + path, fields)
 
     async def send(
         self,
@@ -1129,14 +1129,14 @@ class Hostile:
         if r < 0.35:
             sig = base64.b64encode(rng.randbytes(20)).decode()
         elif r < 0.45:
-            sig = signature.compute(KEY + "!", self.config.origin + path, fields or [])
+            sig = signature.compute(KEY + "!", self.config.origins[0] + path, fields or [])
         elif r < 0.55:
             sig = signature.compute(KEY, f"http://127.0.0.1:{self.port}" + path, fields or [])
         elif r < 0.70:
             sig = rng.choice(self.replays)
         elif r < 0.82 and fields:
             # signed over the request as it was, then tampered with: one value made longer
-            sig = signature.compute(KEY, self.config.origin + path, fields)
+            sig = signature.compute(KEY, self.config.origins[0] + path, fields)
             i = rng.randrange(len(fields))
             fields[i] = (fields[i][0], fields[i][1] + rng.choice(["x", "7", "0", " "]))
             mutable = False

@@ -42,11 +42,16 @@ def url_variants(url: str) -> list[str]:
 def valid(key: str, url: str, fields: Iterable[tuple[str, str]], signature: str | None) -> bool:
     """True when `signature` signs `url` (with or without default port) and the fields.
     Every variant is compared in constant time."""
+    return valid_for_any(key, url_variants(url), fields, signature)
+
+
+def valid_for_any(key: str, urls: Iterable[str], fields: Iterable[tuple[str, str]], signature: str | None) -> bool:
+    """True when `signature` signs one of `urls` (variants computed once by the caller)."""
     if not signature:
         return False
     fields = list(fields)
     given = signature.encode("utf-8", "surrogatepass")
     ok = False
-    for variant in url_variants(url):
+    for variant in urls:
         ok |= hmac.compare_digest(compute(key, variant, fields).encode("ascii"), given)
     return ok

@@ -55,6 +55,7 @@ class CallState:
     wrong_keys: int = 0
     duration: int | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
+    gate: bytes | None = field(default=None, repr=False)  # the first document, built once
     transcript: dict[int, tuple[str, ...]] = field(default_factory=dict, repr=False)  # sandbox only
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 
@@ -96,15 +97,15 @@ class ServerConfig:
     public_url: str  # as configured, no trailing slash
     signing_key: str | None = field(repr=False)
     health_nonce: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
+    # Derived once (not per request): the URL's path prefix, and its origin with and without
+    # the default port, as the platform may sign either.
+    prefix: str = field(init=False)
+    origins: tuple[str, ...] = field(init=False)
 
-    @property
-    def prefix(self) -> str:
-        return urlsplit(self.public_url).path.rstrip("/")
-
-    @property
-    def origin(self) -> str:
+    def __post_init__(self) -> None:
         parts = urlsplit(self.public_url)
-        return f"{parts.scheme}://{parts.netloc}"
+        object.__setattr__(self, "prefix", parts.path.rstrip("/"))
+        object.__setattr__(self, "origins", tuple(signature.url_variants(f"{parts.scheme}://{parts.netloc}")))
 
     def url(self, path: str) -> str:
         return f"{self.public_url}{path}"
@@ -161,13 +162,13 @@ async def _form(request: web.Request) -> list[tuple[str, str]] | web.Response:
 def _signed(request: web.Request, config: ServerConfig, fields: list[tuple[str, str]]) -> bool:
     if config.signing_key is None:
         return True
-    url = config.origin + request.raw_path  # the URL the platform was given, not the Host header
+    path = request.raw_path  # signed against the URL the platform was given, not the Host header
     sig = None
     for header in signature.HEADERS:
         sig = request.headers.get(header)
         if sig:
             break
-    return signature.valid(config.signing_key, url, fields, sig)
+    return signature.valid_for_any(config.signing_key, [origin + path for origin in config.origins], fields, sig)
 
 
 async def handle_call(request: web.Request) -> web.StreamResponse:
@@ -201,7 +202,9 @@ async def handle_call(request: web.Request) -> web.StreamResponse:
     if tail == "/key":
         return _key(call, config, form.get("Digits", ""))
     if call.key is not None and not call.delivered:
-        return _xml(speech.gate_document(call.key, call_url(config, call, "/key"), call.voice))
+        if call.gate is None:
+            call.gate = speech.gate_document(call.key, call_url(config, call, "/key"), call.voice)
+        return _xml(call.gate)
     return _code(call)
 
 
