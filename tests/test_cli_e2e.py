@@ -27,6 +27,13 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def wait_until_ringing(sandbox) -> None:
+    deadline = time.monotonic() + 10
+    while not (sandbox.calls and next(iter(sandbox.calls.values())).status == "ringing"):
+        assert time.monotonic() < deadline, "the call never rang"
+        time.sleep(0.01)
+
+
 def platform_received(sandbox) -> str:
     return repr([(r.method, r.path, r.form) for r in sandbox.requests])
 
@@ -316,10 +323,7 @@ def test_dotenv_is_read_and_junk_lines_are_named(sandbox, cli_env, tmp_path):
 def test_interrupt_hangs_up_and_exits_130(sandbox, cli_env, state_dir):
     sandbox.set_scenario(outcome="hold")
     proc = start_cli(["send", NUMBER], cli_env)
-    deadline = time.monotonic() + 10
-    while not (sandbox.calls and next(iter(sandbox.calls.values())).status == "ringing"):
-        assert time.monotonic() < deadline, "the call never rang"
-        time.sleep(0.01)
+    wait_until_ringing(sandbox)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 130, err
@@ -463,10 +467,7 @@ def test_full_round_trip_leaves_no_code_in_the_state_dir(sandbox, cli_env, state
 def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
     sandbox.set_scenario(outcome="hold")
     proc = start_cli(["send", NUMBER], cli_env)
-    deadline = time.monotonic() + 10
-    while not (sandbox.calls and next(iter(sandbox.calls.values())).status == "ringing"):
-        assert time.monotonic() < deadline, "the call never rang"
-        time.sleep(0.01)
+    wait_until_ringing(sandbox)
     proc.kill()
     proc.communicate(timeout=10)
     assert proc.returncode == -signal.SIGKILL

@@ -326,11 +326,7 @@ class Store:
         platform refuses the call (then nothing was dialed)."""
         with self._tx() as c:
             now = self.clock()
-            rows = c.execute(
-                "SELECT at FROM failures WHERE number = ? AND at > ?",
-                (number, now - FAILURE_WINDOW - LOCK_SECONDS),
-            ).fetchall()
-            until = _locked_until([r[0] for r in rows], now)
+            until = _lock_end(c, number, now)
             if until is not None:
                 raise PolicyRefused(
                     f"{number} is locked after too many wrong codes: no calls until {clock_text(until)}"
@@ -395,24 +391,15 @@ class Store:
         return _session(row) if row else None
 
     def number_locked_until(self, number: str) -> float | None:
-        now = self.clock()
         with self._errors():
-            rows = self._conn.execute(
-                "SELECT at FROM failures WHERE number = ? AND at > ? ORDER BY at DESC",
-                (number, now - FAILURE_WINDOW - LOCK_SECONDS),
-            ).fetchall()
-        return _locked_until([r[0] for r in rows], now)
+            return _lock_end(self._conn, number, self.clock())
 
     def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
         """Check `code` against the newest session of `number` (or against `session_id`, one of
         its sessions), atomically."""
         with self._tx() as c:
             now = self.clock()
-            rows = c.execute(
-                "SELECT at FROM failures WHERE number = ? AND at > ? ORDER BY at DESC",
-                (number, now - FAILURE_WINDOW - LOCK_SECONDS),
-            ).fetchall()
-            until = _locked_until([r[0] for r in rows], now)
+            until = _lock_end(c, number, now)
             if session_id is None:
                 row = c.execute(
                     f"SELECT {_COLUMNS}, digest FROM sessions WHERE number = ?"
@@ -467,8 +454,16 @@ class Store:
         return [_session(r) for r in rows]
 
 
+def _lock_end(c: sqlite3.Connection, number: str, now: float) -> float | None:
+    """When the number's lockout ends, if one is in force at `now`."""
+    rows = c.execute(
+        "SELECT at FROM failures WHERE number = ? AND at > ?", (number, now - FAILURE_WINDOW - LOCK_SECONDS)
+    ).fetchall()
+    return _locked_until([r[0] for r in rows], now)
+
+
 def _locked_until(failure_times: list[float], now: float) -> float | None:
-    """Failure times newest first → the end of a lock in force at `now`, or None.
+    """Failure times (any order) → the end of a lock in force at `now`, or None.
     NUMBER_FAILURE_LIMIT failures within FAILURE_WINDOW lock the number for LOCK_SECONDS
     from the failure that reached the limit."""
     times = sorted(failure_times)
