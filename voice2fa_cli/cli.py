@@ -94,14 +94,14 @@ def run_async(coro):
 
 
 def parse_ttl(ctx: click.Context, param: click.Parameter, value: str | None) -> int:
+    import re
+
     if value is None:
         return 600
-    text = value.strip().lower()
-    scale = 60 if text.endswith("m") else 1
-    text = text.rstrip("ms")
-    if not text.isdigit():
+    m = re.fullmatch(r"([0-9]{1,5})([sm]?)", value.strip().lower())
+    if m is None:
         raise click.BadParameter("give seconds (e.g. 300) or minutes (e.g. 5m)")
-    seconds = int(text) * scale
+    seconds = int(m.group(1)) * (60 if m.group(2) == "m" else 1)
     if not 30 <= seconds <= 600:
         raise click.BadParameter("must be between 30 seconds and 10 minutes")
     return seconds
@@ -254,9 +254,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
         verdict = sessions_core.check(state_dir, number, code, session_id=session_id)
-        if verdict.verified or not interactive or verdict.session is None:
-            return verdict
-        if verdict.session.state not in ("calling", "delivered") or verdict.attempts_left == 0:
+        if not (interactive and verdict.may_retry):
             return verdict
         reporter.warn(verdict.reason)
 

@@ -61,12 +61,12 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
             f"{allowed}; add {number.region} to allow them"
         )
     with Store.open(settings.state_dir) as store:
-        sock = bind(settings.listen.host, settings.listen.port)
         reservation = store.reserve_call(number.e164, settings.max_calls_per_hour)
         try:
+            sock = bind(settings.listen.host, settings.listen.port)
             return await _call(settings, options, store, reporter, sock)
         except ConfigError:
-            store.release_call(reservation)  # the preflight failed: nothing was dialed
+            store.release_call(reservation)  # --listen or the preflight failed: nothing was dialed
             raise
         except ProviderError as exc:
             if not exc.dialed:
@@ -168,30 +168,32 @@ async def _call(
         if call.call_sid is None:
             call.call_sid = created.sid
         reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
-        session = store.create_session(
-            session_id=call.session_id,
-            number=options.number.e164,
-            code=call.code,
-            ttl=options.ttl,
-            max_attempts=options.max_attempts,
-            call_sid=created.sid,
-            call_status=created.status,
-            sandbox=sandbox,
-        )
-        follower = _Follower(call, client, store, reporter, timing, started)
+        session = None
         try:
-            problem = await follower.run()
+            session = store.create_session(
+                session_id=call.session_id,
+                number=options.number.e164,
+                code=call.code,
+                ttl=options.ttl,
+                max_attempts=options.max_attempts,
+                call_sid=created.sid,
+                call_status=created.status,
+                sandbox=sandbox,
+            )
+            problem = await _Follower(call, client, store, reporter, timing, started).run()
         except BaseException:
-            # Interrupted (Ctrl-C) or failed while the phone may be ringing: hang up first.
+            # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
+            # ringing: hang up first, then record what is known.
             if not call.ended:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
-            with contextlib.suppress(Exception):
-                store.record_call(
-                    session.id,
-                    state=None if call.delivered else "undelivered",
-                    call_status=call.status if call.ended else "canceled",
-                )
+            if session is not None:
+                with contextlib.suppress(Exception):
+                    store.record_call(
+                        session.id,
+                        state=None if call.delivered else "undelivered",
+                        call_status=call.status if call.ended else "canceled",
+                    )
             raise
     if problem is None and not call.delivered:
         problem = _UNDELIVERED.get(call.status)

@@ -23,6 +23,11 @@ class Verdict:
     session: Session | None
     attempts_left: int = 0
 
+    @property
+    def may_retry(self) -> bool:
+        """A wrong code on a session that stays open: another attempt may follow."""
+        return not self.verified and self.session is not None and self.session.is_open and self.attempts_left > 0
+
 
 def _no_session(number: str) -> Verdict:
     return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)

@@ -83,6 +83,10 @@ class Session:
     def attempts_left(self) -> int:
         return max(0, self.max_attempts - self.attempts)
 
+    @property
+    def is_open(self) -> bool:
+        return self.state in OPEN_STATES
+
 
 _COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, call_sid, call_status, sandbox"
 
