@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import CALLER, NUMBER, free_port
 from voice2fa_cli import flow, phone, sessions
 from voice2fa_cli.config import Listen, Settings, Timing
-from voice2fa_cli.errors import PolicyRefused, ProviderError
+from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
 from voice2fa_cli.store import Store, clock_text
 
@@ -201,3 +201,38 @@ async def test_sandbox_sends_are_not_limited(tmp_path, monkeypatch):
     for _ in range(7):
         result = await flow.send_sandbox(dict(os.environ), options("+447700900123"), Recorder(), Listen("127.0.0.1", 0))
         assert result.delivered
+
+
+async def test_a_taken_listen_address_does_not_count_as_a_send(sb, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        settings = settings_for(sb, tmp_path / "s", listen=Listen("127.0.0.1", port))
+        for _ in range(6):
+            with pytest.raises(ConfigError):
+                await flow.send(settings, options(), Recorder())
+    assert sb.requests == []
+    assert (await flow.send(settings_for(sb, tmp_path / "s"), options(), Recorder())).delivered
+
+
+async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path):
+    from voice2fa_cli.errors import StoreError
+    from voice2fa_cli.webhook import bind
+
+    class FullDisk(Store):
+        def create_session(self, **kwargs):
+            raise StoreError("the disk holding the database is full: free some space and try again")
+
+    sb.scenario = Scenario(outcome="hold")
+    settings = settings_for(sb, tmp_path / "s")
+    store = FullDisk.open(tmp_path / "s")
+    sock = bind(settings.listen.host, settings.listen.port)
+    with pytest.raises(StoreError):
+        await flow._call(settings, options(), store, Recorder(), sock)
+    store.close()
+    sid = next(iter(sb.calls))
+    hang_ups = [r.form for r in sb.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
+    assert hang_ups == [(("Status", "completed"),)]
