@@ -18,6 +18,8 @@ from voice2fa_cli.errors import EXIT_PROVIDER, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
 from voice2fa_cli.signalwire import Call, Client
 
+RELEASE = web.AppKey("release", asyncio.Event)
+
 CALLER = "+15550100000"
 NUMBER = "+15551234567"
 PROJECT = "a1b2c3d4-0000-4000-8000-00000000abcd"
@@ -94,7 +96,7 @@ async def odd_server():
             return await handler(request)
 
         app = web.Application()
-        app["release"] = release
+        app[RELEASE] = release
         app.router.add_route("*", "/{tail:.*}", recording)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
@@ -119,14 +121,14 @@ def answer(status: int, body: object = None, *, text: str | None = None, content
 
 
 async def never_answer(request: web.Request) -> web.Response:
-    await request.app["release"].wait()
+    await request.app[RELEASE].wait()
     return web.Response(status=201, text="{}")
 
 
 async def hang_up_on_the_client(request: web.Request) -> web.Response:
     assert request.transport is not None
     request.transport.close()
-    await request.app["release"].wait()
+    await request.app[RELEASE].wait()
     return web.Response(status=201)
 
 
