@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import threading
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
+
+from aiohttp import web
 
 from voice2fa_cli.sandbox import Sandbox, Scenario
 
@@ -94,3 +99,30 @@ def start_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> 
         voice2fa_command() + args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
+
+
+def digit_runs(root: ET.Element) -> list[str]:
+    """Runs of consecutive single-digit <Say> children of <Response>, as strings."""
+    runs, current = [], ""
+    for child in root:
+        if child.tag == "Say" and re.fullmatch(r"[0-9]", (child.text or "").strip()):
+            current += child.text.strip()
+        else:
+            if current:
+                runs.append(current)
+            current = ""
+    if current:
+        runs.append(current)
+    return runs
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application):
+    """An aiohttp app on 127.0.0.1 (a free port) for the duration; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.helpers import serving as serve
 from voice2fa_cli import signature, speech
 from voice2fa_cli.config import API_PATH
 from voice2fa_cli.sandbox import Sandbox, Scenario
@@ -101,17 +102,6 @@ class Phone:
 
     def sequences(self) -> list[int]:
         return [int(h.fields["SequenceNumber"]) for h in self.callbacks()]
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application):
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import digit_runs
 from voice2fa_cli import speech
 from voice2fa_cli.speech import Heard, Voice, code_document, gate_document, render
 
@@ -25,21 +26,6 @@ def parse(document: bytes) -> ET.Element:
 
 def says(root: ET.Element) -> list[ET.Element]:
     return list(root.iter("Say"))
-
-
-def digit_runs(root: ET.Element) -> list[str]:
-    """Runs of consecutive single-digit <Say> children of <Response>, as strings."""
-    runs, current = [], ""
-    for child in root:
-        if child.tag == "Say" and re.fullmatch(r"[0-9]", (child.text or "").strip()):
-            current += child.text.strip()
-        else:
-            if current:
-                runs.append(current)
-            current = ""
-    if current:
-        runs.append(current)
-    return runs
 
 
 # --- code_document -----------------------------------------------------------------------------------

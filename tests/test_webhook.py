@@ -22,10 +22,10 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from tests.helpers import digit_runs, serving
 from voice2fa_cli import signature, speech, webhook
 from voice2fa_cli.errors import EXIT_USAGE, ConfigError
 from voice2fa_cli.webhook import (
@@ -71,21 +71,6 @@ class Reply:
         root = ET.fromstring(self.body)
         assert root.tag == "Response"
         return root
-
-
-def digit_runs(root: ET.Element) -> list[str]:
-    """Runs of consecutive single-digit <Say> children of <Response>."""
-    runs, current = [], ""
-    for child in root:
-        if child.tag == "Say" and re.fullmatch(r"[0-9]", (child.text or "").strip()):
-            current += child.text.strip()
-        else:
-            if current:
-                runs.append(current)
-            current = ""
-    if current:
-        runs.append(current)
-    return runs
 
 
 def header_text(headers) -> str:
@@ -211,17 +196,6 @@ class Hook:
 
     async def status(self, call: CallState, status: str, seq: int | None = None, **kwargs) -> Reply:
         return await self.send("POST", self.path(call, "/status"), status_fields(status, seq, **kwargs))
-
-
-@contextlib.asynccontextmanager
-async def serving(app: web.Application):
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.fixture

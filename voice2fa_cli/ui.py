@@ -72,7 +72,7 @@ class Reporter:
 
     def _line(self, text: str, style: str | None = None) -> None:
         if self._console is not None:
-            self._console.print(text, style=style, markup=False)
+            self._console.out(text, style=style, highlight=False)
         else:
             stamp = time.strftime("%H:%M:%S")
             self.stream.write(f"{stamp} {text}\n")
@@ -121,7 +121,7 @@ def error(message: str, hint: str | None = None) -> None:
     if fancy(sys.stderr):
         from rich.console import Console
 
-        Console(file=sys.stderr, highlight=False, soft_wrap=True).print(text, style="red", markup=False)
+        Console(file=sys.stderr, highlight=False, soft_wrap=True).out(text, style="red", highlight=False)
     else:
         click.echo(text, err=True)
 
@@ -196,6 +196,6 @@ def doctor_table(checks) -> None:
         mark, style = MARKS[c.status]
         line = f"{mark} {c.name.ljust(width)}  {c.detail}" + (f"\n  {' ' * width}  fix: {c.fix}" if c.fix and c.status != "ok" else "")
         if console is not None:
-            console.print(line, style=style if c.status != "ok" else None, markup=False)
+            console.out(line, style=style if c.status != "ok" else None, highlight=False)
         else:
             click.echo(line, err=True)
