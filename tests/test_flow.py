@@ -3,6 +3,7 @@ lost, hanging up when the webhook is never fetched, send limits, countries and l
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -93,9 +94,7 @@ async def test_lost_callbacks_on_a_busy_line(sb, tmp_path):
 async def test_answered_but_never_fetched_hangs_up(sb, tmp_path):
     sb.scenario = Scenario(fetch=False)
     settings = settings_for(sb, tmp_path / "s")
-    started = time.monotonic()
-    result = await flow.send(settings, options(), Recorder())
-    assert time.monotonic() - started < 5
+    result = await asyncio.wait_for(flow.send(settings, options(), Recorder()), 30)  # not the 10-minute give-up
     assert result.delivered is False
     assert result.problem == (
         f"SignalWire never reached {settings.public_url}: is the tunnel running? (it must forward to {settings.listen})"

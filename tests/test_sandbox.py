@@ -296,11 +296,9 @@ async def test_answered_call_end_to_end(phone):
     heard_batches: list[list[str]] = []
     sb = Sandbox(caller=CALLER, on_heard=lambda call, lines: heard_batches.append(list(lines)))
     async with sb, http_for(sb) as http:
-        started = time.monotonic()
         status, body = await create(http, sb, call_form(phone))
         assert status == 201
         await settle(sb)
-        elapsed = time.monotonic() - started
         final = await fetch(http, sb, body["sid"])
     sid = body["sid"]
     call = sb.calls[sid]
@@ -337,7 +335,6 @@ async def test_answered_call_end_to_end(phone):
     assert [line for batch in heard_batches for line in batch] == call.heard
 
     assert (final["status"], final["duration"]) == ("completed", str(call.duration))
-    assert elapsed < 1.0, f"a full answered call took {elapsed:.3f} s"
 
 
 async def test_every_request_is_signed_and_verifies(phone):
@@ -452,12 +449,10 @@ async def test_hang_up_cancels_a_ringing_call(phone):
         sid = body["sid"]
         await wait_for(lambda: "ringing" in phone.statuses(), "the ringing callback")
         assert sb.calls[sid].status == "ringing"
-        started = time.monotonic()
         async with http.post(f"{api(sb)}/Calls/{sid}.json", data={"Status": "completed"}) as resp:
             assert resp.status == 200
             updated = await resp.json()
-        await settle(sb)
-        assert time.monotonic() - started < 1.0
+        await asyncio.wait_for(settle(sb), 10)  # the held call ends: settle would wait forever
         final = await fetch(http, sb, sid)
     assert updated["sid"] == sid
     assert updated["status"] == "canceled"
@@ -515,11 +510,15 @@ async def test_callbacks_false_sends_none(phone):
 
 
 async def test_simulated_delays_are_capped_at_50_ms(phone):
-    async with Sandbox(caller=CALLER, scenario=Scenario(delay=5.0)) as sb, http_for(sb) as http:
-        started = time.monotonic()
+    pauses: list[float] = []
+
+    async def recording_sleep(seconds: float) -> None:
+        pauses.append(seconds)
+
+    scenario = Scenario(delay=5.0)
+    async with Sandbox(caller=CALLER, scenario=scenario, sleep=recording_sleep) as sb, http_for(sb) as http:
         await create(http, sb, call_form(phone))
         await settle(sb)
-        elapsed = time.monotonic() - started
-    # 4 simulated pauses (initiated, ringing, answer, the key press) at most 50 ms each
+    # the simulated pauses: initiated, ringing, answer, the key press; none above 50 ms
     assert sb.heard_code() == CODE
-    assert elapsed < 0.6, f"the call took {elapsed:.3f} s with delay=5.0"
+    assert pauses == [0.05] * 4

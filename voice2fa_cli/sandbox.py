@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -23,6 +23,7 @@ from voice2fa_cli.config import API_PATH
 from voice2fa_cli.signalwire import FINAL_STATUSES
 
 SANDBOX_CALLER = "+15550100000"
+MAX_DELAY = 0.05  # seconds: no simulated delay is longer
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _KEY_ASKED = re.compile(r"(?<!\d)([0-9])(?!\d)")
 
@@ -93,7 +94,9 @@ class Sandbox:
         caller: str | None = None,
         scenario: Scenario | None = None,
         on_heard: Callable[[SimCall, list[str]], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        self._sleep = sleep  # every simulated delay goes through this (tests record them)
         self.project = project or f"sandbox-{secrets.token_hex(8)}"
         self.token = token or secrets.token_urlsafe(24)
         # "" → a random key; None → requests go unsigned
@@ -259,7 +262,7 @@ class Sandbox:
         task.add_done_callback(self._tasks.discard)
 
     async def _pause(self, call: SimCall) -> None:
-        await asyncio.sleep(min(call.scenario.delay, 0.05))
+        await self._sleep(min(call.scenario.delay, MAX_DELAY))
 
     async def _callback(self, call: SimCall, event: str, status: str) -> None:
         if not call.status_callback or not call.scenario.callbacks:
