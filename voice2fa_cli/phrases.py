@@ -5,13 +5,7 @@ from __future__ import annotations
 
 DEFAULT_LANGUAGE = "en-US"
 
-# Language values that SignalWire's <Say> accepts for its standard voices.
-SUPPORTED = frozenset({
-    "ca-ES", "da-DK", "de-DE", "en-AU", "en-CA", "en-GB", "en-IN", "en-US", "es-ES", "es-MX",
-    "fi-FI", "fr-CA", "fr-FR", "it-IT", "ja-JP", "ko-KR", "nb-NO", "nl-NL", "pl-PL", "pt-BR",
-    "pt-PT", "ru-RU", "sv-SE", "zh-CN", "zh-HK", "zh-TW",
-})
-
+# Each country maps to a language value that SignalWire's <Say> accepts for its standard voices.
 _BY_REGION = {
     "US": "en-US", "CA": "en-CA", "GB": "en-GB", "IE": "en-GB", "AU": "en-AU", "NZ": "en-AU",
     "IN": "en-IN", "ES": "es-ES", "MX": "es-MX", "AR": "es-MX", "CL": "es-MX", "CO": "es-MX",
