@@ -34,6 +34,12 @@ FAILURE_WINDOW = 3600.0
 LOCK_SECONDS = 3600.0
 
 OPEN_STATES = ("calling", "delivered")
+_CLOSED_REASONS = {
+    "verified": "this code was already used: send a new one",
+    "locked": "locked: too many wrong codes; send a new one",
+    "superseded": "superseded by a newer code: use the newest one",
+    "undelivered": "no open session: the last call did not deliver the code; send a new one",
+}
 
 # Send limits against toll fraud and call bombing (Twilio Verify's defaults).
 SENDS_PER_NUMBER = 5
@@ -419,14 +425,8 @@ class Store:
                 return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(until)}", session)
             if session is None:
                 return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
-            closed = {
-                "verified": "this code was already used: send a new one",
-                "locked": "locked: too many wrong codes; send a new one",
-                "superseded": "superseded by a newer code: use the newest one",
-                "undelivered": "no open session: the last call did not deliver the code; send a new one",
-            }
-            if session.state in closed:
-                return Verdict(False, closed[session.state], session)
+            if session.state in _CLOSED_REASONS:
+                return Verdict(False, _CLOSED_REASONS[session.state], session)
             if now >= session.expires_at:
                 return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
             if otp.matches(self._key, session.id, code, row[-1]):
