@@ -132,6 +132,11 @@ async def hang_up_on_the_client(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
+def client_for(sb: Sandbox) -> Client:
+    """The real client pointed at the sandbox with its own credentials."""
+    return Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2)
+
+
 async def provider_error(coro) -> ProviderError:
     with pytest.raises(ProviderError) as info:
         await coro
@@ -145,7 +150,7 @@ async def provider_error(coro) -> ProviderError:
 
 async def test_create_call_sends_exactly_the_documented_form():
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome="busy", callbacks=False)) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             call = await place(client)
         await asyncio.wait_for(sb.settle(), 5)
     assert call.sid in sb.calls
@@ -170,7 +175,7 @@ async def test_create_call_request_on_the_wire(odd_server):
 
 async def test_fetch_call_after_the_call_ended():
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome="no-answer", callbacks=False)) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             call = await place(client)
             await asyncio.wait_for(sb.settle(), 5)
             fetched = await client.fetch_call(call.sid)
@@ -195,7 +200,7 @@ async def test_fetch_call_duration_variants(odd_server):
 
 async def test_hang_up_posts_status_completed():
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome="hold", callbacks=False)) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             call = await place(client)
             await client.hang_up(call.sid)
             await asyncio.wait_for(sb.settle(), 5)
@@ -208,7 +213,7 @@ async def test_hang_up_posts_status_completed():
 
 async def test_fetch_account():
     async with Sandbox() as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             account = await client.fetch_account()
         assert account == {"sid": sb.project, "friendly_name": "voice2fa sandbox", "status": "active"}
         assert [(r.method, r.path) for r in sb.requests] == [("GET", f"{API_PATH}/Accounts/{sb.project}.json")]
@@ -236,7 +241,7 @@ async def test_wrong_credentials(what):
 
 async def test_invalid_to_21211():
     async with Sandbox(caller=CALLER) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             err = await provider_error(place(client, to="12345"))
         assert err.message == (
             "SignalWire rejected the call request (400, error 21211): Invalid 'To' Phone Number: 12345"
@@ -247,7 +252,7 @@ async def test_invalid_to_21211():
 
 async def test_caller_not_of_this_project_21210():
     async with Sandbox(caller=CALLER) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             err = await provider_error(place(client, caller="+15550109999"))
         assert err.message == (
             "SignalWire rejected the call request (400, error 21210): 'From' phone number not verified: +15550109999"
@@ -266,7 +271,7 @@ async def test_caller_not_of_this_project_21210():
 )
 async def test_scripted_api_errors(api_status, message):
     async with Sandbox(caller=CALLER, scenario=Scenario(api_status=api_status)) as sb:
-        async with Client(f"{sb.url}{API_PATH}/Accounts/{sb.project}", sb.project, sb.token, timeout=2) as client:
+        async with client_for(sb) as client:
             err = await provider_error(place(client))
         assert err.message == message
         assert creates(sb) == 1  # never retried

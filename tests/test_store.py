@@ -101,6 +101,15 @@ def fresh(state_dir: Path, clock: list[float] | None = None) -> Store:
 # --- creating, reading back -------------------------------------------------------------------
 
 
+def assert_refused(state_dir, message: str) -> None:
+    """Opening the store, to create or to read, fails with exactly `message` and exit 2."""
+    for create in (True, False):
+        with pytest.raises(StoreError) as info:
+            Store.open(state_dir, create=create)
+        assert info.value.message == message
+        assert info.value.exit_code == 2
+
+
 def test_create_session_stores_what_was_given(store, state_dir, clock):
     created = add(store, "s1", call_sid="CA1", call_status="queued", max_attempts=3, sandbox=False)
 
@@ -541,13 +550,7 @@ def test_key_file_open_to_others_is_refused(state_dir, loose):
     key_path = state_dir / store_mod.KEY_NAME
     key = key_path.read_bytes()
     os.chmod(key_path, loose)
-    for create in (True, False):
-        with pytest.raises(StoreError) as info:
-            Store.open(state_dir, create=create)
-        assert info.value.message == (
-            f"the key file {key_path} is open to other users (mode {loose:o}): run `chmod 600 {key_path}`"
-        )
-        assert info.value.exit_code == 2
+    assert_refused(state_dir, f"the key file {key_path} is open to other users (mode {loose:o}): run `chmod 600 {key_path}`")
     assert key_path.read_bytes() == key
 
 
@@ -558,13 +561,7 @@ def test_database_open_to_others_is_refused(state_dir, loose):
     db = state_dir / store_mod.DB_NAME
     before = db.read_bytes()
     os.chmod(db, loose)
-    for create in (True, False):
-        with pytest.raises(StoreError) as info:
-            Store.open(state_dir, create=create)
-        assert info.value.message == (
-            f"the database {db} is open to other users (mode {loose:o}): run `chmod 600 {db}`"
-        )
-        assert info.value.exit_code == 2
+    assert_refused(state_dir, f"the database {db} is open to other users (mode {loose:o}): run `chmod 600 {db}`")
     assert db.read_bytes() == before
 
 
@@ -573,11 +570,7 @@ def test_key_file_of_the_wrong_length_is_damaged(state_dir, size):
     Store.open(state_dir).close()
     key_path = state_dir / store_mod.KEY_NAME
     write_private(key_path, b"k" * size)
-    for create in (True, False):
-        with pytest.raises(StoreError) as info:
-            Store.open(state_dir, create=create)
-        assert info.value.message == f"the key file {key_path} is damaged ({size} bytes, not 32)"
-        assert info.value.exit_code == 2
+    assert_refused(state_dir, f"the key file {key_path} is damaged ({size} bytes, not 32)")
     assert key_path.read_bytes() == b"k" * size
 
 
@@ -588,13 +581,7 @@ def test_symlinked_key_file_is_refused(state_dir, tmp_path):
     write_private(elsewhere, key_path.read_bytes())
     key_path.unlink()
     key_path.symlink_to(elsewhere)
-    for create in (True, False):
-        with pytest.raises(StoreError) as info:
-            Store.open(state_dir, create=create)
-        assert info.value.message == (
-            f"the key file {key_path} is a symbolic link: voice2fa keeps its state in real files"
-        )
-        assert info.value.exit_code == 2
+    assert_refused(state_dir, f"the key file {key_path} is a symbolic link: voice2fa keeps its state in real files")
     assert key_path.is_symlink()
 
 
@@ -621,13 +608,7 @@ def test_symlinked_database_is_refused(state_dir, tmp_path):
     shutil.move(db, moved)
     db.symlink_to(moved)
     before = moved.read_bytes()
-    for create in (True, False):
-        with pytest.raises(StoreError) as info:
-            Store.open(state_dir, create=create)
-        assert info.value.message == (
-            f"the database {db} is a symbolic link: voice2fa keeps its state in real files"
-        )
-        assert info.value.exit_code == 2
+    assert_refused(state_dir, f"the database {db} is a symbolic link: voice2fa keeps its state in real files")
     assert moved.read_bytes() == before
 
 

@@ -35,6 +35,16 @@ class Interrupted(Exception):
     pass
 
 
+def _fail(json_out: bool, payload: dict, message: str, code: int, hint: str | None = None) -> None:
+    """One line on stderr (and the JSON object on stdout), then exit with `code`."""
+    from voice2fa_cli import ui
+
+    ui.error(message, hint)
+    if json_out:
+        ui.emit_json({**payload, "error": message, "exit_code": code})
+    sys.exit(code)
+
+
 @contextmanager
 def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
     """Turn domain errors into one line on stderr (and JSON on stdout) and the exit code.
@@ -43,32 +53,18 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
     try:
         yield payload
     except Voice2faError as exc:
-        from voice2fa_cli import ui
-
-        ui.error(exc.message, exc.hint)
-        if json_out:
-            ui.emit_json({**payload, "error": exc.message, "exit_code": exc.exit_code})
-        sys.exit(exc.exit_code)
+        _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted:
-        from voice2fa_cli import ui
-
-        ui.error("interrupted")
-        if json_out:
-            ui.emit_json({**payload, "error": "interrupted", "exit_code": EXIT_INTERRUPTED})
-        sys.exit(EXIT_INTERRUPTED)
+        _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise  # usage errors: OneLineErrors renders them
     except Exception as exc:  # a bug: say so in one line, never a traceback unless asked
-        from voice2fa_cli import ui
-
         if verbose:
             import traceback
 
             traceback.print_exc()
-        ui.error(f"internal error ({type(exc).__name__})", "a bug in voice2fa: run with -v for the traceback and report it")
-        if json_out:
-            ui.emit_json({**payload, "error": f"internal error ({type(exc).__name__})", "exit_code": EXIT_INTERNAL})
-        sys.exit(EXIT_INTERNAL)
+        _fail(json_out, payload, f"internal error ({type(exc).__name__})", EXIT_INTERNAL,
+              "a bug in voice2fa: run with -v for the traceback and report it")
 
 
 def run_async(coro):
@@ -316,11 +312,12 @@ def sessions(ctx, json_out, limit) -> None:
 
     with exit_codes(json_out):
         env = config.load_environment()
-        rows = sessions_core.recent_sessions(config.state_dir(env), limit)
+        now, rows = sessions_core.recent_sessions(config.state_dir(env), limit)
+        listed = [ui.session_json(row, now) for row in rows]
         if json_out:
-            ui.emit_json({"sessions": [ui.session_json(row, now) for row, now in rows]})
+            ui.emit_json({"sessions": listed})
         else:
-            ui.session_table([ui.session_json(row, now) for row, now in rows])
+            ui.session_table(listed)
 
 
 @sessions.command()

@@ -20,7 +20,7 @@ DB_NAME = "sessions.sqlite3"  # in the state dir
 KEY_NAME = "key"  # in the state dir: the per-install HMAC key
 API_PATH = "/api/laml/2010-04-01"
 
-_HINTS = {
+HINTS = {
     "SIGNALWIRE_SPACE": "your Space's domain, e.g. example.signalwire.com (top of your SignalWire Dashboard)",
     "SIGNALWIRE_PROJECT": "copy the Project ID from the API page of your SignalWire Dashboard",
     "SIGNALWIRE_TOKEN": "create an API token on the API page of your SignalWire Dashboard",
@@ -108,19 +108,19 @@ def parse_dotenv(text: str, path: Path | str = ".env") -> dict[str, str]:
     return values
 
 
-def _get(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    if value is None:
+def value(env: Mapping[str, str], name: str) -> str | None:
+    """The variable's value, stripped; None when unset or blank."""
+    raw = env.get(name)
+    if raw is None:
         return None
-    value = value.strip()
-    return value or None
+    return raw.strip() or None
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
-    value = _get(env, name)
-    if value is None:
-        raise ConfigError(f"{name} is not set: {_HINTS[name]}")
-    return value
+    found = value(env, name)
+    if found is None:
+        raise ConfigError(f"{name} is not set: {HINTS[name]}")
+    return found
 
 
 # --- single values -------------------------------------------------------------------------
@@ -236,16 +236,16 @@ def parse_listen(value: str, name: str = "--listen") -> Listen:
 
 
 def _number_setting(env: Mapping[str, str], name: str, low: float, high: float, default: float) -> float:
-    raw = _get(env, name)
+    raw = value(env, name)
     if raw is None:
         return default
     try:
-        value = float(raw)
+        seconds = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {phone.shown(raw)}") from None
-    if not low <= value <= high:
+    if not low <= seconds <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
-    return value
+    return seconds
 
 
 def timing(env: Mapping[str, str], ring_timeout: int | None = None) -> Timing:
@@ -258,7 +258,7 @@ def timing(env: Mapping[str, str], ring_timeout: int | None = None) -> Timing:
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
-    raw = _get(env, "VOICE2FA_STATE_DIR")
+    raw = value(env, "VOICE2FA_STATE_DIR")
     if raw is not None:
         if "\x00" in raw:
             raise ConfigError("VOICE2FA_STATE_DIR contains a NUL character")
@@ -271,7 +271,7 @@ def state_dir(env: Mapping[str, str]) -> Path:
 def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[str]:
     """VOICE2FA_ALLOWED_COUNTRIES (ISO codes, comma or space separated); default: the caller
     ID's country."""
-    raw = _get(env, "VOICE2FA_ALLOWED_COUNTRIES")
+    raw = value(env, "VOICE2FA_ALLOWED_COUNTRIES")
     if raw is None:
         return frozenset({caller_region})
     import phonenumbers
@@ -287,7 +287,7 @@ def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[s
 
 
 def max_calls_per_hour(env: Mapping[str, str]) -> int:
-    raw = _get(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
+    raw = value(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
     if raw is None:
         return 30
     if not raw.isdigit() or not 1 <= int(raw) <= 10000:
@@ -298,7 +298,7 @@ def max_calls_per_hour(env: Mapping[str, str]) -> int:
 def listen(env: Mapping[str, str], flag: str | None) -> Listen:
     if flag is not None:
         return parse_listen(flag, "--listen")
-    return parse_listen(_get(env, "VOICE2FA_LISTEN") or DEFAULT_LISTEN, "VOICE2FA_LISTEN")
+    return parse_listen(value(env, "VOICE2FA_LISTEN") or DEFAULT_LISTEN, "VOICE2FA_LISTEN")
 
 
 # --- whole settings ------------------------------------------------------------------------
@@ -315,10 +315,10 @@ def send_settings(
     space = parse_space(_require(env, "SIGNALWIRE_SPACE"))
     project = _require(env, "SIGNALWIRE_PROJECT")
     if ":" in project or any(c.isspace() or ord(c) < 32 for c in project):
-        raise ConfigError("SIGNALWIRE_PROJECT has a colon, space or control character: " + _HINTS["SIGNALWIRE_PROJECT"])
+        raise ConfigError("SIGNALWIRE_PROJECT has a colon, space or control character: " + HINTS["SIGNALWIRE_PROJECT"])
     token = _require(env, "SIGNALWIRE_TOKEN")
     if any(ord(c) < 32 for c in token):
-        raise ConfigError("SIGNALWIRE_TOKEN has a control character: " + _HINTS["SIGNALWIRE_TOKEN"])
+        raise ConfigError("SIGNALWIRE_TOKEN has a control character: " + HINTS["SIGNALWIRE_TOKEN"])
     caller_number = phone.parse(_require(env, "SIGNALWIRE_NUMBER"), "SIGNALWIRE_NUMBER")
     warnings: list[str] = []
     if not caller_number.known:
@@ -331,7 +331,7 @@ def send_settings(
         project=project,
         token=token,
         caller=caller_number.e164,
-        signing_key=_get(env, "SIGNALWIRE_SIGNING_KEY"),
+        signing_key=value(env, "SIGNALWIRE_SIGNING_KEY"),
         public_url=url,
         listen=listen(env, listen_flag),
         state_dir=state_dir(env),

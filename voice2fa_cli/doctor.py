@@ -29,17 +29,12 @@ def _mask(value: str) -> str:
     return f"set ({len(value)} characters)"
 
 
-def _value(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name)
-    return value.strip() or None if value is not None else None
-
-
 async def run(env: Mapping[str, str], public_url: str | None, listen_flag: str | None) -> list[Check]:
     checks: list[Check] = []
     add = checks.append
 
     space = None
-    raw = _value(env, "SIGNALWIRE_SPACE")
+    raw = config.value(env, "SIGNALWIRE_SPACE")
     try:
         if raw is None:
             raise ConfigError("not set")
@@ -47,27 +42,27 @@ async def run(env: Mapping[str, str], public_url: str | None, listen_flag: str |
         add(Check("SIGNALWIRE_SPACE", WARN if space.startswith("http://") else OK,
                   space + (" (plain http: a local stand-in only)" if space.startswith("http://") else "")))
     except ConfigError as exc:
-        add(Check("SIGNALWIRE_SPACE", FAIL, exc.message, config._HINTS["SIGNALWIRE_SPACE"]))
+        add(Check("SIGNALWIRE_SPACE", FAIL, exc.message, config.HINTS["SIGNALWIRE_SPACE"]))
 
-    project = _value(env, "SIGNALWIRE_PROJECT")
+    project = config.value(env, "SIGNALWIRE_PROJECT")
     add(Check("SIGNALWIRE_PROJECT", OK, project[:8] + "…") if project else
-        Check("SIGNALWIRE_PROJECT", FAIL, "not set", config._HINTS["SIGNALWIRE_PROJECT"]))
-    token = _value(env, "SIGNALWIRE_TOKEN")
+        Check("SIGNALWIRE_PROJECT", FAIL, "not set", config.HINTS["SIGNALWIRE_PROJECT"]))
+    token = config.value(env, "SIGNALWIRE_TOKEN")
     add(Check("SIGNALWIRE_TOKEN", OK, _mask(token)) if token else
-        Check("SIGNALWIRE_TOKEN", FAIL, "not set", config._HINTS["SIGNALWIRE_TOKEN"]))
+        Check("SIGNALWIRE_TOKEN", FAIL, "not set", config.HINTS["SIGNALWIRE_TOKEN"]))
 
-    caller = _value(env, "SIGNALWIRE_NUMBER")
+    caller = config.value(env, "SIGNALWIRE_NUMBER")
     if caller is None:
-        add(Check("SIGNALWIRE_NUMBER", FAIL, "not set", config._HINTS["SIGNALWIRE_NUMBER"]))
+        add(Check("SIGNALWIRE_NUMBER", FAIL, "not set", config.HINTS["SIGNALWIRE_NUMBER"]))
     else:
         try:
             number = phone.parse(caller, "SIGNALWIRE_NUMBER")
             add(Check("SIGNALWIRE_NUMBER", OK if number.known else WARN,
                       number.e164 + ("" if number.known else " (possible, but not known to be assigned)")))
         except ConfigError as exc:
-            add(Check("SIGNALWIRE_NUMBER", FAIL, exc.message, config._HINTS["SIGNALWIRE_NUMBER"]))
+            add(Check("SIGNALWIRE_NUMBER", FAIL, exc.message, config.HINTS["SIGNALWIRE_NUMBER"]))
 
-    key = _value(env, "SIGNALWIRE_SIGNING_KEY")
+    key = config.value(env, "SIGNALWIRE_SIGNING_KEY")
     add(Check("SIGNALWIRE_SIGNING_KEY", OK, _mask(key)) if key else
         Check("SIGNALWIRE_SIGNING_KEY", WARN, "not set: webhook signatures are not checked",
               "copy the signing key from the API page of your SignalWire Dashboard"))
@@ -99,9 +94,9 @@ async def _reachability(env: Mapping[str, str], public_url: str | None, listen_f
         out.append(Check("listen", OK, str(where)))
     except ConfigError as exc:
         return [Check("listen", FAIL, exc.message, "give HOST:PORT, e.g. 127.0.0.1:5000")]
-    raw = public_url if public_url is not None else _value(env, "VOICE2FA_PUBLIC_URL")
+    raw = public_url if public_url is not None else config.value(env, "VOICE2FA_PUBLIC_URL")
     if raw is None:
-        out.append(Check("public URL", FAIL, "VOICE2FA_PUBLIC_URL is not set", config._HINTS["VOICE2FA_PUBLIC_URL"]))
+        out.append(Check("public URL", FAIL, "VOICE2FA_PUBLIC_URL is not set", config.HINTS["VOICE2FA_PUBLIC_URL"]))
         return out
     try:
         url, warnings = config.parse_public_url(raw, name)

@@ -51,15 +51,15 @@ class SimCall:
     sid: str
     to: str
     caller: str
-    url: str
+    url: str = field(repr=False)  # carries the call's token
     method: str
-    status_callback: str | None
+    status_callback: str | None = field(repr=False)  # carries the call's token
     events: tuple[str, ...]
     scenario: Scenario
     status: str = "queued"
     answered: bool = False
     duration: int = 0
-    heard: list[str] = field(default_factory=list)
+    heard: list[str] = field(default_factory=list, repr=False)  # holds the code: never in a repr
     documents: list[bytes] = field(default_factory=list, repr=False)
     pressed: list[str] = field(default_factory=list)
     task: asyncio.Task | None = field(default=None, repr=False)
@@ -121,7 +121,7 @@ class Sandbox:
         await self.close()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = web.Application()
+        app = web.Application(middlewares=[self._guard])
         base = f"{API_PATH}/Accounts/{{project}}"
         app.router.add_post(base + "/Calls.json", self._create)
         app.router.add_get(base + "/Calls/{sid}.json", self._fetch)
@@ -165,10 +165,20 @@ class Sandbox:
 
     # --- API -----------------------------------------------------------------------------
 
-    async def _record(self, request: web.Request) -> list[tuple[str, str]]:
+    @web.middleware
+    async def _guard(self, request: web.Request, handler) -> web.StreamResponse:
+        """Every API request is recorded, then must carry the project's basic auth."""
+        if "project" not in request.match_info:
+            return await handler(request)  # not an API route: aiohttp's own 404 / 405
         form = list((await request.post()).items()) if request.method == "POST" else []
         self.requests.append(Recorded(request.method, request.path, tuple((k, str(v)) for k, v in form)))
-        return form  # type: ignore[return-value]
+        if not self._authorised(request):
+            return _error(401, 20003, "Authentication Error - invalid username")
+        return await handler(request)
+
+    @staticmethod
+    async def _form(request: web.Request) -> list[tuple[str, str]]:
+        return [(k, str(v)) for k, v in (await request.post()).items()]  # already read: cached
 
     def _authorised(self, request: web.Request) -> bool:
         if request.match_info["project"] != self.project:
@@ -188,9 +198,7 @@ class Sandbox:
         )
 
     async def _create(self, request: web.Request) -> web.Response:
-        form = await self._record(request)
-        if not self._authorised(request):
-            return _error(401, 20003, "Authentication Error - invalid username")
+        form = await self._form(request)
         scenario = self.scenario
         if scenario.api_status is not None:
             status = scenario.api_status
@@ -219,18 +227,13 @@ class Sandbox:
         return web.json_response(call.json(self.project), status=201)
 
     async def _fetch(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        if not self._authorised(request):
-            return _error(401, 20003, "Authentication Error - invalid username")
         call = self.calls.get(request.match_info["sid"])
         if call is None:
             return _error(404, 20404, "The requested resource was not found")
         return web.json_response(call.json(self.project))
 
     async def _update(self, request: web.Request) -> web.Response:
-        form = dict(await self._record(request))
-        if not self._authorised(request):
-            return _error(401, 20003, "Authentication Error - invalid username")
+        form = dict(await self._form(request))
         call = self.calls.get(request.match_info["sid"])
         if call is None:
             return _error(404, 20404, "The requested resource was not found")
@@ -242,9 +245,6 @@ class Sandbox:
         return web.json_response(call.json(self.project))
 
     async def _account(self, request: web.Request) -> web.Response:
-        await self._record(request)
-        if not self._authorised(request):
-            return _error(401, 20003, "Authentication Error - invalid username")
         return web.json_response({"sid": self.project, "friendly_name": "voice2fa sandbox", "status": "active"})
 
     # --- the simulated call ----------------------------------------------------------------

@@ -47,17 +47,18 @@ def check(state_dir: Path, number: str, code: str, session_id: str | None = None
         return store.check(number, code, session_id=session_id)
 
 
-def recent_sessions(state_dir: Path, limit: int) -> list[tuple]:
-    """The newest sessions, each with the time it was read at (to tell expired ones)."""
+def recent_sessions(state_dir: Path, limit: int) -> tuple[float, list[Session]]:
+    """The time of reading (to tell expired sessions) and the newest sessions."""
+    import time
+
     from voice2fa_cli.store import NoStore, Store
 
     try:
         store = Store.open(state_dir, create=False)
     except NoStore:
-        return []
+        return time.time(), []
     with store:
-        now = store.clock()
-        return [(s, now) for s in store.recent(limit)]
+        return store.clock(), store.recent(limit)
 
 
 def purge(state_dir: Path) -> int:

@@ -40,6 +40,27 @@ def fancy(stream: TextIO) -> bool:
     )
 
 
+WAITING = {  # what the spinner says after each event while the call runs
+    "dialing": "waiting for the call to ring",
+    "initiated": "waiting for the call to ring",
+    "ringing": "ringing",
+    "in-progress": "waiting for SignalWire to fetch the call script",
+    "fetched": "waiting for the key press",
+    "key-pressed": "reading the code",
+    "delivered": "waiting for the call to end",
+}
+FAILED = frozenset({"busy", "no-answer", "failed", "canceled"})
+
+
+def console(stream: TextIO):
+    """A Rich console on `stream` when it is a terminal that wants colour, else None."""
+    if not fancy(stream):
+        return None
+    from rich.console import Console
+
+    return Console(file=stream, highlight=False, soft_wrap=True)
+
+
 class Reporter:
     """Progress of a call, one line per event, on stderr."""
 
@@ -47,11 +68,7 @@ class Reporter:
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.verbose = verbose
-        self._console = None
-        if fancy(self.stream):
-            from rich.console import Console
-
-            self._console = Console(file=self.stream, highlight=False, soft_wrap=True)
+        self._console = console(self.stream)
         self._status = None  # a Rich spinner while the call runs (terminal only)
         self._started = time.monotonic()
 
@@ -91,12 +108,9 @@ class Reporter:
         label = LABELS.get(event, event).format(detail=detail or "")
         if detail and "{detail}" not in LABELS.get(event, ""):
             label += f" ({detail})"
-        style = "green" if event == "delivered" else ("red" if event in ("busy", "no-answer", "failed", "canceled") else None)
+        style = "green" if event == "delivered" else ("red" if event in FAILED else None)
         self._line(f"[{elapsed:5.1f}s] {label}", style)
-        waiting = {"dialing": "waiting for the call to ring", "initiated": "waiting for the call to ring",
-                   "ringing": "ringing", "in-progress": "waiting for SignalWire to fetch the call script",
-                   "fetched": "waiting for the key press", "key-pressed": "reading the code",
-                   "delivered": "waiting for the call to end"}.get(event)
+        waiting = WAITING.get(event)
         if waiting:
             self._spin(waiting + "…")
         else:
@@ -118,10 +132,9 @@ class Reporter:
 def error(message: str, hint: str | None = None) -> None:
     """One line on stderr: what went wrong and, when known, what to do."""
     text = f"error: {message}" + (f" ({hint})" if hint else "")
-    if fancy(sys.stderr):
-        from rich.console import Console
-
-        Console(file=sys.stderr, highlight=False, soft_wrap=True).out(text, style="red", highlight=False)
+    out = console(sys.stderr)
+    if out is not None:
+        out.out(text, style="red", highlight=False)
     else:
         click.echo(text, err=True)
 
@@ -187,15 +200,11 @@ MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")
 def doctor_table(checks) -> None:
     """One row per check on stderr: mark, name, detail, and the fix when there is one."""
     width = max(len(c.name) for c in checks)
-    console = None
-    if fancy(sys.stderr):
-        from rich.console import Console
-
-        console = Console(file=sys.stderr, highlight=False, soft_wrap=True)
+    out = console(sys.stderr)
     for c in checks:
         mark, style = MARKS[c.status]
         line = f"{mark} {c.name.ljust(width)}  {c.detail}" + (f"\n  {' ' * width}  fix: {c.fix}" if c.fix and c.status != "ok" else "")
-        if console is not None:
-            console.out(line, style=style if c.status != "ok" else None, highlight=False)
+        if out is not None:
+            out.out(line, style=style if c.status != "ok" else None, highlight=False)
         else:
             click.echo(line, err=True)

@@ -217,14 +217,16 @@ def _code(call: CallState) -> web.Response:
 
 
 def _key(call: CallState, config: ServerConfig, digits: str) -> web.Response:
-    if call.wrong_keys >= GATE_TRIES and not call.delivered:
-        return _xml(speech.goodbye_document(call.voice))  # the gate gave up: never the code now
-    if call.key is None or call.delivered or digits == call.key:
-        if call.key is not None and not call.delivered:
-            call.note("key-pressed")
+    """The gate's action: the right key gets the code; GATE_TRIES wrong keys end the gate for
+    good (goodbye, and never the code after that)."""
+    if call.key is None or call.delivered:
         return _code(call)
-    call.wrong_keys += 1
-    call.note("wrong-key")
+    if call.wrong_keys < GATE_TRIES:
+        if digits == call.key:
+            call.note("key-pressed")
+            return _code(call)
+        call.wrong_keys += 1
+        call.note("wrong-key")
     if call.wrong_keys >= GATE_TRIES:
         return _xml(speech.goodbye_document(call.voice))
     return _xml(speech.gate_document(call.key, call_url(config, call, "/key"), call.voice, retry=True))
