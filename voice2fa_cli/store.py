@@ -34,7 +34,7 @@ FAILURE_WINDOW = 3600.0
 LOCK_SECONDS = 3600.0
 
 OPEN_STATES = ("calling", "delivered")
-_CLOSED_REASONS = {
+CLOSED_REASONS = {
     "verified": "this code was already used: send a new one",
     "locked": "locked: too many wrong codes; send a new one",
     "superseded": "superseded by a newer code: use the newest one",
@@ -425,8 +425,8 @@ class Store:
                 return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(until)}", session)
             if session is None:
                 return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
-            if session.state in _CLOSED_REASONS:
-                return Verdict(False, _CLOSED_REASONS[session.state], session)
+            if session.state in CLOSED_REASONS:
+                return Verdict(False, CLOSED_REASONS[session.state], session)
             if now >= session.expires_at:
                 return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
             if otp.matches(self._key, session.id, code, row[-1]):
@@ -477,3 +477,9 @@ def _locked_until(failure_times: list[float], now: float) -> float | None:
             if until > now:
                 return until
     return None
+
+
+def install_key(state_dir: Path) -> bytes:
+    """This install's HMAC key from the state dir, made on first use."""
+    _ensure_dir(state_dir)
+    return _load_key(state_dir / KEY_NAME, True)

@@ -1,0 +1,76 @@
+"""A real `redis-server` (Debian's package) for the tests: started on a temporary Unix socket
+(and, when asked, a TCP port or a TLS port), stopped again afterwards. No mock."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+REDIS_SERVER = shutil.which("redis-server")
+
+
+class RedisServer:
+    def __init__(self, directory: Path, *, appendonly: bool = False, extra: list[str] | None = None,
+                 port: int = 0) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self.port = port
+        self.args = [
+            REDIS_SERVER, "--port", str(port), "--unixsocket", str(self.socket), "--unixsocketperm", "700",
+            "--dir", str(directory), "--save", "", "--appendonly", "yes" if appendonly else "no",
+            "--appendfsync", "always", "--daemonize", "no", "--logfile", str(directory / "redis.log"),
+            *(extra or []),
+        ]
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self) -> RedisServer:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited: " + (self.directory / "redis.log").read_text()[-500:])
+            if self._answers():
+                return self
+            time.sleep(0.01)
+        raise RuntimeError("redis-server did not start within 10 s")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(1)
+                s.connect(str(self.socket))
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def flush(self) -> None:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(self.socket))
+            s.sendall(b"FLUSHALL SYNC\r\n")
+            assert s.recv(16).startswith(b"+OK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
