@@ -97,7 +97,8 @@ def test_no_prompt_then_verify_in_another_process(sandbox, cli_env, state_dir):
     verify_env.pop("VOICE2FA_PUBLIC_URL")
     ok = run_cli(["verify", NUMBER, "--json"], verify_env, input=code + "\n")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout) == {"number": NUMBER, "verified": True, "session_id": data["session_id"], "reason": "verified"}
+    assert json.loads(ok.stdout) == {"number": NUMBER, "verified": True, "session_id": data["session_id"],
+                                     "reason": "verified", "sandbox": False}
     again = run_cli(["verify", NUMBER], verify_env, input=code + "\n")
     assert (again.returncode, again.stderr.splitlines()[-1]) == (1, "error: this code was already used: send a new one")
 
@@ -432,8 +433,8 @@ def test_sessions_lists_without_codes(sandbox, cli_env):
     listing = run_cli(["sessions"], cli_env)
     assert listing.returncode == 0
     header, row = listing.stdout.splitlines()
-    assert header.split() == ["NUMBER", "CREATED", "EXPIRES", "STATE", "LEFT", "SESSION"]
-    assert row.split()[0] == NUMBER and row.split()[3:5] == ["open", "5"]
+    assert header.split() == ["NUMBER", "CREATED", "EXPIRES", "STATE", "LEFT", "KIND", "SESSION"]
+    assert row.split()[0] == NUMBER and row.split()[3:6] == ["open", "5", "real"]
     data = json.loads(run_cli(["sessions", "--json"], cli_env).stdout)
     assert [s["state"] for s in data["sessions"]] == ["open"]
     assert code not in listing.stdout + json.dumps(data)

@@ -193,7 +193,8 @@ async def test_sandbox_send_shows_what_the_callee_heard(tmp_path, monkeypatch):
     readings = [line for line in rec.lines if line.replace(", ", "").isdigit()]
     assert len(readings) == 2 and readings[0] == readings[1]
     code = readings[0].replace(", ", "")
-    assert sessions.check(tmp_path / "s", NUMBER, code).verified
+    assert sessions.check(tmp_path / "s", NUMBER, code).verified is False  # never a real session
+    assert sessions.check(tmp_path / "s", NUMBER, code, sandbox=True).verified
 
 
 async def test_sandbox_sends_are_not_limited(tmp_path, monkeypatch):
@@ -221,7 +222,7 @@ async def test_a_taken_listen_address_does_not_count_as_a_send(sb, tmp_path):
 
 
 async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path):
-    from voice2fa_cli.errors import StoreError
+    from voice2fa_cli.errors import NotDelivered, StoreError
     from voice2fa_cli.webhook import bind
 
     class FullDisk(Store):
@@ -230,11 +231,13 @@ async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path)
 
     sb.scenario = Scenario(outcome="hold")
     settings = settings_for(sb, tmp_path / "s")
-    store = FullDisk.open(tmp_path / "s")
     sock = bind(settings.listen.host, settings.listen.port)
-    with pytest.raises(StoreError):
-        await flow._call(settings, options(), store, Recorder(), sock)
-    store.close()
+    with pytest.raises(NotDelivered) as info:
+        async with flow.StoreThread(FullDisk.open(tmp_path / "s")) as store:
+            await flow._call(settings, options(), store, Recorder(), sock)
+    assert info.value.exit_code == 3  # a call was placed: never 2, which says nothing was called
+    assert info.value.message == ("the call was hung up because the store failed: "
+                                  "the disk holding the database is full: free some space and try again")
     sid = next(iter(sb.calls))
     hang_ups = [r.form for r in sb.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
     assert hang_ups == [(("Status", "completed"),)]

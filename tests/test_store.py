@@ -71,11 +71,10 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def add(store: Store, session_id: str = "s1", number: str = NUMBER, code: str = CODE, *, ttl: float = TTL,
-        max_attempts: int = store_mod.MAX_ATTEMPTS, sandbox: bool = True, call_sid: str | None = None,
+        max_attempts: int = store_mod.MAX_ATTEMPTS, call_sid: str | None = None,
         call_status: str | None = None):
     return store.create_session(session_id=session_id, number=number, code=code, ttl=ttl,
-                                max_attempts=max_attempts, call_sid=call_sid, call_status=call_status,
-                                sandbox=sandbox)
+                                max_attempts=max_attempts, call_sid=call_sid, call_status=call_status)
 
 
 @pytest.fixture
@@ -111,7 +110,7 @@ def assert_refused(state_dir, message: str) -> None:
 
 
 def test_create_session_stores_what_was_given(store, state_dir, clock):
-    created = add(store, "s1", call_sid="CA1", call_status="queued", max_attempts=3, sandbox=False)
+    created = add(store, "s1", call_sid="CA1", call_status="queued", max_attempts=3)
 
     with fresh(state_dir) as other:
         stored = other.get("s1")
@@ -889,7 +888,7 @@ def _race_create(state_dir: str, session_id: str, number: str, code: str, barrie
         barrier.wait(20)
         s = Store.open(Path(state_dir), create=True)
         created = s.create_session(session_id=session_id, number=number, code=code, ttl=TTL,
-                                   call_sid=None, call_status=None, sandbox=True)
+                                   call_sid=None, call_status=None)
         s.close()
         results.put((created.id, created.state))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
