@@ -86,6 +86,14 @@ def _open_component(fd: int, name: str, path: Path, create: bool, what: str) -> 
             raise StoreError(f"cannot open the {what} {path}: {exc.strerror}") from None
 
 
+def open_descriptors() -> set[int] | None:
+    """This process's open descriptors, where the system tells (Linux), else None."""
+    try:
+        return {int(n) for n in os.listdir("/proc/self/fd")}
+    except (OSError, ValueError):
+        return None
+
+
 def _exists(dir_fd: int, name: str) -> bool:
     try:
         os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
@@ -97,9 +105,10 @@ def _exists(dir_fd: int, name: str) -> bool:
 class StateDir:
     """An open, checked state directory. Close it (or use `with`) when done."""
 
-    def __init__(self, fd: int, path: Path) -> None:
+    def __init__(self, fd: int, path: Path, walked: Path) -> None:
         self.fd = fd
-        self.path = path
+        self.path = path  # as given, for messages
+        self.walked = walked  # with the ancestors' links resolved: the path that was checked
 
     @classmethod
     def open(cls, path: Path, *, create: bool, needs: str | None = None) -> StateDir:
@@ -135,7 +144,7 @@ class StateDir:
         except BaseException:
             os.close(state)
             raise
-        return cls(state, path)
+        return cls(state, path, parent / path.name)
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -215,10 +224,38 @@ class StateDir:
                 raise StoreError(f"cannot read {self.path / (name + suffix)}: {exc.strerror}") from None
             check_private(st, self.path / (name + suffix), "database file", 0o600)
 
+    def check_opened(self, name: str, before: set[int] | None, checked: os.stat_result) -> None:
+        """After SQLite opened database `name` (and its -wal and -shm): what it holds open is
+        the database whose descriptor was checked, and side files of the user's own. SQLite
+        opens by path name, so this is checked on the descriptors SQLite got (Linux: the
+        descriptors that appeared since `before`), else on the path."""
+        if before is None:
+            try:
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            except OSError:
+                st = None
+            if st is None or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+                raise StoreError(f"the database {self.path / name} changed while it was opened: try again")
+            return
+        wanted = {name: "database", name + "-wal": "database file", name + "-shm": "database file"}
+        for fd in open_descriptors() or set():
+            if fd in before:
+                continue
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+                st = os.stat(f"/proc/self/fd/{fd}")  # the open file itself, whatever its name now
+            except OSError:
+                continue  # closed meanwhile (another thread's descriptor)
+            base = os.path.basename(target.removesuffix(" (deleted)"))
+            if not stat.S_ISREG(st.st_mode) or base not in wanted:
+                continue
+            if base == name and (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
+                raise StoreError(f"the database {self.path / name} changed while it was opened: try again")
+            check_private(st, self.path / base, wanted[base], 0o600)
+
     def sqlite_path(self, name: str) -> str:
-        """A name for SQLite that reaches `name` through this descriptor where the system
-        allows it (/proc/self/fd), else the checked path."""
-        via_fd = f"/proc/self/fd/{self.fd}"
-        if os.path.isdir(via_fd):
-            return f"{via_fd}/{name}"
-        return str(self.path / name)
+        """The name SQLite opens `name` by: the path that was walked and checked. SQLite takes
+        no descriptor (and resolves /proc/self/fd/<dir> back to this same path name); the walk
+        above makes the path safe to look up again (nobody but the user and root can change a
+        directory on it), and `check_opened` then checks the descriptors SQLite holds."""
+        return str(self.walked / name)

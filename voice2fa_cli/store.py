@@ -31,7 +31,7 @@ from voice2fa_cli import otp
 from voice2fa_cli.config import DB_NAME, KEY_NAME, SANDBOX_DB_NAME
 from voice2fa_cli.errors import PolicyRefused, StoreError
 from voice2fa_cli.sessions import Verdict
-from voice2fa_cli.statedir import Missing, StateDir
+from voice2fa_cli.statedir import Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
 SCHEMA_VERSION = 2
@@ -224,18 +224,21 @@ class Store:
             fd = _open_database(state, name)
             try:
                 checked = os.fstat(fd)
-                try:
-                    conn = sqlite3.connect(state.sqlite_path(name), isolation_level=None, timeout=busy_timeout,
-                                           check_same_thread=False)
-                except sqlite3.Error as exc:
-                    raise StoreError(f"cannot open the database {db}: {exc}") from None
             finally:
+                # Before SQLite opens it: closing any descriptor of a file drops every POSIX
+                # lock this process holds on it, SQLite's included.
                 os.close(fd)
+            before = open_descriptors()
+            try:
+                conn = sqlite3.connect(state.sqlite_path(name), isolation_level=None, timeout=busy_timeout,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the database {db}: {exc}") from None
             store = cls(conn, key, db, clock, sandbox, uptime, state)
             try:
                 with store._errors():
-                    store._same_file(checked)
-                    store._prepare(busy_timeout)
+                    store._prepare(busy_timeout)  # this opens the -wal and the -shm too
+                state.check_opened(name, before, checked)
             except BaseException:
                 conn.close()
                 raise
@@ -254,16 +257,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _same_file(self, checked: os.stat_result) -> None:
-        """The file SQLite opened is the one whose descriptor was checked."""
-        (_, _, opened), *_ = self._conn.execute("PRAGMA database_list").fetchall()
-        try:
-            st = os.stat(opened)
-        except OSError:
-            st = None
-        if st is None or (st.st_dev, st.st_ino) != (checked.st_dev, checked.st_ino):
-            raise StoreError(f"the database {self.path} changed while it was opened: try again")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
