@@ -82,6 +82,8 @@ def _open_component(fd: int, name: str, path: Path, create: bool, what: str) -> 
             if exc.errno == errno.ELOOP:
                 raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files") from None
             if exc.errno == errno.ENOTDIR:
+                if _is_link(fd, name):  # O_DIRECTORY may win over O_NOFOLLOW
+                    raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files") from None
                 raise StoreError(f"the {what} {path} exists and is not a directory") from None
             raise StoreError(f"cannot open the {what} {path}: {exc.strerror}") from None
 
@@ -92,6 +94,13 @@ def open_descriptors() -> set[int] | None:
         return {int(n) for n in os.listdir("/proc/self/fd")}
     except (OSError, ValueError):
         return None
+
+
+def _is_link(dir_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _exists(dir_fd: int, name: str) -> bool:
