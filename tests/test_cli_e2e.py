@@ -482,3 +482,52 @@ def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
     assert proc.returncode == 0, err
     with Store.open(state_dir) as store:
         assert [s.state for s in store.recent(5)] == ["verified", "superseded"]
+
+
+def _sandbox_code(stderr: str) -> str:
+    """The code the sandbox's simulated callee heard, from what `send --sandbox` showed."""
+    readings = [line.split("callee heard: ")[1].strip().replace(", ", "") for line in stderr.splitlines()
+                if "callee heard: " in line]
+    codes = [r for r in readings if r.isdigit()]
+    assert codes, stderr
+    return codes[0]
+
+
+def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir):
+    """The audit's attack (issue 9): a real send, then a sandbox send to the same number, then
+    verify with each code. The sandbox session supersedes nothing real and verifies only with
+    --sandbox; every JSON object says which kind of session it reports."""
+    import os
+
+    real = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["sandbox"] is False
+    real_code = sandbox.heard_code()
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    bare.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
+    simulated = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], bare)
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["sandbox"] is True
+    sandbox_code = _sandbox_code(simulated.stderr)
+    if sandbox_code == real_code:
+        pytest.skip("the two codes happen to be equal (one in a million)")
+
+    listed = json.loads(run_cli(["sessions", "--json"], bare).stdout)["sessions"]
+    assert sorted((s["sandbox"], s["state"]) for s in listed) == [(False, "open"), (True, "open")]
+
+    wrong_kind = run_cli(["verify", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert wrong_kind.returncode == 1
+    assert json.loads(wrong_kind.stdout) == {"number": NUMBER, "verified": False, "sandbox": False,
+                                             "session_id": json.loads(real.stdout)["session_id"],
+                                             "reason": "wrong code (4 attempts left)"}
+    assert run_cli(["verify", "--sandbox", NUMBER], bare, input=real_code + "\n").returncode == 1
+
+    ok_real = run_cli(["verify", NUMBER], bare, input=real_code + "\n")
+    assert (ok_real.returncode, ok_real.stderr.splitlines()[-1]) == (0, f"verified: {NUMBER}")
+    ok_sandbox = run_cli(["verify", "--sandbox", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert ok_sandbox.returncode == 0, ok_sandbox.stderr
+    assert json.loads(ok_sandbox.stdout) == {"number": NUMBER, "verified": True, "sandbox": True,
+                                             "session_id": json.loads(simulated.stdout)["session_id"],
+                                             "reason": "verified"}
+    assert ok_sandbox.stderr.splitlines()[-1] == f"verified: {NUMBER} (a sandbox session: simulated, nothing was dialed)"

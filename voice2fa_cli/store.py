@@ -45,7 +45,7 @@ FAILURE_WINDOW = 3600.0
 LOCK_SECONDS = 3600.0
 
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11)
-_BUSY, _LOCKED, _READONLY, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 11, 13, 26
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
 OPEN_STATES = ("calling", "delivered")
 _CLOSED_REASONS = {
@@ -164,6 +164,16 @@ def clock_text(ts: float) -> str:
 # --- the store -----------------------------------------------------------------------------
 
 
+def _disk_full(path: Path) -> bool:
+    """After an I/O error: is the file system holding `path` out of space? (SQLite reports a
+    full disk met while growing its -shm as an I/O error.)"""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
 def _load_key(state: StateDir, create: bool) -> bytes:
     if create and not state.exists(KEY_NAME):
         state.create_file(KEY_NAME, secrets.token_bytes(KEY_BYTES))
@@ -265,7 +275,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             text = str(exc)
             code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-            if code == _FULL or "full" in text:
+            if code == _FULL or "full" in text or (code == _IOERR or "I/O error" in text) and _disk_full(self.path):
                 msg = f"the disk holding {self.path} is full: free some space and try again"
             elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
                 msg = f"the database {self.path} is damaged or not voice2fa's: move it away to start afresh"
