@@ -523,3 +523,19 @@ def test_languages_the_call_cannot_speak_are_usage_errors(voice, language, messa
     with pytest.raises(phrases.LanguageError) as info:
         phrases.choose(language=language, voice=voice, region="US")
     assert str(info.value) == message
+
+
+@settings(max_examples=200)
+@given(st.text(max_size=60))
+def test_any_caller_name_is_refused_or_said_as_plain_text(raw):
+    try:
+        name = phrases.clean_caller_name(raw, "--caller-name")
+    except ValueError as exc:
+        assert str(exc).startswith("--caller-name ")
+        assert all(ch.isprintable() for ch in str(exc))  # a control character is shown escaped
+        return
+    assert 1 <= len(name) <= phrases.MAX_CALLER_NAME and name == name.strip()
+    assert not set(name) & set("<>&\"{}[]:;/\\=") - {"&"}
+    root = check_cxml(gate_document("7", ACTION, Voice(caller=name)))
+    assert root[0].text == f"Hello. {name} asked to check that this phone number is yours."
+    assert [el.tag for el in root.iter()] == ["Response", "Say", "Say", "Gather", "Say", "Say", "Hangup"]

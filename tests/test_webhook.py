@@ -1510,3 +1510,16 @@ async def test_a_key_that_does_nothing_offers_the_keys_then_ends(hook):
     reply = await hook.post(call, "/read", fields_for(Digits=""))
     assert shape_of(reply) == [("Say", "Goodbye."), ("Hangup", None)]
     assert call.code_reads == 1
+
+
+async def test_every_document_of_a_steered_call_keeps_signalwire_s_cxml_rules(hook):
+    from tests.test_speech import check_cxml
+
+    call = hook.call(key="7")
+    replies = [await hook.post(call), await hook.post(call, "/key", fields_for(Digits="3")),
+               await hook.post(call, "/key", fields_for(Digits="7"))]
+    for digits in ("9", speech.REPEAT_KEY, speech.SLOWER_KEY, speech.REPEAT_KEY):
+        replies.append(await hook.post(call, "/read", fields_for(Digits=digits)))
+    for reply in replies:
+        assert (reply.status, reply.headers["Content-Type"]) == (200, "application/xml; charset=utf-8")
+        check_cxml(reply.body)

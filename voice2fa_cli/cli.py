@@ -379,6 +379,7 @@ Examples:
   voice2fa preview +33612345678             the French call
   voice2fa preview --language de-DE --audio call.wav
   voice2fa preview --play --digits 8
+  voice2fa preview --caller-name "Acme support" --voice Polly.Vicki
 """)
 @click.argument("number", required=False)
 @click.option("--language", help="Language of the call  [default: the voice's, else from NUMBER's country, else en-US]")
@@ -392,7 +393,8 @@ Examples:
 def preview(number, language, voice, caller_name, message, digits, no_keypress, audio, play) -> None:
     """Show exactly what the callee would hear, with a sample code.
 
-    The transcript goes to stdout; --audio and --play speak it through espeak-ng.
+    The transcript goes to stdout, each line with its language, and the keys the callee may
+    press; --audio and --play speak it through espeak-ng, each line in its language.
     """
     from pathlib import Path
 
