@@ -157,6 +157,20 @@ def test_a_symlinked_state_dir_is_refused_but_linked_ancestors_are_followed(tmp_
     assert refused(tmp_path / "state-link") == f"the state dir {tmp_path / 'state-link'} {LINK}"
 
 
+def test_a_link_above_in_a_directory_others_can_write_is_refused(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "link").symlink_to(mine)  # anyone could repoint this link
+    os.chmod(shared, 0o777)
+    assert refused(shared / "link" / "state") == (
+        f"the state dir's ancestor {shared} is writable by other users (mode 777), who could swap the "
+        f"state dir: run `chmod go-w {shared}` or {HINT}"
+    )
+    assert list(mine.iterdir()) == []
+
+
 # --- files redirected through planted links, or not the user's -----------------------------------
 
 

@@ -4,9 +4,11 @@ Like OpenSSH's StrictModes, the state dir is refused when it, or any directory a
 changed by a user other than root and its owner (a sticky directory such as /tmp is fine: there
 nobody can rename what another user owns). The path is walked from `/` one component at a time
 with `O_NOFOLLOW`, each directory checked through the descriptor that was opened, and every file
-(key, databases, their `-wal` and `-shm`) is opened relative to the state dir's descriptor, so
-that no path is looked up twice. Directories voice2fa creates are 0700, files 0600, whatever the
-umask.
+(key, databases) is opened relative to the state dir's descriptor and checked through the
+descriptor it got. SQLite takes no descriptor: it opens the walked path, which is safe to look
+up again because nobody but the user and root can change a directory on it, and the files it
+holds open (the database, its `-wal` and `-shm`) are then checked to be the ones checked.
+Directories voice2fa creates are 0700, files 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -28,21 +30,23 @@ class Missing(Exception):
     """The state dir (or the file asked for) does not exist, and creating it was not asked."""
 
 
-def _fix_hint(path: Path) -> str:
-    return f"choose a VOICE2FA_STATE_DIR under directories that only you and root can change"
+FIX = "choose a VOICE2FA_STATE_DIR under directories that only you and root can change"
 
 
 def _check_ancestor(fd: int, path: Path) -> None:
-    st = os.fstat(fd)
+    _judge_ancestor(os.fstat(fd), path)
+
+
+def _judge_ancestor(st: os.stat_result, path: Path) -> None:
     if st.st_uid not in (0, os.getuid()):
         raise StoreError(
             f"the state dir's ancestor {path} belongs to another user (uid {st.st_uid}), who could swap "
-            f"the state dir: {_fix_hint(path)}"
+            f"the state dir: {FIX}"
         )
     if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
         raise StoreError(
             f"the state dir's ancestor {path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}), "
-            f"who could swap the state dir: run `chmod go-w {path}` or {_fix_hint(path)}"
+            f"who could swap the state dir: run `chmod go-w {path}` or {FIX}"
         )
 
 
@@ -126,8 +130,16 @@ class StateDir:
         the file `needs` is absent (so nothing is judged, nor made, where nothing is kept)."""
         path = Path(os.path.abspath(path))
         if path == path.parent:
-            raise StoreError(f"the state dir cannot be {path}: {_fix_hint(path)}")
-        # The ancestors may be links (e.g. /var → /private/var): walk where they lead.
+            raise StoreError(f"the state dir cannot be {path}: {FIX}")
+        # The ancestors may be links (e.g. /var → /private/var): walk where they lead, after
+        # checking the directories that hold the links (whoever can write there can repoint them).
+        lexical = Path("/")
+        for part in path.parent.parts[1:]:
+            lexical = lexical / part
+            try:
+                _judge_ancestor(os.stat(lexical), lexical)
+            except OSError:
+                break  # missing (to be created below) or unreadable: the walk tells
         parent = Path(os.path.realpath(path.parent))
         fd = os.open("/", _DIR_FLAGS)
         try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
