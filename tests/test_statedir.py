@@ -295,3 +295,16 @@ def test_swapping_under_a_parent_others_can_write_is_refused_every_time(swapped)
         with pytest.raises(StoreError) as info:
             sessions.check(swapped, NUMBER, ATTACKER_CODE)
         assert info.value.message.startswith(f"the state dir's ancestor {swapped.parent} is writable by other users")
+
+
+def test_hostile_state_dir_values(tmp_path, monkeypatch):
+    assert refused(Path("/")) == "the state dir cannot be /: " + HINT
+    afile = tmp_path / "file"
+    afile.write_bytes(b"")
+    with pytest.raises(StoreError) as info:
+        Store.open(afile / "state")
+    assert info.value.message == f"the state dir's ancestor {afile} exists and is not a directory"
+    monkeypatch.chdir(tmp_path)
+    with Store.open(Path("relative") / ".." / "relative" / "state") as s:  # made absolute, then walked
+        add(s, "s1", REAL_CODE)
+    assert (tmp_path / "relative" / "state" / store_mod.DB_NAME).is_file()

@@ -1248,3 +1248,15 @@ def test_a_full_disk_says_so(tiny_disk):
     with Store.open(state_dir) as s:
         add(s, "s1")
         assert s.check(NUMBER, CODE).verified
+
+
+def test_verify_sandbox_without_a_sandbox_session_says_so(state_dir):
+    from voice2fa_cli import sessions
+
+    with Store.open(state_dir) as real:
+        add(real, "real")
+    v = sessions.check(state_dir, NUMBER, CODE, sandbox=True)
+    assert (v.verified, v.reason) == (
+        False, f"no sandbox session for {NUMBER}: run `voice2fa send --sandbox {NUMBER}` first"
+    )
+    assert not (state_dir / store_mod.SANDBOX_DB_NAME).exists()  # checking creates nothing
