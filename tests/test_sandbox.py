@@ -56,6 +56,7 @@ class Phone:
         self.slow_reached = asyncio.Event()
         self.release = asyncio.Event()
         self.voice = speech.Voice()
+        self.status_answer = 200  # what /status answers
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -71,7 +72,7 @@ class Phone:
         name = request.match_info["name"]
         fields = dict(form)
         if name == "status":
-            return web.Response(status=200)
+            return web.Response(status=self.status_answer)
         if name == "voice":
             return self.xml(speech.gate_document(KEY, self.base + "/key", self.voice))
         if name == "key":
