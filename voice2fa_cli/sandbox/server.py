@@ -26,6 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 from voice2fa_cli.sandbox import cxml, platform, signing
 
@@ -446,7 +447,9 @@ class Sandbox:
         headers = {}
         if self.signing_key is not None:
             headers[signing.HEADER] = signing.sign(self.signing_key, url, form)
-        async with self._http.request(method, url, data=form or None, headers=headers, allow_redirects=False) as resp:
+        # sent exactly as signed: yarl would otherwise re-encode the URL (e.g. %2C → ",")
+        target = URL(url, encoded=True)
+        async with self._http.request(method, target, data=form or None, headers=headers, allow_redirects=False) as resp:
             return resp.status, await resp.read()
 
     async def _simulate(self, call: SimCall) -> None:
