@@ -18,8 +18,9 @@ _KEY_NAMED = re.compile(r"(?<![0-9])([0-9*#])(?![0-9])")
 
 @dataclass(frozen=True)
 class Gather:
-    """A `<Gather>`: its attributes, the lines spoken inside it, the keys those lines name
-    (in order, each once: "Press 7 …, press 9 to hear it again" → ("7", "9"))."""
+    """A `<Gather>`: its attributes, the lines spoken inside it, the keys its sentences name
+    (in order, each once: "Press 7 …, press 9 to hear it again" → ("7", "9"); digits read out
+    on their own, such as a code, name no key)."""
 
     attributes: dict[str, str] = field(hash=False)
     prompt: tuple[str, ...]
@@ -70,6 +71,7 @@ class _Reader:
         self.gathers: list[Gather] = []
         self.redirect: str | None = None
         self.ended = False
+        self.gathering = False
 
     def flush(self) -> None:
         if self.digits:
@@ -93,14 +95,18 @@ class _Reader:
                     self.lines.append(text)
             elif tag == "Pause":
                 self.flush()
-            elif tag == "Gather":
+            elif tag == "Gather" and not self.gathering:  # a <Gather> inside one is not cXML: skipped
                 self.flush()
+                self.gathering = True
                 start = len(self.lines)
                 self.walk(child)
                 self.flush()
+                self.gathering = False
                 prompt = tuple(self.lines[start:])
                 keys: list[str] = []
                 for line in prompt:
+                    if not any(c.isalpha() for c in line):
+                        continue  # digits read out (a code), not a key named in a sentence
                     for key in _KEY_NAMED.findall(line):
                         if key not in keys:
                             keys.append(key)
