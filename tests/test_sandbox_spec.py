@@ -5,16 +5,17 @@ it shares no code with what it tests."""
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 
 from tests import spec
 from tests.helpers import serving
-from tests.test_sandbox import CALLER, Phone, api, call_form, create, fetch, http_for, phone, settle, wait_for  # noqa: F401
+import voice2fa_cli
+from tests.test_sandbox import CALLER, api, call_form, create, fetch, http_for, phone, settle, wait_for  # noqa: F401
 from voice2fa_cli.sandbox import Sandbox, Scenario
 
 # --- no shared code ---------------------------------------------------------------------------------
@@ -42,7 +43,8 @@ async def main():
 asyncio.run(main())
 print(" ".join(sorted(m for m in sys.modules if m.startswith("voice2fa_cli"))))
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    root = Path(voice2fa_cli.__file__).resolve().parent.parent  # the code under test, not whatever is installed
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=root)
     assert done.returncode == 0, done.stderr
     assert set(done.stdout.split()) == ALLOWED
 
