@@ -170,7 +170,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         env = config.load_environment()
         target = phone.parse(number)
         payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
-                       verified=None, expires_at=None)
+                       verified=None, expires_at=None, sandbox=sandbox)
         voice_settings, notice = _voice(speech, language, voice, message, target.region,
                                         config.caller_name(env, caller_name))
         reporter = ui.Reporter(quiet=quiet, verbose=verbose)
@@ -205,11 +205,12 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         if not result.delivered:
             raise NotDelivered(result.problem or "the code was not delivered")
         if no_prompt:
-            reporter.verdict(True, f"code delivered; check it with `voice2fa verify {target.e164}`")
+            check = f"voice2fa verify --sandbox {target.e164}" if sandbox else f"voice2fa verify {target.e164}"
+            reporter.verdict(True, f"code delivered; check it with `{check}`")
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter)
+        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter, sandbox)
         payload.update(verified=verdict.verified)
         if verdict.session is not None:
             payload.update(attempts_left=verdict.session.attempts_left)
@@ -245,7 +246,7 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
     return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
-def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
+def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, sandbox: bool):
     from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
@@ -260,7 +261,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
                 reporter.warn("a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(state_dir, number, code, session_id=session_id)
+        verdict = sessions_core.check(state_dir, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
         reporter.warn(verdict.reason)
@@ -269,13 +270,15 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
 @main.command(epilog=VERIFY_EXAMPLES)
 @click.argument("number")
 @click.option("--code", metavar="DIGITS", help="The code (visible in the process list: prefer stdin).")
+@click.option("--sandbox", is_flag=True, help="Check a code from `send --sandbox` (sandbox sessions only).")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout.")
-def verify(number, code, json_out) -> None:
+def verify(number, code, sandbox, json_out) -> None:
     """Check a code against the newest open session for NUMBER.
 
-    The code comes from --code, else one line of stdin when stdin is not a terminal, else a
-    prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the reason on stderr),
-    2 malformed number or code, or a broken state dir.
+    Real sessions only; with --sandbox, sandbox sessions only (a sandbox code never verifies a
+    real number). The code comes from --code, else one line of stdin when stdin is not a
+    terminal, else a prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the
+    reason on stderr), 2 malformed number or code, or a broken state dir.
     """
     from voice2fa_cli import config, otp, phone, ui
     from voice2fa_cli import sessions as sessions_core
@@ -283,7 +286,7 @@ def verify(number, code, json_out) -> None:
 
     with exit_codes(json_out) as payload:
         e164 = phone.quick_e164(number) or phone.parse(number).e164
-        payload.update(number=e164, verified=False, session_id=None)
+        payload.update(number=e164, verified=False, session_id=None, sandbox=sandbox)
         if code is None:
             code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
             if code is None:
@@ -292,7 +295,7 @@ def verify(number, code, json_out) -> None:
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
         env = config.load_environment()
-        verdict = sessions_core.check(config.state_dir(env), e164, digits)
+        verdict = sessions_core.check(config.state_dir(env), e164, digits, sandbox=sandbox)
         payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
                        reason=verdict.reason)
         if json_out:
@@ -300,7 +303,7 @@ def verify(number, code, json_out) -> None:
         if not verdict.verified:
             ui.error(verdict.reason)
             sys.exit(EXIT_REJECTED)
-        click.echo(f"verified: {e164}", err=True)
+        click.echo(f"verified: {e164}" + (" (a sandbox session: simulated, nothing was dialed)" if sandbox else ""), err=True)
 
 
 @main.group(invoke_without_command=True)
@@ -308,7 +311,7 @@ def verify(number, code, json_out) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many sessions.")
 @click.pass_context
 def sessions(ctx, json_out, limit) -> None:
-    """List recent sessions, newest first (never codes).
+    """List recent sessions, real and sandbox, newest first (never codes).
 
     \b
     Examples:

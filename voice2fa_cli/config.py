@@ -16,7 +16,8 @@ from voice2fa_cli import phone
 from voice2fa_cli.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
-DB_NAME = "sessions.sqlite3"  # in the state dir
+DB_NAME = "sessions.sqlite3"  # in the state dir: real sessions
+SANDBOX_DB_NAME = "sandbox.sqlite3"  # in the state dir: sandbox sessions, kept apart
 KEY_NAME = "key"  # in the state dir: the per-install HMAC key
 API_PATH = "/api/laml/2010-04-01"
 

@@ -187,7 +187,8 @@ def session_table(rows: list[dict]) -> None:
         click.echo("no sessions", err=True)
         return
     columns = [("number", "NUMBER"), ("created_at", "CREATED"), ("expires_at", "EXPIRES"),
-               ("state", "STATE"), ("attempts_left", "LEFT"), ("session_id", "SESSION")]
+               ("state", "STATE"), ("attempts_left", "LEFT"), ("kind", "KIND"), ("session_id", "SESSION")]
+    rows = [{**row, "kind": "sandbox" if row["sandbox"] else "real"} for row in rows]
     table = [[title for _, title in columns]] + [[str(row[key]) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
