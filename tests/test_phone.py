@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from voice2fa_cli import phone
 from voice2fa_cli.errors import ConfigError
-from voice2fa_cli.phone import Number
+from voice2fa_cli.phone import Number, Region
 
 HINT = "give it in E.164 form, e.g. +15551234567"
 
@@ -40,12 +40,13 @@ def error_of(text: str, what: str | None = None) -> ConfigError:
     ],
 )
 def test_parse_accepts_e164_with_or_without_plus_and_separators(text):
-    assert phone.parse(text) == Number(e164="+15551234567", region="US", known=False)
+    assert phone.parse(text) == Number(e164="+15551234567", region="US", known=False, formatted="+1 555-123-4567")
 
 
 def test_parse_known_number_in_france():
-    assert phone.parse("+33612345678") == Number(e164="+33612345678", region="FR", known=True)
-    assert phone.parse("33 6 12 34 56 78") == Number(e164="+33612345678", region="FR", known=True)
+    france = Number(e164="+33612345678", region="FR", known=True, formatted="+33 6 12 34 56 78")
+    assert phone.parse("+33612345678") == france
+    assert phone.parse("33 6 12 34 56 78") == france  # without a region (the caller ID): always E.164
 
 
 def test_parse_555_example_is_not_known():
@@ -54,7 +55,7 @@ def test_parse_555_example_is_not_known():
 
 @pytest.mark.parametrize("text", ["+18765551234", "+1 876 555 1234", "1 (876) 555-1234"])
 def test_region_for_plus_1_876_is_jamaica(text):
-    assert phone.parse(text) == Number(e164="+18765551234", region="JM", known=True)
+    assert phone.parse(text) == Number(e164="+18765551234", region="JM", known=True, formatted="+1 876-555-1234")
 
 
 def test_region_for_plus_1_555_is_the_us():
@@ -62,7 +63,9 @@ def test_region_for_plus_1_555_is_the_us():
 
 
 def test_region_of_a_london_number():
-    assert phone.parse("+44 20 7946 0958") == Number(e164="+442079460958", region="GB", known=True)
+    assert phone.parse("+44 20 7946 0958") == Number(
+        e164="+442079460958", region="GB", known=True, formatted="+44 20 7946 0958"
+    )
 
 
 # --- errors: exact messages ---------------------------------------------------------------------
@@ -206,15 +209,17 @@ def test_any_text_gives_a_number_or_a_one_line_config_error(text):
 # --- quick_e164 ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ["+15551234567", "+1234567", "+123456789012345", "+33612345678"])
-def test_quick_e164_accepts_e164(text):
+@pytest.mark.parametrize("text", ["+15551234567", "+12125551234", "+19995551234"])
+def test_quick_e164_accepts_north_american_e164(text):
     assert phone.quick_e164(text) == text
 
 
 @pytest.mark.parametrize(
     "text",
     ["15551234567", "+123456", "+1234567890123456", "+0155512345", "+1 555 123 4567", " +15551234567",
-     "+15551234567\n", "+1555123456７", "", "+"],
+     "+15551234567\n", "+1555123456７", "", "+",
+     # E.164 forms that phonenumbers rewrites: they must take the same path as in `send`
+     "+4402012345678", "+115551234567", "+10555123456", "+33612345678", "+1234567"],
 )
 def test_quick_e164_refuses_anything_else(text):
     assert phone.quick_e164(text) is None
@@ -222,6 +227,122 @@ def test_quick_e164_refuses_anything_else(text):
 
 def test_quick_e164_agrees_with_parse_on_a_real_number():
     assert phone.quick_e164("+15551234567") == phone.parse("+15551234567").e164
+
+
+@settings(max_examples=500)
+@given(st.from_regex(r"\+1[2-9][0-9]{9}", fullmatch=True))
+def test_quick_e164_agrees_with_parse_on_every_number_it_takes(text):
+    # verify's fast path and send's parse must store and look up the very same E.164.
+    assert phone.quick_e164(text) == phone.parse(text).e164 == phone.parse(text, region=US).e164
+
+
+@pytest.mark.parametrize(("text", "e164"), [("+4402012345678", "+442012345678"), ("+115551234567", "+15551234567")])
+def test_e164_with_a_trunk_prefix_is_normalised_the_same_everywhere(text, e164):
+    assert phone.parse(text).e164 == phone.parse(text, region=US).e164 == e164
+
+
+# --- national numbers: the default region ------------------------------------------------------
+
+US = lambda: Region("US", "SIGNALWIRE_NUMBER")  # noqa: E731
+
+
+def region(code: str, source: str | None = "SIGNALWIRE_NUMBER"):
+    return lambda: Region(code, source)
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "e164"),
+    [
+        ("5551234567", "US", "+15551234567"),  # once +55 (Brazil)
+        ("(555) 123-4567", "US", "+15551234567"),
+        ("555.123.4567", "US", "+15551234567"),
+        ("2125551234", "US", "+12125551234"),  # once "too short for its country (+212)"
+        ("1 212 555 1234", "US", "+12125551234"),
+        ("020 7946 0958", "GB", "+442079460958"),
+        ("0113 496 0000", "GB", "+441134960000"),  # Leeds: 011 is not an international prefix in the UK
+        ("06 12 34 56 78", "FR", "+33612345678"),
+    ],
+)
+def test_a_number_without_a_country_code_is_national_to_the_default_region(text, code, e164):
+    number = phone.parse(text, region=region(code))
+    assert (number.e164, number.national) == (e164, Region(code, "SIGNALWIRE_NUMBER"))
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "e164"),
+    [
+        ("+33 6 12 34 56 78", "US", "+33612345678"),
+        ("0033 6 12 34 56 78", "US", "+33612345678"),
+        ("00 44 20 7946 0958", "FR", "+442079460958"),
+        ("011 33 6 12 34 56 78", "US", "+33612345678"),
+        ("011 44 20 7946 0958", "CA", "+442079460958"),
+        ("0011 33 6 12 34 56 78", "AU", "+33612345678"),  # the region's own international prefix
+    ],
+)
+def test_plus_00_and_the_international_prefix_mean_international(text, code, e164):
+    number = phone.parse(text, region=region(code))
+    assert (number.e164, number.national) == (e164, None)
+
+
+def test_the_region_is_not_asked_for_when_the_number_has_a_plus():
+    def no_region():
+        raise AssertionError("asked for the default region")
+
+    assert phone.parse("+33612345678", region=no_region).e164 == "+33612345678"
+
+
+def test_the_timeline_text_is_the_formatted_number_and_its_country():
+    assert phone.parse("5551234567", region=US).described == "+1 555-123-4567, United States"
+    assert phone.parse("+33612345678").described == "+33 6 12 34 56 78, France"
+
+
+def test_a_national_number_that_is_another_countrys_too_says_so():
+    number = phone.parse("5551234567", region=US)
+    assert number.elsewhere == "+55 51234567 (Brazil)"
+    assert number.note == (
+        "no country code: read as dialed in United States (US, the caller ID's country); "
+        "for +55 51234567 (Brazil), write it with + and its country code"
+    )
+    assert phone.parse("2125551234", region=US).note == (
+        "no country code: read as dialed in United States (US, the caller ID's country)"
+    )
+
+
+def test_an_international_number_has_no_note():
+    assert phone.parse("+15551234567", region=US).note is None
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "source", "message"),
+    [
+        ("15551234567", "GB", "SIGNALWIRE_NUMBER",
+         "the number '15551234567' has no country code and is too long for United Kingdom (GB, the caller ID's "
+         "country): did you mean +1 555-123-4567 (United States)? Write it with + and its country code, or set "
+         "VOICE2FA_DEFAULT_REGION to its country"),
+        ("33612345678", "US", None,
+         "the number '33612345678' has no country code and is too long for United States (US, the default): did "
+         "you mean +33 6 12 34 56 78 (France)? Write it with + and its country code, or set VOICE2FA_DEFAULT_REGION "
+         "to its country"),
+        ("123", "FR", "VOICE2FA_DEFAULT_REGION",
+         "the number '123' has no country code and is too short for France (FR, from VOICE2FA_DEFAULT_REGION): "
+         "write it with + and its country code, or set VOICE2FA_DEFAULT_REGION to its country"),
+    ],
+)
+def test_errors_for_a_national_number_name_the_region_assumed_and_the_way_out(text, code, source, message):
+    with pytest.raises(ConfigError) as info:
+        phone.parse(text, region=region(code, source))
+    assert info.value.message == message
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet="0123456789+ ()-", max_size=30))
+def test_any_national_text_gives_a_number_or_a_one_line_config_error(text):
+    try:
+        number = phone.parse(text, region=US)
+    except ConfigError as exc:
+        assert "\n" not in exc.message and len(exc.message) < 400
+    else:
+        assert re.fullmatch(r"\+[1-9][0-9]{6,14}", number.e164)
 
 
 # --- shown --------------------------------------------------------------------------------------

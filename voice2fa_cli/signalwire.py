@@ -70,7 +70,9 @@ class Client:
             error.timed_out = True
             raise error from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}") from None
+            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}")
+            error.unreachable = True
+            raise error from None
         data = _json(body)
         if 200 <= status < 300:
             if not isinstance(data, dict):
@@ -144,7 +146,9 @@ def _error(status: int, data: object, what: str) -> ProviderError:
     message = fields.get("message")
     message = str(message)[:300] if message else None
     if status in (401, 403):
-        return ProviderError(CREDENTIALS)
+        error = ProviderError(CREDENTIALS)
+        error.auth_refused = True
+        return error
     if status == 429:
         return ProviderError("SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again")
     if status >= 500:
