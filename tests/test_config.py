@@ -887,3 +887,53 @@ def test_number_input_needs_no_region_for_an_international_number():
     env = {"SIGNALWIRE_NUMBER": "garbage", "VOICE2FA_DEFAULT_REGION": ""}
     assert config.number_input(env, "+33 6 12 34 56 78").e164 == "+33612345678"
     assert config_error(config.number_input, env, "555 123 4567").message.startswith("SIGNALWIRE_NUMBER 'garbage'")
+
+
+# --- through the CLI: a bad number is exit 2 naming what is wrong, never exit 70 ----------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "５", "+5", " 5", "5.0"])
+def test_a_bad_numeric_setting_is_exit_2_naming_it(cli_env, sandbox, value):
+    from tests.helpers import NUMBER, run_cli
+
+    cli_env["VOICE2FA_MAX_CALLS_PER_HOUR"] = value
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: VOICE2FA_MAX_CALLS_PER_HOUR must be a whole number from 1 to 10000, not {value!r}"
+    )
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "value"),
+    [
+        (["send", "+15551234567", "--digits"], "--digits", "６"),
+        (["send", "+15551234567", "--digits"], "--digits", "+6"),
+        (["send", "+15551234567", "--digits"], "--digits", " 6"),
+        (["send", "+15551234567", "--digits"], "--digits", "0_6"),
+        (["send", "+15551234567", "--ring-timeout"], "--ring-timeout", "³0"),
+        (["send", "+15551234567", "--max-attempts"], "--max-attempts", "٣"),
+        (["sessions", "--limit"], "--limit", "²"),
+    ],
+)
+def test_numeric_flags_take_ascii_digits_only(args, flag, value, capfd):
+    from voice2fa_cli import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main.main([*args, value], prog_name="voice2fa")
+    assert info.value.code == 2
+    command = "voice2fa " + args[0]
+    assert capfd.readouterr().err.splitlines() == [
+        f"error: Invalid value for '{flag}': {value!r} is not a whole number in the digits 0-9. "
+        f"(see `{command} --help`)"
+    ]
+
+
+@pytest.mark.parametrize("value", [" 60", "60 ", "+60", "６0"])
+def test_ttl_takes_ascii_digits_only(value, capfd):
+    from voice2fa_cli import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main.main(["send", "+15551234567", "--ttl", value], prog_name="voice2fa")
+    assert info.value.code == 2
+    assert "give seconds (e.g. 300) or minutes (e.g. 5m)" in capfd.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -352,3 +353,106 @@ def test_shown_quotes_and_truncates():
     assert phone.shown("abc") == "'abc'"
     assert phone.shown("y" * 40) == repr("y" * 40)
     assert phone.shown("y" * 41) == repr("y" * 40 + "…")
+
+
+# --- through the CLI: send dials, and verify finds, the same E.164 ----------------------------------------
+
+from tests.helpers import run_cli  # noqa: E402
+
+
+def _verify_env(cli_env: dict) -> dict:
+    env = {k: v for k, v in cli_env.items() if not k.startswith("SIGNALWIRE_")}
+    env.pop("VOICE2FA_PUBLIC_URL")
+    return env
+
+
+def test_a_national_number_is_dialed_in_the_caller_ids_country_and_verified_as_typed(sandbox, cli_env):
+    result = run_cli(["send", "(555) 123-4567", "--no-prompt", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert [c.to for c in sandbox.calls.values()] == ["+15551234567"]  # not +55 (Brazil)
+    assert json.loads(result.stdout)["number"] == "+15551234567"
+    lines = result.stderr.splitlines()
+    assert any(line.endswith("calling +1 555-123-4567, United States") for line in lines), result.stderr
+    note = ("no country code: read as dialed in United States (US, the caller ID's country); "
+            "for +55 51234567 (Brazil), write it with + and its country code")
+    assert any(line.endswith(note) for line in lines), result.stderr
+    code = sandbox.heard_code()
+    # verify needs no SIGNALWIRE_*: without the caller ID, US is the default too
+    ok = run_cli(["verify", "555-123-4567", "--json"], _verify_env(cli_env), input=code + "\n")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["number"] == "+15551234567"
+
+
+def test_send_and_verify_agree_in_another_default_region(sandbox, cli_env):
+    cli_env.update(VOICE2FA_DEFAULT_REGION="GB", VOICE2FA_ALLOWED_COUNTRIES="GB")
+    result = run_cli(["send", "020 7946 0958", "--no-prompt"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert [c.to for c in sandbox.calls.values()] == ["+442079460958"]
+    assert "calling +44 20 7946 0958, United Kingdom" in result.stderr
+    code = sandbox.heard_code()
+    wrong_region = run_cli(["verify", "020 7946 0958"], _verify_env(cli_env) | {"VOICE2FA_DEFAULT_REGION": ""},
+                           input=code + "\n")
+    assert wrong_region.returncode == 2  # read in the US, 0… is no number: nothing checked, no attempt counted
+    ok = run_cli(["verify", "020 7946 0958"], _verify_env(cli_env), input=code + "\n")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_verify_takes_the_default_region_from_the_caller_id_like_send(cli_env):
+    from tests.helpers import ThreadedSandbox
+
+    uk = ThreadedSandbox(caller="+447700900123")  # a project whose caller ID is British
+    try:
+        cli_env.update(SIGNALWIRE_SPACE=uk.url, SIGNALWIRE_PROJECT=uk.project, SIGNALWIRE_TOKEN=uk.token,
+                       SIGNALWIRE_SIGNING_KEY=uk.signing_key, SIGNALWIRE_NUMBER="+447700900123")
+        result = run_cli(["send", "020 7946 0958", "--no-prompt"], cli_env)
+        assert result.returncode == 0, result.stderr
+        assert [c.to for c in uk.calls.values()] == ["+442079460958"]
+        code = uk.heard_code()
+    finally:
+        uk.stop()
+    env = {k: v for k, v in cli_env.items() if k != "VOICE2FA_PUBLIC_URL"}  # SIGNALWIRE_NUMBER present
+    ok = run_cli(["verify", "020 7946 0958", "--code", code], env)
+    assert ok.returncode == 0, ok.stderr
+    again = run_cli(["verify", "+44 20 7946 0958", "--code", code], env)
+    assert (again.returncode, again.stderr.splitlines()[-1]) == (1, "error: this code was already used: send a new one")
+
+
+def test_an_e164_number_with_a_trunk_zero_is_the_same_session_in_send_and_verify(sandbox, cli_env):
+    cli_env.update(VOICE2FA_ALLOWED_COUNTRIES="GB")
+    result = run_cli(["send", "+4402079460958", "--no-prompt"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert [c.to for c in sandbox.calls.values()] == ["+442079460958"]
+    ok = run_cli(["verify", "+4402079460958", "--code", sandbox.heard_code()], _verify_env(cli_env))
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_the_sandbox_reads_national_numbers_in_the_us(state_dir):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    env.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
+    result = run_cli(["send", "--sandbox", "5551234567", "--no-prompt", "--json"], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["number"] == "+15551234567"
+    assert "calling +1 555-123-4567, United States" in result.stderr
+
+
+def test_a_national_number_refused_by_country_names_the_region_assumed(sandbox, cli_env):
+    cli_env.update(VOICE2FA_DEFAULT_REGION="FR")
+    result = run_cli(["send", "06 12 34 56 78"], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        5, "error: calls to FR (+33612345678) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is US; add FR to allow "
+           "them (it has no country code and was read as dialed in France (FR, from VOICE2FA_DEFAULT_REGION): write "
+           "it with + and its country code, or set VOICE2FA_DEFAULT_REGION)"
+    )
+    assert sandbox.calls == {}
+
+
+def test_a_national_number_that_is_no_number_there_exits_2_with_the_way_out(sandbox, cli_env):
+    result = run_cli(["send", "33612345678"], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, "error: the number '33612345678' has no country code and is too long for United States (US, the caller "
+           "ID's country): did you mean +33 6 12 34 56 78 (France)? Write it with + and its country code, or set "
+           "VOICE2FA_DEFAULT_REGION to its country"
+    )
+    assert sandbox.requests == []
