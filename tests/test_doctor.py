@@ -16,7 +16,7 @@ from tests.helpers import NUMBER, free_port, run_cli
 
 SETTINGS = [
     ".env", "SIGNALWIRE_SPACE", "SIGNALWIRE_PROJECT", "SIGNALWIRE_TOKEN", "SIGNALWIRE_NUMBER",
-    "SIGNALWIRE_SIGNING_KEY", "VOICE2FA_PUBLIC_URL", "VOICE2FA_LISTEN", "VOICE2FA_STATE_DIR",
+    "SIGNALWIRE_SIGNING_KEY", "VOICE2FA_CALLER_NAME", "VOICE2FA_PUBLIC_URL", "VOICE2FA_LISTEN", "VOICE2FA_STATE_DIR",
     "VOICE2FA_ALLOWED_COUNTRIES", "VOICE2FA_MAX_CALLS_PER_HOUR", "VOICE2FA_DEFAULT_REGION",
     "VOICE2FA_ALLOW_SPACE_HOST", "VOICE2FA_API_TIMEOUT", "VOICE2FA_POLL_INTERVAL", "VOICE2FA_WEBHOOK_GRACE",
     "credentials", "tunnel",
@@ -50,7 +50,7 @@ def test_a_sound_setup_passes_after_asking_the_api(sandbox, cli_env):
     assert marks["credentials"] == "✓" and marks["tunnel"] == "✓"
     assert marks["VOICE2FA_PUBLIC_URL"] == "!"  # loopback URL: a warning only
     assert marks["SIGNALWIRE_NUMBER"] == "!"  # +1 555 0100: possible, not known to be assigned
-    assert result.stderr.splitlines()[-1] == "ready (3 warnings)"
+    assert result.stderr.splitlines()[-1] == "ready (4 warnings)"
     assert [(r.method, r.path) for r in sandbox.requests] == [
         ("GET", f"/api/laml/2010-04-01/Accounts/{sandbox.project}.json")
     ]
@@ -169,6 +169,7 @@ DISAGREEMENTS = [
     ("SIGNALWIRE_NUMBER", "+1 555"),
     ("VOICE2FA_LISTEN", "127.0.0.1:５000"),
     ("VOICE2FA_PUBLIC_URL", "ftp://x.example"),
+    ("VOICE2FA_CALLER_NAME", "Acme <support>"),
 ]
 
 
@@ -315,3 +316,22 @@ def test_the_operators_own_opt_in_is_honoured(cli_env, tmp_path, recorder):
         "!", "localhost (the API credentials may be sent to this host)", None
     )
     assert [h.get("Authorization", "").startswith("Basic ") for h in Recorder.seen] == [True]
+
+
+def test_the_caller_name_is_shown_and_checked(sandbox, cli_env):
+    result = run_cli(["doctor", "--json"], cli_env)
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert by_name["VOICE2FA_CALLER_NAME"] == {
+        "name": "VOICE2FA_CALLER_NAME", "status": "warn", "detail": "not set: the call does not say who is calling",
+        "fix": "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support",
+    }
+    cli_env["VOICE2FA_CALLER_NAME"] = "  Acme   support "
+    result = run_cli(["doctor", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert (by_name["VOICE2FA_CALLER_NAME"]["status"], by_name["VOICE2FA_CALLER_NAME"]["detail"]) == ("ok", "Acme support")
+    cli_env["VOICE2FA_CALLER_NAME"] = "Acme\x1b[2J"
+    result = run_cli(["doctor"], cli_env)
+    assert result.returncode == 2
+    assert "\x1b[2J" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "error: 1 problem: VOICE2FA_CALLER_NAME"

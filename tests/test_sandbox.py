@@ -75,10 +75,14 @@ class Phone:
             return self.xml(speech.gate_document(KEY, self.base + "/key", self.voice))
         if name == "key":
             if fields.get("Digits") == KEY:
-                return self.xml(speech.code_document(CODE, self.voice, after_gate=True))
+                return self.xml(speech.code_document(CODE, self.voice, after_gate=True, action=self.base + "/read"))
             return self.xml(speech.goodbye_document(self.voice))
+        if name == "read":  # the callee steers the reading: repeat, or slower (the last reading)
+            slow = fields.get("Digits") == speech.SLOWER_KEY
+            action = None if slow else self.base + "/read"
+            return self.xml(speech.code_document(CODE, self.voice, after_gate=True, slow=slow, action=action))
         if name == "plain":
-            return self.xml(speech.code_document(CODE, self.voice))
+            return self.xml(speech.code_document(CODE, self.voice, action=self.base + "/read"))
         if name == "slow":
             self.slow_reached.set()
             await self.release.wait()
@@ -319,14 +323,17 @@ async def test_answered_call_end_to_end(phone):
     assert call.pressed == [KEY]
 
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
         "Press 7 to hear your code.",
         "[waits for a key]",
         "[presses 7]",
         "Your code is:",
         ", ".join(CODE),
-        "Once again, your code is:",
+        "Once again:",
         ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.",
+        "[waits for a key]",
         "Goodbye.",
         "[hangs up]",
     ]
@@ -376,10 +383,14 @@ async def test_code_read_at_once_without_a_gate(phone):
     assert [h.path for h in phone.webhooks()] == ["/plain"]
     assert call.pressed == []
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
+        "Your code is:",
         ", ".join(CODE),
-        "Once again, your code is:",
+        "Once again:",
         ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.",
+        "[waits for a key]",
         "Goodbye.",
         "[hangs up]",
     ]
@@ -405,7 +416,8 @@ async def test_callee_pressing_nothing_hears_the_gate_to_its_end(phone):
     assert [h.path for h in phone.webhooks()] == ["/voice"]
     assert call.pressed == []
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
         "Press 7 to hear your code.",
         "[waits for a key]",
         "We did not hear a key press. Goodbye.",
@@ -522,3 +534,41 @@ async def test_simulated_delays_are_capped_at_50_ms(phone):
     # the simulated pauses: initiated, ringing, answer, the key press; none above 50 ms
     assert sb.heard_code() == CODE
     assert pauses == [0.05] * 4
+
+
+# --- the callee steers the reading (Scenario.steer) -------------------------------------------------
+
+
+async def test_callee_presses_the_repeat_then_the_slower_key(phone):
+    steer = (speech.REPEAT_KEY, speech.SLOWER_KEY)
+    async with Sandbox(caller=CALLER, scenario=Scenario(steer=steer)) as sb, http_for(sb) as http:
+        await create(http, sb, call_form(phone))
+        await settle(sb)
+    call = next(iter(sb.calls.values()))
+    assert [(h.path, h.fields.get("Digits")) for h in phone.webhooks()] == [
+        ("/voice", None), ("/key", KEY), ("/read", "1"), ("/read", "2")
+    ]
+    assert call.pressed == [KEY, "1", "2"]
+    reading = [
+        ", ".join(CODE), "Once again:", ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.", "[waits for a key]",
+    ]
+    assert call.heard[call.heard.index("[presses 7]"):] == (
+        ["[presses 7]", "Your code is:"] + reading + ["[presses 1]", "Your code is:"] + reading
+        + ["[presses 2]", "Slowly now. Your code is:", ", ".join(CODE), "Once again:", ", ".join(CODE), "Goodbye.",
+           "[hangs up]"]
+    )
+    assert sb.heard_code() == CODE
+
+
+async def test_a_callee_without_steering_keys_presses_nothing_while_the_code_is_read(phone):
+    """The code's digits and the offered keys are not a key asked for: the default callee
+    (press="asked") and a scripted one (press=KEY) press only at the gate."""
+    for press in ("asked", KEY):
+        phone.hits.clear()
+        async with Sandbox(caller=CALLER, scenario=Scenario(press=press)) as sb, http_for(sb) as http:
+            await create(http, sb, call_form(phone))
+            await settle(sb)
+        call = next(iter(sb.calls.values()))
+        assert call.pressed == [KEY]
+        assert [h.path for h in phone.webhooks()] == ["/voice", "/key"]

@@ -107,6 +107,11 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
     add(Check("SIGNALWIRE_SIGNING_KEY", OK, f"set ({len(key)} characters)") if key else
         Check("SIGNALWIRE_SIGNING_KEY", WARN, "not set: webhook signatures are not checked",
               "copy the signing key from the API page of your SignalWire Dashboard"))
+    if config.value(env, "VOICE2FA_CALLER_NAME") is None:  # who the call says is calling
+        add(Check("VOICE2FA_CALLER_NAME", WARN, "not set: the call does not say who is calling",
+                  "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support"))
+    else:
+        _setting(checks, "VOICE2FA_CALLER_NAME", lambda: config.caller_name(env, None), str)
     url = _setting(checks, "VOICE2FA_PUBLIC_URL", lambda: config.public_url_setting(env, public_url),
                    lambda u: u[0] + (" (from --public-url)" if public_url is not None else ""),
                    lambda u: "; ".join(u[1]) or None)

@@ -37,6 +37,9 @@ class Scenario:
     fetch: bool = True  # False: the call is answered but the webhook is never fetched
     hang_up_after_fetch: bool = False  # the callee hangs up as soon as the call is answered
     delay: float = 0.02  # between simulated steps; at most 0.05
+    # The callee steers: when a document offers several keys (the code, read with its repeat
+    # and slower keys), press these, one per such document, in order; then nothing.
+    steer: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class SimCall:
     pressed: list[str] = field(default_factory=list)
     task: asyncio.Task | None = field(default=None, repr=False)
     sequence: int = 0
+    steered: int = 0  # keys of Scenario.steer pressed so far
 
     def json(self, project: str) -> dict:
         return {
@@ -363,15 +367,18 @@ class Sandbox:
             form = [f for f in form if f[0] != "Digits"] + [("Digits", key)]
 
     def _key(self, call: SimCall, heard: speech.Heard) -> str | None:
+        named = [m.group(1) for line in heard.prompt for m in _KEY_ASKED.finditer(line)]
+        if len(named) != 1:  # offered a choice (or read digits), not asked for one key
+            if call.steered < len(call.scenario.steer):
+                call.steered += 1
+                return call.scenario.steer[call.steered - 1]
+            return None
         press = call.scenario.press
         if press is None:
             return None
         if press != "asked":
             return press
-        for line in heard.prompt:
-            if m := _KEY_ASKED.search(line):
-                return m.group(1)
-        return None
+        return named[0]
 
     def _heard(self, call: SimCall, lines: list[str]) -> None:
         call.heard.extend(lines)
