@@ -767,12 +767,14 @@ def test_a_dotenv_writable_by_a_shared_group_is_refused(clean_env):
     import os
     import pwd
 
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another group")
     me = pwd.getpwuid(os.geteuid()).pw_name
     shared = next((g for g in grp.getgrall() if set(g.gr_mem) - {me}), None)
     if shared is None:
         pytest.skip("no group with other members on this machine")
     path = write_dotenv(clean_env, "A=1\n")
-    os.chown(path, -1, shared.gr_gid) if os.geteuid() == 0 else pytest.skip("needs root to chgrp")
+    os.chown(path, -1, shared.gr_gid)
     path.chmod(0o660)
     assert config_error(config.load_environment, clean_env, {}).message == (
         f"{path} is writable by other users (mode 660): run `chmod go-w {path}`"
@@ -780,14 +782,16 @@ def test_a_dotenv_writable_by_a_shared_group_is_refused(clean_env):
 
 
 def test_a_dotenv_writable_by_the_users_own_group_is_read(clean_env):
+    import grp
     import os
+    import pwd
 
-    path = write_dotenv(clean_env, "A=1\n")
-    os.chown(path, -1, __import__("pwd").getpwuid(os.geteuid()).pw_gid)
-    path.chmod(0o664)  # umask 002 with a private group: the usual Debian set-up
-    members = __import__("grp").getgrgid(path.stat().st_gid).gr_mem
-    if set(members) - {__import__("pwd").getpwuid(os.geteuid()).pw_name}:
+    me = pwd.getpwuid(os.geteuid())
+    if set(grp.getgrgid(me.pw_gid).gr_mem) - {me.pw_name}:
         pytest.skip("the user's primary group has other members here")
+    path = write_dotenv(clean_env, "A=1\n")
+    os.chown(path, -1, me.pw_gid)
+    path.chmod(0o664)  # umask 002 with a private group: the usual Debian set-up
     assert config.load_environment(clean_env, {}) == {"A": "1"}
 
 

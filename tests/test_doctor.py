@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -224,7 +224,7 @@ def _state(env: Mapping[str, str]) -> Check:
                      "set VOICE2FA_STATE_DIR to a directory of your own")
     if not stat.S_ISDIR(st.st_mode):
         return Check(name, FAIL, f"the state dir {path} exists and is not a directory",
-                     f"move that file away, or set VOICE2FA_STATE_DIR to a directory of your own")
+                     "move that file away, or set VOICE2FA_STATE_DIR to a directory of your own")
     from voice2fa_cli import sessions
 
     try:
