@@ -53,6 +53,8 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
     try:
         yield payload
     except Voice2faError as exc:
+        if verbose and getattr(exc, "more_info", None):
+            click.echo(f"debug: more about this error: {exc.more_info}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted:
         _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
@@ -435,3 +437,75 @@ def preview(number, language, voice, caller_name, message, digits, no_keypress, 
                     if not audio:
                         target.unlink(missing_ok=True)
                         target.parent.rmdir()
+
+
+@main.command("sandbox", epilog="""
+Examples:
+  voice2fa sandbox --listen 127.0.0.1:8765 > .env     settings as .env lines
+  voice2fa sandbox --json                             settings as one JSON object
+  voice2fa sandbox --outcome busy                     every call is busy
+  voice2fa sandbox --api-error 400 --api-code 21219   every create is rejected (trial account)
+""")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where it listens (loopback only; port 0: any free port).")
+@click.option("--json", "json_out", is_flag=True, help="The settings as one JSON object on stdout.")
+@click.option("--outcome", type=click.Choice(["answer", "busy", "no-answer", "voicemail", "failed", "hold"]),
+              default="answer", show_default=True,
+              help="What the callee does: answer (and press the key asked for), busy, no answer, a voicemail "
+                   "(answers, presses nothing), fail, or ring until hung up.")
+@click.option("--press", default="asked", show_default=True, metavar="KEY|asked|none",
+              help="The key the callee presses at each prompt.")
+@click.option("--api-error", type=click.Choice(["400", "401", "404", "422", "429", "500", "503"]),
+              help="Answer the API with this error instead.")
+@click.option("--api-code", type=click.IntRange(1, 99999999), help="The error code with --api-error (e.g. 21211, 21219).")
+@click.option("--api-on", type=click.Choice(["create", "fetch", "update"]), default="create", show_default=True,
+              help="The request --api-error answers.")
+@click.option("--unsigned", is_flag=True, help="Send webhooks without X-SignalWire-Signature (no signing key).")
+def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsigned) -> None:
+    """Run the local SignalWire stand-in in the foreground, for any client.
+
+    Prints the settings that point a client at it (SIGNALWIRE_SPACE, project, token, caller
+    number, signing key) on stdout, then logs each call on stderr. Ctrl-C or SIGTERM stops it
+    (exit 0).
+    """
+    import asyncio
+    import ipaddress
+    import json
+
+    from voice2fa_cli import config
+    from voice2fa_cli.errors import ConfigError
+
+    with exit_codes(json_out):
+        where = config.parse_listen(listen, "--listen")
+        try:
+            loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(f"--listen {where}: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)")
+        if press not in ("asked", "none") and not (len(press) == 1 and press in "0123456789*#"):
+            raise ConfigError(f"--press {press[:10]!r}: give one key (0-9, * or #), asked or none")
+        if api_code is not None and api_error is None:
+            raise ConfigError("--api-code needs --api-error")
+
+        from voice2fa_cli.sandbox import Scenario
+        from voice2fa_cli.sandbox.foreground import serve, settings
+
+        scenario = Scenario(outcome=outcome, press=None if press == "none" else press,
+                            api_status=int(api_error) if api_error else None, api_code=api_code, api_on=api_on)
+
+        def ready(sb) -> None:
+            values = settings(sb)
+            if json_out:
+                click.echo(json.dumps(values))
+            else:
+                click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
+            sys.stdout.flush()
+            click.echo(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it", err=True)
+
+        try:
+            asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
+                              say=lambda line: click.echo(f"sandbox: {line}", err=True)))
+        except OSError as exc:
+            raise ConfigError(f"--listen {where}: cannot listen there ({exc.strerror or exc})") from None
+        click.echo("sandbox: stopped", err=True)
