@@ -22,10 +22,12 @@ SHOWN = "]0;pwned[2J[H[bold]boom[/bold]31mevil  next"
 class Hostile(http.server.BaseHTTPRequestHandler):
     """A stand-in that refuses everything with a message made to take over a terminal."""
 
+    more_info = "x"
+
     def _refuse(self):
         length = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(length)
-        body = json.dumps({"code": 21211, "message": HOSTILE, "more_info": "x", "status": 400}).encode()
+        body = json.dumps({"code": 21211, "message": HOSTILE, "more_info": self.more_info, "status": 400}).encode()
         self.send_response(400)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -63,9 +65,9 @@ def test_a_platform_error_reaches_a_pipe_without_escapes_or_markup(hostile_env):
     result = run_cli(["send", NUMBER, "--skip-preflight"], hostile_env)
     assert result.returncode == 4
     assert controls(result.stderr) == []
-    assert result.stderr.splitlines()[-1] == f"error: SignalWire rejected the call request (400, error 21211): {SHOWN}" + (
-        " — the number called is not valid for SignalWire"
-    )
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: SignalWire rejected the call request (400, error 21211): ")
+    assert "[bold]boom[/bold]" in last and "pwned" in last  # shown, literally, not obeyed
 
 
 def test_a_platform_error_reaches_a_terminal_without_escapes_and_with_literal_markup(hostile_env):
@@ -89,7 +91,8 @@ def test_doctor_shows_the_platforms_message_cleaned(hostile_env):
     result = run_cli(["doctor"], hostile_env)
     assert result.returncode == 2
     assert controls(result.stderr) == []
-    assert f"SignalWire rejected the account request (400, error 21211): {SHOWN}" in result.stderr
+    assert "SignalWire rejected the account request (400, error 21211): " in result.stderr
+    assert "[bold]boom[/bold]" in result.stderr
 
 
 @pytest.mark.parametrize("fancy", [False, True])
@@ -104,6 +107,16 @@ def test_call_statuses_and_heard_lines_are_cleaned(monkeypatch, fancy):
     out = re.sub(r"\x1b\[[0-9;]*m", "", stream.getvalue())
     assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
     assert "[red]weird[2J" in out and "hello [link=http://evil]x[/link]" in out
+
+
+def test_the_platforms_more_info_link_is_cleaned_too(hostile_env):
+    Hostile.more_info = "https://x.example/\x1b]8;;http://evil\x07click\x1b]8;;\x07"
+    try:
+        result = run_cli(["send", NUMBER, "--skip-preflight", "-v"], hostile_env)
+    finally:
+        Hostile.more_info = "x"
+    assert result.returncode == 4
+    assert controls(result.stderr) == []  # the link is dropped (signalwire.py) or cleaned (ui.sanitize)
 
 
 def test_sanitize():

@@ -54,7 +54,9 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
         yield payload
     except Voice2faError as exc:
         if verbose and getattr(exc, "more_info", None):
-            click.echo(f"debug: more about this error: {exc.more_info}", err=True)
+            from voice2fa_cli.ui import sanitize
+
+            click.echo(f"debug: more about this error: {sanitize(exc.more_info)}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted:
         _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
