@@ -48,7 +48,7 @@ def test_right_code_read_back_verifies(sandbox, cli_env, state_dir):
     assert code not in out + err
     assert code not in platform_received(sandbox)
     # Progress on stderr, in order.
-    labels = ["dialing +15551234567", "ringing", "answered", "code read to the callee", "call completed"]
+    labels = ["calling +1 555-123-4567, United States", "ringing", "answered", "code read to the callee", "call completed"]
     positions = [err.index(label) for label in labels]
     assert positions == sorted(positions)
     # Nothing listens on --listen any more.
@@ -279,7 +279,7 @@ def test_missing_variable_is_named(sandbox, cli_env, variable, message):
 
 
 def test_http_space_that_is_not_loopback_is_refused(sandbox, cli_env):
-    cli_env["SIGNALWIRE_SPACE"] = "http://example.signalwire.com"
+    cli_env["SIGNALWIRE_SPACE"] = "http://acme.signalwire.com"
     result = run_cli(["send", NUMBER], cli_env)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
         2, "error: SIGNALWIRE_SPACE uses http:// for a host that is not loopback: use https://"
@@ -571,7 +571,7 @@ def test_a_country_without_phrases_is_called_in_english_and_the_operator_is_told
     warning = ("warning: voice2fa has no phrases for callees in JP: the whole call will be in English (en-US); "
                "use --language to choose another")
     assert warning in result.stderr
-    assert result.stderr.index(warning) < result.stderr.index("dialing")
+    assert result.stderr.index(warning) < result.stderr.index("calling +81 3-1234-5678, Japan")
     assert languages_heard(sandbox) == {"en-US"}
 
 

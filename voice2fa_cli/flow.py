@@ -93,9 +93,12 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     number = options.number
     if number.region not in settings.allowed_countries:
         allowed = ",".join(sorted(settings.allowed_countries))
+        national = (f" (it has no country code and was read as dialed in {number.national.describe()}: "
+                    f"write it with + and its country code, or set VOICE2FA_DEFAULT_REGION)"
+                    if number.national is not None else "")
         raise PolicyRefused(
             f"calls to {number.region} ({number.e164}) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is "
-            f"{allowed}; add {number.region} to allow them"
+            f"{allowed}; add {number.region} to allow them" + national
         )
     async with await StoreThread.open(settings.state_dir) as store:
         reservation = await store.run("reserve_call", number.e164, settings.max_calls_per_hour)
@@ -193,7 +196,7 @@ async def _call(
             await preflight(server_config, settings.listen, timing.api_timeout)
             reporter.debug(f"preflight: {settings.public_url} reaches this server")
         started = time.monotonic()
-        reporter.step("dialing", 0.0, options.number.e164)
+        reporter.step("dialing", 0.0, options.number.described)
         created = await client.create_call(
             to=options.number.e164,
             caller=settings.caller,
@@ -265,7 +268,7 @@ async def _call(
     )
 
 
-async def preflight(server_config, listen: config.Listen, timeout: float) -> None:
+async def preflight(server_config, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
     """Fetch this run's health path through the public URL and check that this very server
     answered (the nonce), before anything is dialed. ConfigError (exit 2) otherwise."""
     import aiohttp
@@ -274,7 +277,8 @@ async def preflight(server_config, listen: config.Listen, timeout: float) -> Non
 
     url = health_url(server_config)
     shown = server_config.public_url
-    hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
+    if hint is None:
+        hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
             async with http.get(url, allow_redirects=False) as resp:
