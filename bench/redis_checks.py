@@ -45,7 +45,7 @@ def seed(url: str, key: bytes, workers: int, per_worker: int) -> None:
         for w in range(workers):
             for i in range(per_worker):
                 store.create_session(session_id=f"s{w}-{i}", number=number(w, i), code=CODE, ttl=600,
-                                     call_sid=None, call_status=None, sandbox=False)
+                                     call_sid=None, call_status=None)
 
 
 def check_worker(url: str, key: bytes, worker: int, per_worker: int, code: str, start, out) -> None:

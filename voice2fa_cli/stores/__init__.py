@@ -126,18 +126,21 @@ def read_key_file(path: Path) -> bytes:
 
 
 def open_store(
-    spec: StoreSpec,
+    where: StoreSpec | Path,
     *,
     sandbox: bool = False,
     create: bool = True,
     clock: Callable[[], float] | None = None,
 ):
-    """The store the settings name. SQLite may raise NoStore when not asked to create."""
+    """The store the settings name (a bare path: the SQLite store there), real sessions or,
+    with `sandbox`, the sandbox's. The SQLite store raises NoStore when asked not to create
+    and nothing is kept yet; the shared store is always there (or a StoreError)."""
+    spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if spec.url is None:
         from voice2fa_cli.store import Store
 
         kwargs = {} if clock is None else {"clock": clock}
-        return Store.open(spec.state_dir, create=create, **kwargs)
+        return Store.open(spec.state_dir, create=create, sandbox=sandbox, **kwargs)
     from voice2fa_cli.stores.redis import RedisStore
 
     key = read_key_file(spec.key_file) if spec.key_file else _install_key(spec.state_dir)

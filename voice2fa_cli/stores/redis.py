@@ -22,8 +22,10 @@ import redis
 
 from voice2fa_cli import otp
 from voice2fa_cli.errors import PolicyRefused, StoreError
-from voice2fa_cli.sessions import Verdict
+from voice2fa_cli.sessions import Verdict, no_session
 from voice2fa_cli.store import (
+    CLOCK_BACK,
+    CLOSED_REASONS,
     FAILURE_WINDOW,
     HOUR,
     LOCK_SECONDS,
@@ -31,7 +33,6 @@ from voice2fa_cli.store import (
     NUMBER_FAILURE_LIMIT,
     SEND_WINDOW,
     SENDS_PER_NUMBER,
-    CLOSED_REASONS,
     Session,
     clock_text,
 )
@@ -83,7 +84,7 @@ class RedisStore:
         self._clock = clock
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name))
-            for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE")
+            for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE", "INDEX")
         }
 
     # --- opening ---------------------------------------------------------------------------
@@ -196,24 +197,27 @@ class RedisStore:
         max_attempts: int = MAX_ATTEMPTS,
         call_sid: str | None,
         call_status: str | None,
-        sandbox: bool,
     ) -> Session:
+        """Store a new session for a call that was placed, superseding the number's open ones
+        (in this namespace only: real and sandbox sessions never meet)."""
         h, _, _ = self._number_keys(number)
         digest = otp.digest(self._key, session_id, code).hex()
         raw = self._run(
             "CREATE", [h],
             [self._now_arg(), session_id, number, digest, ttl, max_attempts, call_sid or "", call_status or "",
-             int(sandbox), RETAIN],
+             int(self.sandbox), RETAIN],
         )
         session = _session(raw)
         with self._errors():
             pipe = self._r.pipeline(transaction=False)
             pipe.set(self._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
-            recent = f"{self._prefix}recent"
-            pipe.zadd(recent, {f"{number}\n{session_id}": session.created_at})
-            pipe.zremrangebyrank(recent, 0, -RECENT_KEEP - 1)
+            self._scripts["INDEX"](keys=self._recent_keys(), args=[f"{number}\n{session_id}", RECENT_KEEP], client=pipe)
             pipe.execute()
         return session
+
+    def _recent_keys(self) -> list[str]:
+        tag = f"{self._prefix}{{recent}}"
+        return [f"{tag}:z", f"{tag}:seq"]
 
     def _id_key(self, session_id: str) -> str:
         return f"{self._prefix}id:{session_id}"
@@ -232,7 +236,7 @@ class RedisStore:
                 f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(float(rest[1]))}"
             )
         now = rest[0]
-        kind, *rest = self._run("RESERVE_HOUR", [f"{self._prefix}calls"], [now, member, max_per_hour, HOUR])
+        kind, *rest = self._run("RESERVE_HOUR", [f"{self._prefix}{{calls}}"], [now, member, max_per_hour, HOUR])
         if kind == "hour":
             self.release_call(f"{number}\n{member}")
             raise PolicyRefused(
@@ -246,7 +250,7 @@ class RedisStore:
         _, _, c = self._number_keys(number)
         with self._errors():
             self._r.zrem(c, member)
-            self._r.zrem(f"{self._prefix}calls", member)
+            self._r.zrem(f"{self._prefix}{{calls}}", member)
 
     def get(self, session_id: str) -> Session | None:
         with self._errors():
@@ -295,11 +299,13 @@ class RedisStore:
         if kind == "locked":
             return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(float(until))}", session)
         if kind == "none":
-            return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
+            return no_session(number, self.sandbox)
         if kind == "closed":
             return Verdict(False, CLOSED_REASONS[session.state], session)
         if kind == "expired":
             return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
+        if kind == "clock-back":
+            return Verdict(False, CLOCK_BACK, session)
         if kind == "verified":
             return Verdict(True, "verified", session, int(left))
         left = int(left)
@@ -311,7 +317,7 @@ class RedisStore:
 
     def recent(self, limit: int = 50) -> list[Session]:
         with self._errors():
-            members = self._r.zrevrange(f"{self._prefix}recent", 0, limit - 1)
+            members = self._r.zrevrange(self._recent_keys()[0], 0, limit - 1)
             pipe = self._r.pipeline(transaction=False)
             for member in members:
                 number, session_id = member.split("\n")
@@ -322,7 +328,7 @@ class RedisStore:
     def purge(self) -> int:
         """Drop expired sessions now (Redis's expiry would in time). Returns how many."""
         removed = 0
-        recent = f"{self._prefix}recent"
+        recent = self._recent_keys()[0]
         with self._errors():
             members = self._r.zrange(recent, 0, -1)
         numbers = {m.split("\n")[0] for m in members}

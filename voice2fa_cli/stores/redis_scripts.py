@@ -11,6 +11,9 @@ Keys of a number N under the prefix P (`voice2fa:` or `voice2fa:sandbox:`):
   P{N}:h      hash: `s:<id>` → the session as JSON, `newest` → id, `seq`, `fseq`, `hw`
   P{N}:fail   sorted set of wrong codes (score: time), for the lockout across sessions
   P{N}:calls  sorted set of calls placed (score: time), for the per-number send limit
+and, for all numbers: P{recent}:z and P{recent}:seq (the listing, in the server's order),
+P{calls} (calls in the last hour), Pid:<session id> (its number), voice2fa:meta (the key's
+fingerprint).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from __future__ import annotations
 _PRELUDE = """
 local OPEN = {calling = true, delivered = true}
 
+-- The server's time (or a test's), and the number's highest time seen so far. A clock that
+-- reads more than a second behind that mark was set back: the number's codes end (their age can
+-- no longer be told). `advance` moves the mark forward.
 local function clock(h, given, advance)
   local now
   if given ~= '' then
@@ -28,12 +34,16 @@ local function clock(h, given, advance)
     now = tonumber(t[1]) + tonumber(t[2]) / 1000000
   end
   local hw = tonumber(redis.call('HGET', h, 'hw') or '0')
-  if now < hw then
-    now = hw
-  elseif advance then
+  if advance and now > hw then
     redis.call('HSET', h, 'hw', string.format('%.6f', now))
   end
-  return now
+  return now, hw
+end
+
+local SLACK = 1.0  -- seconds of backward jitter tolerated (a failover to a replica, say)
+
+local function clock_back(s, now, hw)
+  return now < s.created_at - SLACK or now < hw - SLACK or hw >= s.expires_at
 end
 
 -- Times travel as strings: cjson keeps only 14 significant digits of a number.
@@ -95,7 +105,8 @@ end
 # sandbox (0/1), retain. Supersedes the number's open sessions; returns the new one as JSON.
 CREATE = "#!lua\n" + _PRELUDE + """
 local h = KEYS[1]
-local now = clock(h, ARGV[1], true)
+local now = clock(h, ARGV[1], false)
+redis.call('HSET', h, 'hw', string.format('%.6f', now))  -- the new code lives its whole TTL by this clock
 local retain = tonumber(ARGV[10])
 local all = redis.call('HGETALL', h)
 for i = 1, #all, 2 do
@@ -161,11 +172,11 @@ return {'ok'}
 
 # KEYS: h, fail. ARGV: now, session id ('' = the newest), the id the digest was made for,
 # digest (hex), limit, window, lock.
-# Returns {kind, session JSON or '', attempts left, lock end or ''}; kind is one of retry,
-# locked, none, closed, expired, verified, wrong.
+# Returns {kind, session JSON or '', attempts left, lock end or '', now}; kind is one of retry,
+# locked, none, closed, expired, clock-back, verified, wrong.
 CHECK = "#!lua\n" + _PRELUDE + """
 local h, f = KEYS[1], KEYS[2]
-local now = clock(h, ARGV[1], true)
+local now, hw = clock(h, ARGV[1], true)
 local id = ARGV[2]
 if id == '' then id = redis.call('HGET', h, 'newest') or '' end
 if id ~= ARGV[3] then return {'retry', '', 0, ''} end
@@ -178,6 +189,7 @@ if untl then return out('locked') end
 if not s then return out('none') end
 if not OPEN[s.state] then return out('closed') end
 if now >= s.expires_at then return out('expired') end
+if clock_back(s, now, hw) then return out('clock-back') end
 if s.digest == ARGV[4] then
   s.state = 'verified'
   s.closed_at = now
@@ -236,4 +248,13 @@ for i = 1, #all, 2 do
   end
 end
 return removed
+"""
+
+# KEYS: the listing index (sorted set), its counter. ARGV: member, how many to keep.
+# Sessions are listed in the order the server indexed them, whatever the clocks say.
+INDEX = """#!lua
+local n = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[1], n, ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+return n
 """
