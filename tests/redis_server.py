@@ -74,3 +74,43 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RedisCluster:
+    """A real three-node Redis Cluster on loopback ports (no replicas), made with redis-cli."""
+
+    def __init__(self, directory: Path) -> None:
+        self.ports = [free_port() for _ in range(3)]
+        self.nodes = []
+        for port in self.ports:
+            node_dir = directory / str(port)
+            node_dir.mkdir()
+            self.nodes.append(RedisServer(node_dir, port=port, extra=[
+                "--cluster-enabled", "yes", "--cluster-config-file", str(node_dir / "nodes.conf"),
+                "--cluster-node-timeout", "5000",
+            ]))
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start(self) -> RedisCluster:
+        for node in self.nodes:
+            node.start()
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+             "--cluster-replicas", "0", "--cluster-yes"],
+            check=True, capture_output=True, timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            states = [subprocess.run(["redis-cli", "-p", str(p), "cluster", "info"], capture_output=True,
+                                     text=True).stdout for p in self.ports]
+            if all("cluster_state:ok" in state for state in states):
+                return self
+            time.sleep(0.1)
+        raise RuntimeError("the cluster did not come up")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

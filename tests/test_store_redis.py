@@ -342,3 +342,35 @@ def test_every_key_expires_by_itself(url, key):
     lasting = {k for k in r.keys("*") if r.pttl(k) == -1}
     # Only the key fingerprint and the listing index (trimmed to its newest entries) have no TTL.
     assert lasting == {b"voice2fa:meta", b"voice2fa:{recent}:z", b"voice2fa:{recent}:seq"}
+
+
+# --- a real Redis Cluster -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from tests.redis_server import RedisCluster
+
+    c = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield c
+    c.stop()
+
+
+def test_the_store_works_on_a_redis_cluster(cluster, key):
+    from redis.cluster import RedisCluster
+
+    numbers = [f"+1555{i:07d}" for i in range(12)]
+    with RedisStore.open(cluster.url, key, clock=lambda: T0) as store:
+        assert isinstance(store._r, RedisCluster)  # one node named: the whole cluster is used
+        for i, number in enumerate(numbers):
+            store.reserve_call(number, 100)
+            add(store, f"s{i}", number=number, code=f"{700000 + i}")
+        assert [s.id for s in store.recent(limit=100)] == [f"s{i}" for i in reversed(range(12))]
+        for i, number in enumerate(numbers):
+            assert store.check(number, "000000").reason == "wrong code (4 attempts left)"
+            assert store.check(number, f"{700000 + i}").verified
+        store.purge()
+    nodes = RedisCluster.from_url(cluster.url)
+    owners = {nodes.get_node_from_key(f"{PREFIX}{{{n}}}:h").port for n in numbers}
+    nodes.close()
+    assert len(owners) > 1, "the numbers land on several nodes"

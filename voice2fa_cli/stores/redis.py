@@ -107,6 +107,14 @@ class RedisStore:
             client = redis.Redis.from_url(url, **options)
         except ValueError as exc:
             raise StoreError(f"VOICE2FA_STORE {safe_url(url)} is not a Redis URL: {exc}") from None
+        with _errors(safe_url(url)):
+            if client.info("cluster").get("cluster_enabled"):
+                # A node of a Redis Cluster: talk to the cluster (it routes each number's
+                # script to the node holding the number's hash tag).
+                from redis.cluster import RedisCluster
+
+                client.close()
+                client = RedisCluster.from_url(url, **options)
         store = cls(client, key, url, sandbox=sandbox, clock=clock)
         with store._errors():
             store._check_key()
@@ -137,29 +145,8 @@ class RedisStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except redis.exceptions.AuthenticationError:
-            raise StoreError(f"the store {self.url} refused the credentials: check the user and password in VOICE2FA_STORE") from None
-        except redis.exceptions.TimeoutError:
-            raise StoreError(f"the store {self.url} did not answer in time: is the server overloaded or unreachable?") from None
-        except redis.exceptions.ConnectionError as exc:
-            raise StoreError(f"the store {self.url} cannot be reached: {_cause(exc)}") from None
-        except redis.exceptions.ReadOnlyError:
-            raise StoreError(f"the store {self.url} is read-only (a replica?): point VOICE2FA_STORE at the primary") from None
-        except redis.exceptions.ResponseError as exc:
-            text = str(exc)
-            if text.startswith("OOM") or "maxmemory" in text:
-                msg = f"the store {self.url} is full (maxmemory reached): free memory on the server"
-            elif text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
-                msg = f"the store {self.url} refused the credentials or the command: check the ACL user in VOICE2FA_STORE"
-            else:
-                msg = f"the store {self.url} answered an error: {_cause(exc)}"
-            raise StoreError(msg) from None
-        except redis.exceptions.RedisError as exc:
-            raise StoreError(f"the store {self.url} failed: {_cause(exc)}") from None
+    def _errors(self):
+        return _errors(self.url)
 
     # --- keys and time ---------------------------------------------------------------------
 
@@ -209,10 +196,8 @@ class RedisStore:
         )
         session = _session(raw)
         with self._errors():
-            pipe = self._r.pipeline(transaction=False)
-            pipe.set(self._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
-            self._scripts["INDEX"](keys=self._recent_keys(), args=[f"{number}\n{session_id}", RECENT_KEEP], client=pipe)
-            pipe.execute()
+            self._r.set(self._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
+            self._scripts["INDEX"](keys=self._recent_keys(), args=[f"{number}\n{session_id}", RECENT_KEEP])
         return session
 
     def _recent_keys(self) -> list[str]:
@@ -358,6 +343,33 @@ class RedisStore:
             except redis.exceptions.ResponseError:  # CONFIG may be refused to this ACL user
                 save = ""
         return aof, bool(save.strip())
+
+
+@contextmanager
+def _errors(url: str) -> Iterator[None]:
+    """Any failure of the server or the connection as a StoreError naming the store and the
+    cause, in one line."""
+    try:
+        yield
+    except redis.exceptions.AuthenticationError:
+        raise StoreError(f"the store {url} refused the credentials: check the user and password in VOICE2FA_STORE") from None
+    except redis.exceptions.TimeoutError:
+        raise StoreError(f"the store {url} did not answer in time: is the server overloaded or unreachable?") from None
+    except redis.exceptions.ConnectionError as exc:
+        raise StoreError(f"the store {url} cannot be reached: {_cause(exc)}") from None
+    except redis.exceptions.ReadOnlyError:
+        raise StoreError(f"the store {url} is read-only (a replica?): point VOICE2FA_STORE at the primary") from None
+    except redis.exceptions.ResponseError as exc:
+        text = str(exc)
+        if text.startswith("OOM") or "maxmemory" in text:
+            msg = f"the store {url} is full (maxmemory reached): free memory on the server"
+        elif text.startswith(("NOPERM", "NOAUTH", "WRONGPASS")):
+            msg = f"the store {url} refused the credentials or the command: check the ACL user in VOICE2FA_STORE"
+        else:
+            msg = f"the store {url} answered an error: {_cause(exc)}"
+        raise StoreError(msg) from None
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+        raise StoreError(f"the store {url} failed: {_cause(exc)}") from None
 
 
 def _session(raw: str) -> Session:
