@@ -36,7 +36,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError("redis-server exited: " + (self.directory / "redis.log").read_text()[-500:])
+                raise RuntimeError("redis-server exited: " + (self.directory / "redis.log").read_text()[-1500:])
             if self._answers():
                 return self
             time.sleep(0.01)
@@ -80,7 +80,7 @@ class RedisCluster:
     """A real three-node Redis Cluster on loopback ports (no replicas), made with redis-cli."""
 
     def __init__(self, directory: Path) -> None:
-        self.ports = [free_port() for _ in range(3)]
+        self.ports = [_cluster_port() for _ in range(3)]
         self.nodes = []
         for port in self.ports:
             node_dir = directory / str(port)
@@ -114,3 +114,16 @@ class RedisCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (10,000 higher) can exist too."""
+    while True:
+        port = free_port()
+        if port <= 55535:
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
