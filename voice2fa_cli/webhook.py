@@ -184,7 +184,10 @@ async def _form(request: web.Request, limit: float) -> list[tuple[str, str]] | w
     if request.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity"):
         return _plain(400, "compressed request bodies are not accepted")  # SignalWire sends plain forms
     try:
-        body = await asyncio.wait_for(request.read(), limit)
+        if request.content.is_eof():  # the whole body came with the headers (the platform's case)
+            body = await request.read()
+        else:
+            body = await asyncio.wait_for(request.read(), limit)
     except asyncio.TimeoutError:
         response = _plain(408, "the request body did not arrive in time")
         response.force_close()
