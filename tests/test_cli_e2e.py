@@ -481,3 +481,73 @@ def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
     assert proc.returncode == 0, err
     with Store.open(state_dir) as store:
         assert [s.state for s in store.recent(5)] == ["verified", "superseded"]
+
+
+# --- what the callee hears: who calls, keys that steer the reading, languages (issue 11) ---------------
+
+
+def test_the_callee_presses_repeat_then_slower(sandbox, cli_env, state_dir):
+    from voice2fa_cli import speech
+
+    sandbox.set_scenario(steer=(speech.REPEAT_KEY, speech.SLOWER_KEY))
+    cli_env["VOICE2FA_CALLER_NAME"] = "Acme support"
+    result = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    call = next(iter(sandbox.calls.values()))
+    assert call.pressed[1:] == ["1", "2"]
+    heard = call.heard
+    assert heard[:2] == [
+        "Hello. Acme support asked to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person from Acme support you are speaking with now. "
+        "If you are not expecting this call, hang up.",
+    ]
+    code = sandbox.heard_code()
+    readings = [line for line in heard if line.replace(", ", "") == code]
+    assert len(readings) == 6  # three documents, each reading it twice
+    steered = heard[heard.index("Your code is:"):]  # after the gate (whose random key may be 1 or 2)
+    assert steered.count("[presses 1]") == 1 and steered.count("[presses 2]") == 1
+    assert steered[steered.index("[presses 2]") + 1] == "Slowly now. Your code is:"
+    assert heard[-2:] == ["Goodbye.", "[hangs up]"]  # the last reading offers no more keys
+    assert "[waits for a key]" not in steered[steered.index("[presses 2]"):]
+    slow = call.documents[-1]
+    assert slow.count(b'<Pause length="1" />') >= 2 * (len(code) - 2)
+    assert code not in result.stdout + result.stderr
+
+
+def test_a_country_without_phrases_is_called_in_english_and_the_operator_is_told_first(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,JP"
+    result = run_cli(["send", "+81312345678", "--no-prompt"], cli_env)
+    assert result.returncode == 0, result.stderr
+    warning = ("warning: voice2fa has no phrases for callees in JP: the whole call will be in English (en-US); "
+               "use --language to choose another")
+    assert warning in result.stderr
+    assert result.stderr.index(warning) < result.stderr.index("dialing")
+    assert languages_heard(sandbox) == {"en-US"}
+
+
+def test_a_named_voice_brings_its_language(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,FR"
+    result = run_cli(["send", "+33612345678", "--no-prompt", "--voice", "Polly.Joanna"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert languages_heard(sandbox) == {"en-US"}
+    call = next(iter(sandbox.calls.values()))
+    assert all(b'voice="Polly.Joanna"' in doc for doc in call.documents)
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--voice", "Polly.Joanna", "--language", "fr-FR"], {},
+     "error: --voice Polly.Joanna speaks en-US, not --language fr-FR: drop one of them or make them agree "
+     "(see `voice2fa send --help`)"),
+    (["--language", "ko-KR"], {},
+     "error: --language ko-KR: SignalWire's standard voices do not speak it (they speak en-US, en-GB, en-IN, "
+     "en-AU, en-CA, de-DE, es-ES, it-IT, ja-JP, fr-FR) (see `voice2fa send --help`)"),
+    ([], {"VOICE2FA_CALLER_NAME": "Acme</Say><Redirect>x</Redirect>"},
+     "error: VOICE2FA_CALLER_NAME may hold letters, digits, spaces and & ' . , - only (found '<')"),
+    (["--caller-name", "Acme\u0007support"], {},
+     "error: --caller-name may hold letters, digits, spaces and & ' . , - only (found '\\x07')"),
+])
+def test_what_the_call_cannot_say_is_refused_before_dialing(sandbox, cli_env, args, env, message):
+    cli_env.update(env)
+    result = run_cli(["send", NUMBER, "--json", *args], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
+    assert sandbox.requests == []

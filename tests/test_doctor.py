@@ -72,3 +72,22 @@ def test_nothing_configured(tmp_path):
         "credentials, public URL"
     )
     assert "! state dir" in result.stderr  # not created yet: a warning, not a failure
+
+
+def test_the_caller_name_is_shown_and_checked(sandbox, cli_env):
+    result = run_cli(["doctor", "--json"], cli_env)
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert by_name["VOICE2FA_CALLER_NAME"] == {
+        "name": "VOICE2FA_CALLER_NAME", "status": "warn", "detail": "not set: the call does not say who is calling",
+        "fix": "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support",
+    }
+    cli_env["VOICE2FA_CALLER_NAME"] = "  Acme   support "
+    result = run_cli(["doctor", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    by_name = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert (by_name["VOICE2FA_CALLER_NAME"]["status"], by_name["VOICE2FA_CALLER_NAME"]["detail"]) == ("ok", "Acme support")
+    cli_env["VOICE2FA_CALLER_NAME"] = "Acme\x1b[2J"
+    result = run_cli(["doctor"], cli_env)
+    assert result.returncode == 2
+    assert "\x1b[2J" not in result.stderr
+    assert result.stderr.splitlines()[-1] == "error: 1 check failed: VOICE2FA_CALLER_NAME"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import hashlib
 import hmac
 import json
@@ -527,15 +528,17 @@ def assert_gate(reply: Reply, call: CallState, *, retry: bool) -> None:
     gather = root.find("Gather")
     assert gather is not None
     assert gather.attrib == {
+        "input": "dtmf",
         "numDigits": "1",
         "method": "POST",
         "action": f"{PUBLIC}/v/{call.token}/key",
-        "timeout": "8",
+        "timeout": "12",
     }
     assert [say.text for say in gather.findall("Say")] == [f"Press {call.key} to hear your code."]
     first = root[0]
     assert first.tag == "Say"
-    assert first.text == (f"That was not {call.key}." if retry else "Hello. This is your verification code.")
+    assert first.text == ("That was not the right key." if retry else
+                          "Hello. This is an automated call to check that this phone number is yours.")
     assert digit_runs(root) == []
     no_code(reply)
 
@@ -548,12 +551,13 @@ async def test_gate_then_the_right_key_reads_the_code(hook):
 
     reply = await hook.post(call, "/key", fields_for(Digits="7"))
     root = reply.xml()
-    assert root[0].text == "Your code is:"
+    assert root[0].tag == "Gather"  # keys steer the reading
+    assert root[0][0].text == "Your code is:"
     assert digit_runs(root) == [CODE, CODE]
     for say in root.iter("Say"):
-        assert len(re.findall(r"[0-9]", say.text or "")) <= 1  # each digit its own <Say>
+        assert len(re.findall(r"[0-9]", say.text or "")) <= 2  # each digit its own <Say>; the options name 2 keys
+        assert not re.search(r"[0-9]{2}", say.text or "")
     assert CODE.encode() not in reply.body  # never one number
-    assert root.find("Gather") is None
     assert root[-1].tag == "Hangup"
     assert call.delivered
     assert events(call)[:2] == ["fetched", "in-progress"]
@@ -606,8 +610,8 @@ async def test_without_a_key_the_code_is_read_at_once(hook):
     call = hook.call(key=None)
     reply = await hook.post(call)
     root = reply.xml()
-    assert root.find("Gather") is None
-    assert root[0].text == "Hello. This is your verification code."
+    assert root[0].text == "Hello. This is an automated call to check that this phone number is yours."
+    assert root[2].tag == "Gather" and root[2].get("action") == f"{PUBLIC}/v/{call.token}/read"
     assert digit_runs(root) == [CODE, CODE]
     assert (call.fetched, call.delivered) == (True, True)
     assert events(call)[:2] == ["fetched", "in-progress"]
@@ -653,7 +657,7 @@ def spoken_code(reply: Reply) -> bool:
 async def test_a_replayed_signed_key_press_stops_getting_the_code(hook):
     """An attacker who captured the signed request that pressed the right key replays it: the
     code comes back at most MAX_CODE_READS times in all, then 410 without the code."""
-    assert MAX_CODE_READS == 4
+    assert MAX_CODE_READS == 3
     call = hook.call(key="7", call_sid=SID)
     assert_gate(await hook.post(call), call, retry=False)
     fields = fields_for(Digits="7")
@@ -669,15 +673,15 @@ async def test_a_replayed_signed_key_press_stops_getting_the_code(hook):
 
 
 async def test_every_way_to_the_code_counts_against_one_budget(hook):
-    """The first document after delivery, the key route, any digits once delivered: one budget."""
+    """The first document after delivery, the key route with any digits once delivered, the
+    callee's repeat key: one budget."""
     call = hook.call(key="7", call_sid=SID)
     await hook.post(call)
     assert spoken_code(await hook.post(call, "/key", fields_for(Digits="7")))
     assert spoken_code(await hook.post(call))  # the first document, after delivery: the code again
     assert spoken_code(await hook.post(call, "/key", fields_for(Digits="3")))
-    assert spoken_code(await hook.post(call, "/key", fields_for(Digits="")))
-    assert call.code_reads == MAX_CODE_READS
-    for tail, digits in (("", ""), ("/key", "7"), ("/key", "1")):
+    assert call.code_reads == MAX_CODE_READS == 3
+    for tail, digits in (("", ""), ("/key", "7"), ("/key", "1"), ("/read", speech.REPEAT_KEY), ("/read", speech.SLOWER_KEY)):
         reply = await hook.post(call, tail, fields_for(Digits=digits))
         assert reply.status == 410, tail
         no_code(reply)
@@ -806,17 +810,22 @@ async def test_the_platforms_final_callback_after_voice2fa_hangs_up_is_recorded(
             allowed_countries=frozenset({"US"}),
         )
 
-        async def call_lasts_seven_seconds() -> None:
-            while not any(c.answered for c in sb.calls.values()):
+        async def call_lasts_seven_seconds() -> None:  # the platform's clock: answered 7 s before the hang-up
+            while not any(c.answered and c.started for c in sb.calls.values()):
                 await asyncio.sleep(0.01)
-            next(iter(sb.calls.values())).duration = 7
+            sim = next(iter(sb.calls.values()))
+            sim.started -= datetime.timedelta(seconds=7)
 
         timer = asyncio.ensure_future(asyncio.wait_for(call_lasts_seven_seconds(), 20))
         result = await asyncio.wait_for(
             flow.send(settings, flow.SendOptions(number=phone.parse(NUMBER)), Quiet()), 30
         )
         await timer
-    assert (result.delivered, result.call_status, result.duration) == (False, "completed", 7)
+        sim = sb.calls[result.call_sid]
+    assert (result.delivered, result.call_status) == (False, "completed")
+    assert result.duration == sim.duration >= 7  # what the platform said, not a guess (None)
+    final = [d for d in sim.deliveries if d.status == "completed"]
+    assert [d.answers for d in final] == [[200]]  # taken at once: no error, no retry
     with Store.open(tmp_path / "s") as store:
         assert store.newest(NUMBER).call_status == "completed"
 
@@ -1998,3 +2007,98 @@ async def test_hostile_input(caplog, capfd):
     if sum(tally.client_errors.values()) > FUZZ_TOTAL // 100:
         failures.append(f"too many requests without an answer: {dict(tally.client_errors)}")
     assert not failures, "\n".join(failures) + "\n" + summary
+
+
+# --- the callee steers the reading: /read (repeat, slower), within MAX_CODE_READS -------------------
+
+
+def reads_code(reply: Reply) -> bool:
+    return digit_runs(reply.xml()) == [CODE, CODE]
+
+
+async def passed_gate(hook: Hook) -> tuple[CallState, Reply]:
+    call = hook.call(key="7")
+    await hook.post(call)
+    reply = await hook.post(call, "/key", fields_for(Digits="7"))
+    assert reads_code(reply) and call.code_reads == 1
+    return call, reply
+
+
+async def test_the_repeat_key_reads_the_code_again(hook):
+    call, first = await passed_gate(hook)
+    gather = first.xml().find("Gather")
+    assert gather.get("action") == f"{PUBLIC}/v/{call.token}/read"
+    reply = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert reply.status == 200 and reads_code(reply)
+    assert reply.body == speech.code_document(CODE, call.voice, after_gate=True, action=f"{PUBLIC}/v/{call.token}/read")
+    assert call.code_reads == 2
+    assert events(call).count("delivered") == 1  # a repeat is not a new delivery
+
+
+async def test_the_slower_key_pauses_after_every_digit(hook):
+    call, _ = await passed_gate(hook)
+    reply = await hook.post(call, "/read", fields_for(Digits=speech.SLOWER_KEY))
+    assert reads_code(reply)
+    assert reply.body == speech.code_document(
+        CODE, call.voice, after_gate=True, slow=True, action=f"{PUBLIC}/v/{call.token}/read"
+    )
+    pauses = [el.get("length") for el in reply.xml().iter("Pause")]
+    assert pauses.count("1") >= 2 * (len(CODE) - 2) and "2" in pauses
+
+
+async def test_repeats_are_bounded_by_max_code_reads(hook):
+    assert webhook.MAX_CODE_READS == 3
+    call, _ = await passed_gate(hook)
+    second = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert second.xml().find("Gather") is not None
+    last = await hook.post(call, "/read", fields_for(Digits=speech.SLOWER_KEY))
+    assert reads_code(last)
+    assert last.xml().find("Gather") is None  # the last reading offers no more keys
+    assert call.code_reads == webhook.MAX_CODE_READS
+    for tail, digits in (("/read", speech.REPEAT_KEY), ("/read", speech.SLOWER_KEY), ("", ""), ("/key", "7")):
+        reply = await hook.post(call, tail, fields_for(Digits=digits) if digits else fields_for())
+        assert (reply.status, reply.text) == (410, "the code has been read enough times\n")  # issue 9: replay
+        no_code(reply)
+    assert call.code_reads == webhook.MAX_CODE_READS
+
+
+def shape_of(reply: Reply) -> list[tuple[str, str | None]]:
+    return [(child.tag, child.text) for child in reply.xml()]
+
+
+async def test_the_read_route_cannot_skip_the_gate(hook):
+    call = hook.call(key="7")
+    await hook.post(call)
+    for digits in (speech.REPEAT_KEY, speech.SLOWER_KEY, "7"):
+        reply = await hook.post(call, "/read", fields_for(Digits=digits))
+        assert_gate(reply, call, retry=False)
+    assert (call.delivered, call.code_reads) == (False, 0)
+
+
+async def test_a_key_that_does_nothing_offers_the_keys_then_ends(hook):
+    call, _ = await passed_gate(hook)
+    reply = await hook.post(call, "/read", fields_for(Digits="9"))
+    no_code(reply)
+    assert shape_of(reply) == [("Say", "That key does nothing here."), ("Gather", None), ("Say", "Goodbye."),
+                               ("Hangup", None)]
+    assert reply.xml().find("Gather").get("action") == f"{PUBLIC}/v/{call.token}/read"
+    for _ in range(GATE_TRIES - 2):
+        await hook.post(call, "/read", fields_for(Digits="#"))
+    reply = await hook.post(call, "/read", fields_for(Digits=""))
+    assert shape_of(reply) == [("Say", "Goodbye."), ("Hangup", None)]
+    assert call.code_reads == 1
+
+
+async def test_every_document_of_a_steered_call_keeps_signalwire_s_cxml_rules(hook):
+    from tests.test_speech import check_cxml
+
+    call = hook.call(key="7")
+    replies = [await hook.post(call), await hook.post(call, "/key", fields_for(Digits="3")),
+               await hook.post(call, "/key", fields_for(Digits="7"))]
+    for digits in ("9", speech.REPEAT_KEY, speech.SLOWER_KEY):
+        replies.append(await hook.post(call, "/read", fields_for(Digits=digits)))
+    beyond = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert beyond.status == 410  # past MAX_CODE_READS: no document at all (issue 9: replay)
+    for reply in replies:
+        assert (reply.status, reply.headers["Content-Type"]) == (200, "application/xml; charset=utf-8")
+        check_cxml(reply.body)

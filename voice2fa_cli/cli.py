@@ -53,6 +53,8 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
     try:
         yield payload
     except Voice2faError as exc:
+        if verbose and getattr(exc, "more_info", None):
+            click.echo(f"debug: more about this error: {exc.more_info}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted:
         _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
@@ -147,15 +149,16 @@ def main() -> None:
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
 @click.option("--ring-timeout", type=click.IntRange(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
 @click.option("--max-attempts", type=click.IntRange(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
-@click.option("--language", help="Language of the call, e.g. fr-FR  [default: from the callee's country]")
-@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna).")
+@click.option("--language", help="Language of the call, e.g. fr-FR  [default: the voice's, else from the callee's country]")
+@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna); a named voice brings its language.")
+@click.option("--caller-name", metavar="NAME", help="Who the call says is calling, e.g. \"Acme support\" [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence (plain text, at most 200 characters).")
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
 def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
-         language, voice, message, no_keypress, skip_preflight, quiet, verbose) -> None:
+         language, voice, caller_name, message, no_keypress, skip_preflight, quiet, verbose) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
@@ -168,8 +171,11 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         target = phone.parse(number)
         payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
                        verified=None, expires_at=None)
-        voice_settings = _voice(speech, language, voice, message, target.region)
+        voice_settings, notice = _voice(speech, language, voice, message, target.region,
+                                        config.caller_name(env, caller_name))
         reporter = ui.Reporter(quiet=quiet, verbose=verbose)
+        if notice:
+            reporter.warn(notice)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
                                    keypress=not no_keypress, max_attempts=max_attempts,
                                    preflight=not skip_preflight)
@@ -214,14 +220,15 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             ui.emit_json(payload)
 
 
-def _voice(speech, language: str | None, voice: str | None, message: str | None, region: str):
+def _voice(speech, language: str | None, voice: str | None, message: str | None, region: str | None,
+           caller: str | None):
+    """The call's voice settings, and a notice for the operator when the call is not in the
+    callee's language. A language the call cannot speak is a usage error."""
     import re
 
     from voice2fa_cli import phrases
 
-    if language is None:
-        language = phrases.for_region(region)
-    elif not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+    if language is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
         raise click.BadParameter("a language code such as en-US or fr-FR", param_hint="--language")
     if voice is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:_\-]{0,63}", voice):
         raise click.BadParameter("a voice name such as man, woman or Polly.Joanna", param_hint="--voice")
@@ -231,7 +238,11 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
             raise click.BadParameter(
                 f"plain printable text of 1 to {speech.MAX_INTRO} characters", param_hint="--message"
             )
-    return speech.Voice(language=language, voice=voice, intro=message)
+    try:
+        choice = phrases.choose(language=language, voice=voice, region=region)
+    except phrases.LanguageError as exc:
+        raise click.UsageError(str(exc)) from None
+    return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
 def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
@@ -370,35 +381,41 @@ Examples:
   voice2fa preview +33612345678             the French call
   voice2fa preview --language de-DE --audio call.wav
   voice2fa preview --play --digits 8
+  voice2fa preview --caller-name "Acme support" --voice Polly.Vicki
 """)
 @click.argument("number", required=False)
-@click.option("--language", help="Language of the call  [default: from NUMBER's country, else en-US]")
-@click.option("--voice", help="A SignalWire voice name (shown in the cXML; espeak-ng uses its own voice).")
+@click.option("--language", help="Language of the call  [default: the voice's, else from NUMBER's country, else en-US]")
+@click.option("--voice", help="A SignalWire voice name (it brings its language; espeak-ng speaks with its own voice).")
+@click.option("--caller-name", metavar="NAME", help="Who the call says is calling [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence.")
 @click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the sample code.")
 @click.option("--no-keypress", is_flag=True, help="Preview the call without the key-press gate.")
 @click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True), help="Write the call as a WAV file (espeak-ng).")
 @click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
-def preview(number, language, voice, message, digits, no_keypress, audio, play) -> None:
+def preview(number, language, voice, caller_name, message, digits, no_keypress, audio, play) -> None:
     """Show exactly what the callee would hear, with a sample code.
 
-    The transcript goes to stdout; --audio and --play speak it through espeak-ng.
+    The transcript goes to stdout, each line with its language, and the keys the callee may
+    press; --audio and --play speak it through espeak-ng, each line in its language.
     """
     from pathlib import Path
 
-    from voice2fa_cli import phone, speech
+    from voice2fa_cli import config, phone, speech
     from voice2fa_cli import preview as previews
 
     with exit_codes(False):
         region = phone.parse(number).region if number else None
-        voice_settings = _voice(speech, language, voice, message, region or "")
-        lines = previews.transcript(voice_settings, digits, not no_keypress)
-        click.echo("\n".join(lines))
+        env = config.load_environment()
+        voice_settings, notice = _voice(speech, language, voice, message, region, config.caller_name(env, caller_name))
+        if notice:
+            click.echo(f"warning: {notice}", err=True)
+        call = previews.call(voice_settings, digits, not no_keypress)
+        click.echo("\n".join(previews.transcript_lines(call)))
         if audio or play:
             import tempfile
 
             target = Path(audio) if audio else Path(tempfile.mkdtemp(prefix="voice2fa-")) / "preview.wav"
-            previews.synthesize(lines, voice_settings.language, target)
+            previews.synthesize(call, target)
             if audio:
                 click.echo(f"wrote {target}", err=True)
             if play:
@@ -408,3 +425,75 @@ def preview(number, language, voice, message, digits, no_keypress, audio, play) 
                     if not audio:
                         target.unlink(missing_ok=True)
                         target.parent.rmdir()
+
+
+@main.command("sandbox", epilog="""
+Examples:
+  voice2fa sandbox --listen 127.0.0.1:8765 > .env     settings as .env lines
+  voice2fa sandbox --json                             settings as one JSON object
+  voice2fa sandbox --outcome busy                     every call is busy
+  voice2fa sandbox --api-error 400 --api-code 21219   every create is rejected (trial account)
+""")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where it listens (loopback only; port 0: any free port).")
+@click.option("--json", "json_out", is_flag=True, help="The settings as one JSON object on stdout.")
+@click.option("--outcome", type=click.Choice(["answer", "busy", "no-answer", "voicemail", "failed", "hold"]),
+              default="answer", show_default=True,
+              help="What the callee does: answer (and press the key asked for), busy, no answer, a voicemail "
+                   "(answers, presses nothing), fail, or ring until hung up.")
+@click.option("--press", default="asked", show_default=True, metavar="KEY|asked|none",
+              help="The key the callee presses at each prompt.")
+@click.option("--api-error", type=click.Choice(["400", "401", "404", "422", "429", "500", "503"]),
+              help="Answer the API with this error instead.")
+@click.option("--api-code", type=click.IntRange(1, 99999999), help="The error code with --api-error (e.g. 21211, 21219).")
+@click.option("--api-on", type=click.Choice(["create", "fetch", "update"]), default="create", show_default=True,
+              help="The request --api-error answers.")
+@click.option("--unsigned", is_flag=True, help="Send webhooks without X-SignalWire-Signature (no signing key).")
+def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsigned) -> None:
+    """Run the local SignalWire stand-in in the foreground, for any client.
+
+    Prints the settings that point a client at it (SIGNALWIRE_SPACE, project, token, caller
+    number, signing key) on stdout, then logs each call on stderr. Ctrl-C or SIGTERM stops it
+    (exit 0).
+    """
+    import asyncio
+    import ipaddress
+    import json
+
+    from voice2fa_cli import config
+    from voice2fa_cli.errors import ConfigError
+
+    with exit_codes(json_out):
+        where = config.parse_listen(listen, "--listen")
+        try:
+            loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(f"--listen {where}: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)")
+        if press not in ("asked", "none") and not (len(press) == 1 and press in "0123456789*#"):
+            raise ConfigError(f"--press {press[:10]!r}: give one key (0-9, * or #), asked or none")
+        if api_code is not None and api_error is None:
+            raise ConfigError("--api-code needs --api-error")
+
+        from voice2fa_cli.sandbox import Scenario
+        from voice2fa_cli.sandbox.foreground import serve, settings
+
+        scenario = Scenario(outcome=outcome, press=None if press == "none" else press,
+                            api_status=int(api_error) if api_error else None, api_code=api_code, api_on=api_on)
+
+        def ready(sb) -> None:
+            values = settings(sb)
+            if json_out:
+                click.echo(json.dumps(values))
+            else:
+                click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
+            sys.stdout.flush()
+            click.echo(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it", err=True)
+
+        try:
+            asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
+                              say=lambda line: click.echo(f"sandbox: {line}", err=True)))
+        except OSError as exc:
+            raise ConfigError(f"--listen {where}: cannot listen there ({exc.strerror or exc})") from None
+        click.echo("sandbox: stopped", err=True)

@@ -295,6 +295,19 @@ def max_calls_per_hour(env: Mapping[str, str]) -> int:
     return int(raw)
 
 
+def caller_name(env: Mapping[str, str], flag: str | None) -> str | None:
+    """Who the call says is calling (--caller-name, else VOICE2FA_CALLER_NAME); None: a neutral call."""
+    from voice2fa_cli.phrases import clean_caller_name
+
+    name, raw = ("--caller-name", flag) if flag is not None else ("VOICE2FA_CALLER_NAME", value(env, "VOICE2FA_CALLER_NAME"))
+    if raw is None:
+        return None
+    try:
+        return clean_caller_name(raw, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def listen(env: Mapping[str, str], flag: str | None) -> Listen:
     if flag is not None:
         return parse_listen(flag, "--listen")

@@ -67,6 +67,14 @@ async def run(env: Mapping[str, str], public_url: str | None, listen_flag: str |
         Check("SIGNALWIRE_SIGNING_KEY", WARN, "not set: webhook signatures are not checked",
               "copy the signing key from the API page of your SignalWire Dashboard"))
 
+    try:  # who the call says is calling
+        name = config.caller_name(env, None)
+        add(Check("VOICE2FA_CALLER_NAME", OK, name) if name else
+            Check("VOICE2FA_CALLER_NAME", WARN, "not set: the call does not say who is calling",
+                  "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support"))
+    except ConfigError as exc:
+        add(Check("VOICE2FA_CALLER_NAME", FAIL, exc.message))
+
     # Credentials: the account, and nothing else, is asked of the API.
     if space and project and token:
         from voice2fa_cli.signalwire import Client

@@ -56,6 +56,7 @@ class ProviderError(Voice2faError):
     exit_code = EXIT_PROVIDER
     timed_out = False  # no answer: the request may have reached the platform
     dialed = True  # False only when a call request was refused before anything was dialed
+    more_info: str | None = None  # the platform's link about the error (shown with -v)
 
 
 class PolicyRefused(Voice2faError):

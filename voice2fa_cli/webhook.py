@@ -3,6 +3,7 @@
 Routes, under the public URL's path:
   POST {prefix}/v/{token}          the first cXML document (the key-press gate, or the code)
   POST {prefix}/v/{token}/key      the gate's <Gather> action: the right key gets the code
+  POST {prefix}/v/{token}/read     the code's <Gather> action: the callee repeats or slows it
   POST {prefix}/v/{token}/status   status callbacks (memory only, never the store)
   GET  {prefix}/health/{nonce}     preflight: proves the public URL reaches this very server
 
@@ -45,9 +46,9 @@ MAX_FIELDS = 200
 MAX_HISTORY = 64
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 GATE_TRIES = 3
-# How many times one call serves the code document: the first reading, the platform's retries of
-# a request and a few "repeat" presses. A captured signed request replayed beyond it gets 410.
-MAX_CODE_READS = 4
+# Code documents served per call: the first reading and at most two repeats (the callee's keys;
+# a retry of the platform counts too). Beyond it, even a captured signed request replayed gets 410.
+MAX_CODE_READS = 3
 XML = "application/xml"
 KNOWN_STATUSES = frozenset({"initiated", "queued", "ringing", "answered", "in-progress"}) | FINAL_STATUSES
 
@@ -67,7 +68,7 @@ class CallState:
     fetched: bool = False  # the platform fetched the first document: the call was answered
     delivered: bool = False  # the code document was served
     wrong_keys: int = 0
-    code_reads: int = 0  # how many times the code document was served (at most MAX_CODE_READS)
+    code_reads: int = 0  # code documents served (each reads the code twice), at most MAX_CODE_READS
     hung_up: bool = False  # voice2fa hung up: no document any more; the status route still listens
     duration: int | None = None
     history: list[tuple[float, str]] = field(default_factory=list)
@@ -258,30 +259,49 @@ async def handle_call(request: web.Request) -> web.StreamResponse:
         if call.gate is None:
             call.gate = speech.gate_document(call.key, call_url(config, call, "/key"), call.voice)
         return _xml(call.gate)
-    return _code(call)
+    if tail == "/read":
+        return _read(call, config, form.get("Digits", ""))
+    return _code(call, config)
 
 
-def _code(call: CallState) -> web.Response:
-    """The code document, at most MAX_CODE_READS times per call (every way to it comes here)."""
+def _code(call: CallState, config: ServerConfig, *, slow: bool = False) -> web.Response:
+    """The code document, counted against MAX_CODE_READS (every way to the code comes here); the
+    last one offers no repeat, and beyond it the answer is 410."""
     if call.code_reads >= MAX_CODE_READS:
         return _plain(410, "the code has been read enough times")
     call.code_reads += 1
-    body = speech.code_document(call.code, call.voice, after_gate=call.key is not None)
+    more = call.code_reads < MAX_CODE_READS
+    body = speech.code_document(
+        call.code, call.voice, after_gate=call.key is not None or call.code_reads > 1, slow=slow,
+        action=call_url(config, call, "/read") if more else None,
+    )
     if not call.delivered:
         call.delivered = True
         call.note("delivered")
     return _xml(body)
 
 
+def _read(call: CallState, config: ServerConfig, digits: str) -> web.Response:
+    """The code's action (reached only once the code was read): the callee steers."""
+    if digits == speech.REPEAT_KEY:
+        return _code(call, config)
+    if digits == speech.SLOWER_KEY:
+        return _code(call, config, slow=True)
+    call.wrong_keys += 1
+    if call.wrong_keys >= GATE_TRIES or call.code_reads >= MAX_CODE_READS:
+        return _xml(speech.goodbye_document(call.voice))
+    return _xml(speech.unknown_key_document(call_url(config, call, "/read"), call.voice))
+
+
 def _key(call: CallState, config: ServerConfig, digits: str) -> web.Response:
     """The gate's action: the right key gets the code; GATE_TRIES wrong keys end the gate for
     good (goodbye, and never the code after that)."""
     if call.key is None or call.delivered:
-        return _code(call)
+        return _code(call, config)
     if call.wrong_keys < GATE_TRIES:
         if digits == call.key:
             call.note("key-pressed")
-            return _code(call)
+            return _code(call, config)
         call.wrong_keys += 1
         call.note("wrong-key")
     if call.wrong_keys >= GATE_TRIES:
@@ -319,7 +339,7 @@ def make_app(config: ServerConfig) -> web.Application:
     app[CONFIG] = config
     app[CALLS] = {}
     prefix = config.prefix
-    app.router.add_route("*", prefix + "/v/{token}{tail:(/key|/status)?}", handle_call)
+    app.router.add_route("*", prefix + "/v/{token}{tail:(/key|/status|/read)?}", handle_call)
     app.router.add_get(prefix + "/health/{nonce}", handle_health)
     return app
 
