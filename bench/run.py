@@ -366,6 +366,16 @@ class ServerProc:
     def url(self, tail: str) -> str:
         return f"http://{HOST}:{self.port}/v/{self.info['token']}{tail}"
 
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used so far (Linux /proc), or None.
+        Per request, it hardly depends on what else runs on a shared machine, unlike req/s."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -446,16 +456,17 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
         bare = ServerProc(["--bare"], server_cpus)
         real = ServerProc([], server_cpus)  # gate key "7": the first document is the key-press gate
         targets = {"bare": signed_form(bare, "/status", STATUS_FORM)}
+        serving = {"bare": bare}
         if "status" in routes:
-            targets["status"] = signed_form(real, "/status", STATUS_FORM)
+            targets["status"], serving["status"] = signed_form(real, "/status", STATUS_FORM), real
         if "cxml" in routes:
-            targets["cxml"] = signed_form(real, "", CXML_FORM)
+            targets["cxml"], serving["cxml"] = signed_form(real, "", CXML_FORM), real
         if before:
             old = ServerProc([], server_cpus, code=before)
             if "status" in routes:
-                targets["status-before"] = signed_form(old, "/status", STATUS_FORM)
+                targets["status-before"], serving["status-before"] = signed_form(old, "/status", STATUS_FORM), old
             if "cxml" in routes:
-                targets["cxml-before"] = signed_form(old, "", CXML_FORM)
+                targets["cxml-before"], serving["cxml-before"] = signed_form(old, "", CXML_FORM), old
 
         def sanity(name: str) -> str | None:
             status, body = post_once(*targets[name])
@@ -470,15 +481,21 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
                 report.problems.append(problem)
                 return
         samples: dict[str, list[Load]] = {name: [] for name in targets}
+        cpu_us: dict[str, list[float]] = {name: [] for name in targets}  # server CPU µs per request
         log(f"webhook: {tool}, {CONNECTIONS} connections, {s.rounds} round(s) of {s.duration}s per target "
             f"({', '.join(targets)}), after a {s.warmup}s warm-up each")
         for target in targets.values():
             load(*target, s.warmup, load_cpus)
         for rnd in range(s.rounds):
             for name, target in targets.items():  # adjacent in time: one paired sample per round
+                cpu0 = serving[name].cpu_seconds()
                 res = load(*target, s.duration, load_cpus)
+                cpu1 = serving[name].cpu_seconds()
                 samples[name].append(res)
-                log(f"  round {rnd + 1} {name}: {res.rps:,.0f} req/s, {res.requests} requests, {res.detail}")
+                if cpu0 is not None and cpu1 is not None and res.requests:
+                    cpu_us[name].append((cpu1 - cpu0) * 1e6 / res.requests)
+                log(f"  round {rnd + 1} {name}: {res.rps:,.0f} req/s, {res.requests} requests, {res.detail}"
+                    + (f", server CPU {cpu_us[name][-1]:.0f} µs/request" if cpu_us[name] else ""))
         for name in targets:  # still live after the load: no 410s slipped in
             if problem := sanity(name):
                 report.problems.append(problem + " (after the load)")
@@ -501,13 +518,23 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
         label = labels[name] if name in labels else f"{labels[name.removesuffix('-before')]}, **before** (`{before}`)"
         report.rows.append(Row(label, spread(rps_list(name), "{:,.0f}") + " req/s", base_s, f"{ratio:.2f}×",
                                "≥ 0.5×", "invalid" if bad else verdict(ratio >= 0.5)))
+    if all(len(cpu_us[name]) == s.rounds for name in targets):
+        for name in [n for n in targets if n != "bare"]:
+            label = name.replace("-before", ", before")
+            report.rows.append(Row(f"server CPU per request: {label}", spread(cpu_us[name], "{:.0f}") + " µs",
+                                   spread(cpu_us["bare"], "{:.0f}") + " µs (bare)",
+                                   f"{med(cpu_us['bare']) / med(cpu_us[name]):.2f}× (bare/route)", "—", "—"))
     if before:
         for name in routes:
             pairs = [a.rps / b.rps for a, b in zip(samples[name], samples[f"{name}-before"])]
-            report.rows.append(Row(f"{name} route, this code / before", "—", "—",
+            report.rows.append(Row(f"{name} route, this code / before (req/s)", "—", "—",
                                    f"{med(rps_list(name)) / med(rps_list(name + '-before')):.2f}×", "≈ 1×", "—"))
-            report.notes.append(f"{name}: per-round paired ratios this code / before (noise check): "
+            report.notes.append(f"{name}: per-round paired req/s ratios this code / before (noise check): "
                                 + ", ".join(f"{r:.2f}" for r in pairs))
+            if cpu_us[name] and cpu_us[f"{name}-before"]:
+                ratio = med(cpu_us[name]) / med(cpu_us[f"{name}-before"])
+                report.rows.append(Row(f"{name} route, server CPU per request, this code / before", "—", "—",
+                                       f"{ratio:.2f}×", "≈ 1×", "—"))
     for name in targets:
         bad = sum(x.bad for x in samples[name])
         if bad:
