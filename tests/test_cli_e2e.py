@@ -48,7 +48,7 @@ def test_right_code_read_back_verifies(sandbox, cli_env, state_dir):
     assert code not in out + err
     assert code not in platform_received(sandbox)
     # Progress on stderr, in order.
-    labels = ["dialing +15551234567", "ringing", "answered", "code read to the callee", "call completed"]
+    labels = ["calling +1 555-123-4567, United States", "ringing", "answered", "code read to the callee", "call completed"]
     positions = [err.index(label) for label in labels]
     assert positions == sorted(positions)
     # Nothing listens on --listen any more.
@@ -97,7 +97,8 @@ def test_no_prompt_then_verify_in_another_process(sandbox, cli_env, state_dir):
     verify_env.pop("VOICE2FA_PUBLIC_URL")
     ok = run_cli(["verify", NUMBER, "--json"], verify_env, input=code + "\n")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout) == {"number": NUMBER, "verified": True, "session_id": data["session_id"], "reason": "verified"}
+    assert json.loads(ok.stdout) == {"number": NUMBER, "verified": True, "session_id": data["session_id"],
+                                     "reason": "verified", "sandbox": False}
     again = run_cli(["verify", NUMBER], verify_env, input=code + "\n")
     assert (again.returncode, again.stderr.splitlines()[-1]) == (1, "error: this code was already used: send a new one")
 
@@ -278,7 +279,7 @@ def test_missing_variable_is_named(sandbox, cli_env, variable, message):
 
 
 def test_http_space_that_is_not_loopback_is_refused(sandbox, cli_env):
-    cli_env["SIGNALWIRE_SPACE"] = "http://example.signalwire.com"
+    cli_env["SIGNALWIRE_SPACE"] = "http://acme.signalwire.com"
     result = run_cli(["send", NUMBER], cli_env)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
         2, "error: SIGNALWIRE_SPACE uses http:// for a host that is not loopback: use https://"
@@ -432,8 +433,8 @@ def test_sessions_lists_without_codes(sandbox, cli_env):
     listing = run_cli(["sessions"], cli_env)
     assert listing.returncode == 0
     header, row = listing.stdout.splitlines()
-    assert header.split() == ["NUMBER", "CREATED", "EXPIRES", "STATE", "LEFT", "SESSION"]
-    assert row.split()[0] == NUMBER and row.split()[3:5] == ["open", "5"]
+    assert header.split() == ["NUMBER", "CREATED", "EXPIRES", "STATE", "LEFT", "KIND", "SESSION"]
+    assert row.split()[0] == NUMBER and row.split()[3:6] == ["open", "5", "real"]
     data = json.loads(run_cli(["sessions", "--json"], cli_env).stdout)
     assert [s["state"] for s in data["sessions"]] == ["open"]
     assert code not in listing.stdout + json.dumps(data)
@@ -483,6 +484,55 @@ def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
         assert [s.state for s in store.recent(5)] == ["verified", "superseded"]
 
 
+def _sandbox_code(stderr: str) -> str:
+    """The code the sandbox's simulated callee heard, from what `send --sandbox` showed."""
+    readings = [line.split("callee heard: ")[1].strip().replace(", ", "") for line in stderr.splitlines()
+                if "callee heard: " in line]
+    codes = [r for r in readings if r.isdigit()]
+    assert codes, stderr
+    return codes[0]
+
+
+def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir):
+    """The audit's attack (issue 9): a real send, then a sandbox send to the same number, then
+    verify with each code. The sandbox session supersedes nothing real and verifies only with
+    --sandbox; every JSON object says which kind of session it reports."""
+    import os
+
+    real = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["sandbox"] is False
+    real_code = sandbox.heard_code()
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    bare.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
+    simulated = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], bare)
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["sandbox"] is True
+    sandbox_code = _sandbox_code(simulated.stderr)
+    if sandbox_code == real_code:
+        pytest.skip("the two codes happen to be equal (one in a million)")
+
+    listed = json.loads(run_cli(["sessions", "--json"], bare).stdout)["sessions"]
+    assert sorted((s["sandbox"], s["state"]) for s in listed) == [(False, "open"), (True, "open")]
+
+    wrong_kind = run_cli(["verify", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert wrong_kind.returncode == 1
+    assert json.loads(wrong_kind.stdout) == {"number": NUMBER, "verified": False, "sandbox": False,
+                                             "session_id": json.loads(real.stdout)["session_id"],
+                                             "reason": "wrong code (4 attempts left)"}
+    assert run_cli(["verify", "--sandbox", NUMBER], bare, input=real_code + "\n").returncode == 1
+
+    ok_real = run_cli(["verify", NUMBER], bare, input=real_code + "\n")
+    assert (ok_real.returncode, ok_real.stderr.splitlines()[-1]) == (0, f"verified: {NUMBER}")
+    ok_sandbox = run_cli(["verify", "--sandbox", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert ok_sandbox.returncode == 0, ok_sandbox.stderr
+    assert json.loads(ok_sandbox.stdout) == {"number": NUMBER, "verified": True, "sandbox": True,
+                                             "session_id": json.loads(simulated.stdout)["session_id"],
+                                             "reason": "verified"}
+    assert ok_sandbox.stderr.splitlines()[-1] == f"verified: {NUMBER} (a sandbox session: simulated, nothing was dialed)"
+
+
 # --- what the callee hears: who calls, keys that steer the reading, languages (issue 11) ---------------
 
 
@@ -521,7 +571,7 @@ def test_a_country_without_phrases_is_called_in_english_and_the_operator_is_told
     warning = ("warning: voice2fa has no phrases for callees in JP: the whole call will be in English (en-US); "
                "use --language to choose another")
     assert warning in result.stderr
-    assert result.stderr.index(warning) < result.stderr.index("dialing")
+    assert result.stderr.index(warning) < result.stderr.index("calling +81 3-1234-5678, Japan")
     assert languages_heard(sandbox) == {"en-US"}
 
 

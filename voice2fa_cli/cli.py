@@ -54,7 +54,9 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
         yield payload
     except Voice2faError as exc:
         if verbose and getattr(exc, "more_info", None):
-            click.echo(f"debug: more about this error: {exc.more_info}", err=True)
+            from voice2fa_cli.ui import sanitize
+
+            click.echo(f"debug: more about this error: {sanitize(exc.more_info)}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted:
         _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
@@ -96,13 +98,25 @@ def parse_ttl(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
     if value is None:
         return 600
-    m = re.fullmatch(r"([0-9]{1,5})([sm]?)", value.strip().lower())
+    m = re.fullmatch(r"([0-9]{1,5})([sm]?)", value.lower())
     if m is None:
         raise click.BadParameter("give seconds (e.g. 300) or minutes (e.g. 5m)")
     seconds = int(m.group(1)) * (60 if m.group(2) == "m" else 1)
     if not 30 <= seconds <= 600:
         raise click.BadParameter("must be between 30 seconds and 10 minutes")
     return seconds
+
+
+class Digits(click.IntRange):
+    """A whole number in a range, typed in ASCII digits only: Click's int() would also take
+    `+6`, ` 6`, `6_0` and other scripts' digits (`٦`, `６`)."""
+
+    def convert(self, value, param, ctx):
+        import re
+
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+            self.fail(f"{value!r} is not a whole number in the digits 0-9.", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class OneLineErrors(click.Group):
@@ -145,10 +159,10 @@ def main() -> None:
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
 @click.option("--listen", metavar="HOST:PORT", help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
-@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the code.")
+@click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the code.")
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
-@click.option("--ring-timeout", type=click.IntRange(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
-@click.option("--max-attempts", type=click.IntRange(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
+@click.option("--ring-timeout", type=Digits(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
+@click.option("--max-attempts", type=Digits(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
 @click.option("--language", help="Language of the call, e.g. fr-FR  [default: the voice's, else from the callee's country]")
 @click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna); a named voice brings its language.")
 @click.option("--caller-name", metavar="NAME", help="Who the call says is calling, e.g. \"Acme support\" [VOICE2FA_CALLER_NAME].")
@@ -164,16 +178,18 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
     configuration, 3 code not delivered, 4 SignalWire or network failure, 130 interrupted.
     """
-    from voice2fa_cli import config, flow, phone, speech, ui
+    from voice2fa_cli import config, flow, speech, ui
 
     with exit_codes(json_out, verbose) as payload:
         env = config.load_environment()
-        target = phone.parse(number)
+        target = config.number_input(env, number)
         payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
-                       verified=None, expires_at=None)
+                       verified=None, expires_at=None, sandbox=sandbox)
         voice_settings, notice = _voice(speech, language, voice, message, target.region,
                                         config.caller_name(env, caller_name))
         reporter = ui.Reporter(quiet=quiet, verbose=verbose)
+        if target.note:
+            reporter.info(target.note)
         if notice:
             reporter.warn(notice)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
@@ -205,11 +221,12 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         if not result.delivered:
             raise NotDelivered(result.problem or "the code was not delivered")
         if no_prompt:
-            reporter.verdict(True, f"code delivered; check it with `voice2fa verify {target.e164}`")
+            check = f"voice2fa verify --sandbox {target.e164}" if sandbox else f"voice2fa verify {target.e164}"
+            reporter.verdict(True, f"code delivered; check it with `{check}`")
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter)
+        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter, sandbox)
         payload.update(verified=verdict.verified)
         if verdict.session is not None:
             payload.update(attempts_left=verdict.session.attempts_left)
@@ -245,7 +262,7 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
     return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
-def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
+def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, sandbox: bool):
     from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
@@ -260,7 +277,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
                 reporter.warn("a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(state_dir, number, code, session_id=session_id)
+        verdict = sessions_core.check(state_dir, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
         reporter.warn(verdict.reason)
@@ -269,21 +286,24 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
 @main.command(epilog=VERIFY_EXAMPLES)
 @click.argument("number")
 @click.option("--code", metavar="DIGITS", help="The code (visible in the process list: prefer stdin).")
+@click.option("--sandbox", is_flag=True, help="Check a code from `send --sandbox` (sandbox sessions only).")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout.")
-def verify(number, code, json_out) -> None:
+def verify(number, code, sandbox, json_out) -> None:
     """Check a code against the newest open session for NUMBER.
 
-    The code comes from --code, else one line of stdin when stdin is not a terminal, else a
-    prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the reason on stderr),
-    2 malformed number or code, or a broken state dir.
+    Real sessions only; with --sandbox, sandbox sessions only (a sandbox code never verifies a
+    real number). The code comes from --code, else one line of stdin when stdin is not a
+    terminal, else a prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the
+    reason on stderr), 2 malformed number or code, or a broken state dir.
     """
     from voice2fa_cli import config, otp, phone, ui
     from voice2fa_cli import sessions as sessions_core
     from voice2fa_cli.errors import ConfigError
 
     with exit_codes(json_out) as payload:
-        e164 = phone.quick_e164(number) or phone.parse(number).e164
-        payload.update(number=e164, verified=False, session_id=None)
+        env = config.load_environment()
+        e164 = phone.quick_e164(number) or config.number_input(env, number).e164
+        payload.update(number=e164, verified=False, session_id=None, sandbox=sandbox)
         if code is None:
             code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
             if code is None:
@@ -291,8 +311,7 @@ def verify(number, code, json_out) -> None:
         digits = otp.normalise(code)
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
-        env = config.load_environment()
-        verdict = sessions_core.check(config.state_dir(env), e164, digits)
+        verdict = sessions_core.check(config.state_dir(env), e164, digits, sandbox=sandbox)
         payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
                        reason=verdict.reason)
         if json_out:
@@ -300,15 +319,15 @@ def verify(number, code, json_out) -> None:
         if not verdict.verified:
             ui.error(verdict.reason)
             sys.exit(EXIT_REJECTED)
-        click.echo(f"verified: {e164}", err=True)
+        click.echo(f"verified: {e164}" + (" (a sandbox session: simulated, nothing was dialed)" if sandbox else ""), err=True)
 
 
 @main.group(invoke_without_command=True)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many sessions.")
+@click.option("--limit", type=Digits(1, 1000), default=20, show_default=True, help="How many sessions.")
 @click.pass_context
 def sessions(ctx, json_out, limit) -> None:
-    """List recent sessions, newest first (never codes).
+    """List recent sessions, real and sandbox, newest first (never codes).
 
     \b
     Examples:
@@ -359,19 +378,17 @@ def doctor(public_url, listen, json_out) -> None:
     Asks the API for the account only; dials nothing. Exit codes: 0 every check passed
     (warnings allowed), 2 otherwise.
     """
-    from voice2fa_cli import config, doctor as checks_module, ui
+    from voice2fa_cli import doctor as checks_module, ui
 
     with exit_codes(json_out):
-        env = config.load_environment()
-        checks = run_async(checks_module.run(env, public_url, listen))
-        ok = all(c.status != "fail" for c in checks)
+        report = run_async(checks_module.run(public_url, listen))
         if json_out:
-            ui.emit_json({"ok": ok, "checks": [c.__dict__ for c in checks]})
-        ui.doctor_table(checks)
-        if not ok:
-            failed = [c.name for c in checks if c.status == "fail"]
-            ui.error(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {', '.join(failed)}")
+            ui.emit_json(report.json())
+        ui.doctor_table(report.checks)
+        if not report.ok:
+            ui.error(report.summary())
             sys.exit(2)
+        click.echo(report.summary(), err=True)
 
 
 @main.command(epilog="""
@@ -388,7 +405,7 @@ Examples:
 @click.option("--voice", help="A SignalWire voice name (it brings its language; espeak-ng speaks with its own voice).")
 @click.option("--caller-name", metavar="NAME", help="Who the call says is calling [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence.")
-@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the sample code.")
+@click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the sample code.")
 @click.option("--no-keypress", is_flag=True, help="Preview the call without the key-press gate.")
 @click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True), help="Write the call as a WAV file (espeak-ng).")
 @click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
@@ -400,12 +417,12 @@ def preview(number, language, voice, caller_name, message, digits, no_keypress, 
     """
     from pathlib import Path
 
-    from voice2fa_cli import config, phone, speech
+    from voice2fa_cli import config, speech
     from voice2fa_cli import preview as previews
 
     with exit_codes(False):
-        region = phone.parse(number).region if number else None
         env = config.load_environment()
+        region = config.number_input(env, number).region if number else None
         voice_settings, notice = _voice(speech, language, voice, message, region, config.caller_name(env, caller_name))
         if notice:
             click.echo(f"warning: {notice}", err=True)

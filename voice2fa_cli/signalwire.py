@@ -70,7 +70,9 @@ class Client:
             error.timed_out = True
             raise error from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}") from None
+            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}")
+            error.unreachable = True
+            raise error from None
         data = _json(body)
         if 200 <= status < 300:
             if not isinstance(data, dict):
@@ -142,6 +144,7 @@ def _error(status: int, data: object, what: str) -> ProviderError:
     code, message, more_info = _reason(data)
     if status in (401, 403):
         error = ProviderError(CREDENTIALS)
+        error.auth_refused = True
     elif status == 429:
         error = ProviderError("SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again")
     elif status >= 500:

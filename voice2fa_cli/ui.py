@@ -14,7 +14,7 @@ from typing import TextIO
 import click
 
 LABELS = {
-    "dialing": "dialing {detail}",
+    "dialing": "calling {detail}",
     "initiated": "call placed",
     "queued": "queued",
     "ringing": "ringing",
@@ -29,6 +29,26 @@ LABELS = {
     "failed": "call failed",
     "canceled": "call canceled",
 }
+
+
+def sanitize(text: object, markup: bool = False) -> str:
+    """Text that came from the network (platform messages, call statuses, what the sandbox
+    heard), safe to show: control characters removed (line breaks and tabs become spaces; no
+    ESC, so no terminal escape sequence survives), and, with `markup`, Rich markup escaped
+    for a Rich call that would otherwise interpret it. Used at the rendering edge."""
+    import unicodedata
+
+    cleaned = "".join(
+        " " if ch in "\t\n\r\v\f\x85\u2028\u2029"
+        else "" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co")
+        else ch
+        for ch in str(text)
+    )
+    if markup:
+        from rich.markup import escape
+
+        cleaned = escape(cleaned)
+    return cleaned
 
 
 def fancy(stream: TextIO) -> bool:
@@ -75,6 +95,7 @@ class Reporter:
     def _spin(self, text: str) -> None:
         if self._console is None or self.quiet:
             return
+        text = sanitize(text, markup=True)  # a status line is Rich markup
         if self._status is None:
             self._status = self._console.status(text, spinner="dots")
             self._status.start()
@@ -88,6 +109,7 @@ class Reporter:
             self._status = None
 
     def _line(self, text: str, style: str | None = None) -> None:
+        text = sanitize(text)
         if self._console is not None:
             self._console.out(text, style=style, highlight=False)
         else:
@@ -131,7 +153,7 @@ class Reporter:
 
 def error(message: str, hint: str | None = None) -> None:
     """One line on stderr: what went wrong and, when known, what to do."""
-    text = f"error: {message}" + (f" ({hint})" if hint else "")
+    text = sanitize(f"error: {message}" + (f" ({hint})" if hint else ""))
     out = console(sys.stderr)
     if out is not None:
         out.out(text, style="red", highlight=False)
@@ -187,14 +209,15 @@ def session_table(rows: list[dict]) -> None:
         click.echo("no sessions", err=True)
         return
     columns = [("number", "NUMBER"), ("created_at", "CREATED"), ("expires_at", "EXPIRES"),
-               ("state", "STATE"), ("attempts_left", "LEFT"), ("session_id", "SESSION")]
-    table = [[title for _, title in columns]] + [[str(row[key]) for key, _ in columns] for row in rows]
+               ("state", "STATE"), ("attempts_left", "LEFT"), ("kind", "KIND"), ("session_id", "SESSION")]
+    rows = [{**row, "kind": "sandbox" if row["sandbox"] else "real"} for row in rows]
+    table = [[title for _, title in columns]] + [[sanitize(row[key]) for key, _ in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"), "skip": ("-", "dim")}
 
 
 def doctor_table(checks) -> None:
@@ -203,7 +226,8 @@ def doctor_table(checks) -> None:
     out = console(sys.stderr)
     for c in checks:
         mark, style = MARKS[c.status]
-        line = f"{mark} {c.name.ljust(width)}  {c.detail}" + (f"\n  {' ' * width}  fix: {c.fix}" if c.fix and c.status != "ok" else "")
+        line = f"{mark} {c.name.ljust(width)}  {sanitize(c.detail)}" + (
+            f"\n  {' ' * width}  fix: {sanitize(c.fix)}" if c.fix and c.status != "ok" else "")
         if out is not None:
             out.out(line, style=style if c.status != "ok" else None, highlight=False)
         else:
