@@ -192,7 +192,7 @@ async def _call(
     app = make_app(server_config)
     register(app, call)
     timing = settings.timing
-    async with Server(app, sock), Client(
+    async with Server(app, sock, reporter), Client(
         settings.api_base, settings.project, settings.token, timeout=timing.api_timeout
     ) as client:
         if options.preflight:
@@ -227,6 +227,7 @@ async def _call(
             # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
             # ringing: hang up first, then record what is known.
             if not call.ended:
+                call.hung_up = True
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
             if session is not None:
@@ -273,10 +274,14 @@ async def _call(
 
 async def preflight(server_config, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
     """Fetch this run's health path through the public URL and check that this very server
-    answered (the nonce), before anything is dialed. ConfigError (exit 2) otherwise."""
+    answered: its body must be the proof only this process can make (an HMAC of the nonce under
+    a secret that never leaves it), so an echo of the path does not pass. Before anything is
+    dialed; ConfigError (exit 2) otherwise."""
+    import hmac
+
     import aiohttp
 
-    from voice2fa_cli.webhook import health_url
+    from voice2fa_cli.webhook import health_answer, health_url
 
     url = health_url(server_config)
     shown = server_config.public_url
@@ -293,7 +298,7 @@ async def preflight(server_config, listen: config.Listen, timeout: float, hint: 
         raise ConfigError(f"the public URL {shown} cannot be reached ({type(exc).__name__}): {hint}") from None
     if status != 200:
         raise ConfigError(f"the public URL {shown} answered {status}, not this voice2fa: {hint}")
-    if server_config.health_nonce.encode() not in body:
+    if not hmac.compare_digest(body, health_answer(server_config)):
         raise ConfigError(f"the public URL {shown} reaches another server, not this voice2fa: {hint}")
 
 
@@ -378,11 +383,30 @@ class _Follower:
             last_news = time.monotonic()
 
     async def _hang_up(self) -> None:
-        call = self.call
+        """Hang up, then wait (up to the grace period) for the platform's final status and its
+        CallDuration: a callback, or the call polled when callbacks stay quiet. That is what gets
+        recorded; only when neither comes is the outcome inferred."""
+        call, timing = self.call, self.timing
+        call.hung_up = True  # no document from now on; the status route still answers
         self.reporter.debug(f"hanging up {call.call_sid}")
         with contextlib.suppress(ProviderError):
             await self.client.hang_up(call.call_sid)
-        call.set_status("completed" if call.fetched or self.answered_at else "canceled")
+        deadline = time.monotonic() + timing.webhook_grace
+        next_poll = time.monotonic() + timing.poll_interval
+        while not call.ended:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if await _woken(call.changed, min(deadline, next_poll) - now):
+                call.changed.clear()
+                continue
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + timing.poll_interval
+                with contextlib.suppress(ProviderError):
+                    polled = await self.client.fetch_call(call.call_sid)
+                    call.set_status(polled.status, duration=polled.duration)
+        if not call.ended:
+            call.set_status("completed" if call.fetched or self.answered_at else "canceled")
         await self._drain()
 
 
