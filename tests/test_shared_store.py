@@ -162,3 +162,44 @@ def test_verify_on_sqlite_does_not_import_redis(cli_env):
     out = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True, timeout=30)
     assert out.stdout.strip().endswith("False"), out.stderr
     assert os.environ.get("VOICE2FA_STORE") is None
+
+
+def _doctor_rows(env: dict[str, str]) -> dict[str, dict]:
+    result = run_cli(["doctor", "--json"], env)
+    return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+
+
+def test_doctor_checks_the_connection_the_key_and_persistence(machines, server, key_file, tmp_path):
+    from voice2fa_cli.stores.redis import fingerprint
+
+    rows = _doctor_rows(machines[0])
+    assert rows["VOICE2FA_STORE"]["status"] == "ok"
+    assert rows["VOICE2FA_STORE"]["detail"] == f"Redis at {server.url}: reached, and it was set up with this machine's key"
+    assert rows["VOICE2FA_KEY_FILE"] == {"name": "VOICE2FA_KEY_FILE", "status": "ok", "fix": None,
+                                         "detail": f"{key_file} (fingerprint {fingerprint(key_file.read_bytes())})"}
+    assert rows["store persistence"]["status"] == "warn"  # the test server runs with neither AOF nor RDB
+    assert rows["store persistence"]["fix"] == "run Redis with `appendonly yes` (or `save` snapshots)"
+    stranger = tmp_path / "stranger.key"
+    stranger.write_bytes(secrets.token_bytes(32))
+    stranger.chmod(0o600)
+    rows = _doctor_rows(dict(machines[1], VOICE2FA_KEY_FILE=str(stranger)))
+    assert rows["VOICE2FA_STORE"]["status"] == "fail"
+    assert "was set up with another key" in rows["VOICE2FA_STORE"]["detail"]
+    assert rows["VOICE2FA_STORE"]["fix"] == "copy the key file every other machine uses and set VOICE2FA_KEY_FILE to it"
+
+
+def test_doctor_with_aof_on_and_a_store_that_is_down(machines, tmp_path, key_file):
+    aof = RedisServer(tmp_path / "aof", appendonly=True)
+    (tmp_path / "aof").mkdir()
+    aof.start()
+    try:
+        rows = _doctor_rows(dict(machines[0], VOICE2FA_STORE=aof.url))
+        assert rows["store persistence"] == {"name": "store persistence", "status": "ok", "fix": None,
+                                             "detail": "the server keeps its data in the append-only file"}
+    finally:
+        aof.stop()
+    rows = _doctor_rows(dict(machines[0], VOICE2FA_STORE=aof.url))
+    assert rows["VOICE2FA_STORE"]["status"] == "fail"
+    assert rows["VOICE2FA_STORE"]["fix"] == (
+        "start Redis, or check the host, port or socket in VOICE2FA_STORE and the network to it"
+    )

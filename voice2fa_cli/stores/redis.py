@@ -120,6 +120,11 @@ class RedisStore:
             store._check_key()
         return store
 
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of this machine's key (what the store keeps of it)."""
+        return fingerprint(self._key)
+
     def _check_key(self) -> None:
         meta = f"{PREFIX}meta"
         mine = fingerprint(self._key)
