@@ -203,3 +203,28 @@ def test_doctor_with_aof_on_and_a_store_that_is_down(machines, tmp_path, key_fil
     assert rows["VOICE2FA_STORE"]["fix"] == (
         "start Redis, or check the host, port or socket in VOICE2FA_STORE and the network to it"
     )
+
+
+def test_the_store_failing_during_a_call_hangs_up_and_never_exits_2(sandbox, cli_env, key_file, tmp_path):
+    from tests.test_cli_e2e import wait_until_ringing
+
+    own = RedisServer(tmp_path / "own")
+    (tmp_path / "own").mkdir()
+    own.start()
+    env = dict(cli_env, VOICE2FA_STORE=own.url, VOICE2FA_KEY_FILE=str(key_file))
+    sandbox.set_scenario(outcome="hold")  # it rings until voice2fa hangs up
+    try:
+        proc = start_cli(["send", NUMBER, "--no-prompt", "--ring-timeout", "5"], env)
+        try:
+            wait_until_ringing(sandbox)
+        except AssertionError:
+            proc.kill()
+            raise AssertionError(proc.communicate()) from None
+    finally:
+        own.stop()  # the store goes away while the phone rings
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert f"the store {own.url} cannot be reached" in err
+    assert "nothing was called" not in err
+    hang_ups = [r for r in sandbox.requests if r.method == "POST" and dict(r.form).get("Status") == "completed"]
+    assert len(hang_ups) == 1  # the call was hung up
