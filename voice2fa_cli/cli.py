@@ -210,7 +210,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
                 reporter.warn(f"{target.e164} is not known to be an assigned number; dialing anyway")
             reporter.debug(f"space {settings.space}, project {settings.project}, caller {settings.caller}")
             reporter.debug(f"listening on {settings.listen}, public URL {settings.public_url}, "
-                           f"language {voice_settings.language}, state dir {settings.state_dir}")
+                           f"language {voice_settings.language}, store: {settings.store.describe()}")
             call = flow.send(settings, options, reporter)
         try:
             result = run_async(call)
@@ -226,7 +226,7 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter, sandbox)
+        verdict = _prompt_and_check(ui, config.store_spec(env), target.e164, result.session.id, reporter, sandbox)
         payload.update(verified=verdict.verified)
         if verdict.session is not None:
             payload.update(attempts_left=verdict.session.attempts_left)
@@ -262,7 +262,7 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
     return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
-def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, sandbox: bool):
+def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox: bool):
     from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
@@ -277,7 +277,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, san
                 reporter.warn("a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(state_dir, number, code, session_id=session_id, sandbox=sandbox)
+        verdict = sessions_core.check(store, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
         reporter.warn(verdict.reason)
@@ -311,7 +311,7 @@ def verify(number, code, sandbox, json_out) -> None:
         digits = otp.normalise(code)
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
-        verdict = sessions_core.check(config.state_dir(env), e164, digits, sandbox=sandbox)
+        verdict = sessions_core.check(config.store_spec(env), e164, digits, sandbox=sandbox)
         payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
                        reason=verdict.reason)
         if json_out:
@@ -342,7 +342,7 @@ def sessions(ctx, json_out, limit) -> None:
 
     with exit_codes(json_out):
         env = config.load_environment()
-        now, rows = sessions_core.recent_sessions(config.state_dir(env), limit)
+        now, rows = sessions_core.recent_sessions(config.store_spec(env), limit)
         listed = [ui.session_json(row, now) for row in rows]
         if json_out:
             ui.emit_json({"sessions": listed})
@@ -358,7 +358,7 @@ def purge() -> None:
 
     with exit_codes(False):
         env = config.load_environment()
-        removed = sessions_core.purge(config.state_dir(env))
+        removed = sessions_core.purge(config.store_spec(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
 
 
