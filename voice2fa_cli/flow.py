@@ -69,6 +69,11 @@ class StoreThread:
         call = functools.partial(getattr(self.store, method), *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
+    async def apply(self, function, *args: Any, **kwargs: Any) -> Any:
+        """`function(store, *args, **kwargs)` on the store's thread."""
+        call = functools.partial(function, self.store, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
     async def __aenter__(self) -> StoreThread:
         return self
 
