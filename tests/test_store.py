@@ -1342,3 +1342,23 @@ def test_sandbox_records_are_apart_from_real_ones(where, clock):
         real.put_record("service", "VA1", {"real": True})
         assert sb.get_record("service", "VA1") is None
         assert sb.list_records("service") == []
+
+
+def test_swap_record_is_compare_and_set_on_rev(store, where, clock):
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "a"}, rev=1, ttl=60) is False  # nothing there: rev 0
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "a"}, rev=0, ttl=60) is True
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "b"}, rev=0, ttl=60) is False  # lost the race
+    with fresh(where, clock) as other:
+        assert other.swap_record("call", "c1", {"rev": 2, "x": "c"}, rev=1, ttl=60) is True
+    assert store.get_record("call", "c1") == {"rev": 2, "x": "c"}
+    clock[0] = T0 + 60  # expired: counts as absent again
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "d"}, rev=2, ttl=60) is False
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "d"}, rev=0, ttl=60) is True
+
+
+def test_derived_keys_agree_across_opens_and_differ_by_label(store, where, clock):
+    one = store.derive_key(b"calls")
+    with fresh(where, clock) as other:
+        assert other.derive_key(b"calls") == one
+        assert other.derive_key(b"other") != one
+    assert len(one) == 32

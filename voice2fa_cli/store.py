@@ -17,6 +17,8 @@ can shorten a code's life, never lengthen it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import secrets
@@ -565,6 +567,26 @@ class Store:
                 (kind, record_id, text, None if ttl is None else now + ttl),
             )
         return True
+
+    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool:
+        """Compare and set: store `body` only when the live record's `rev` field is `rev` (no
+        live record: 0). True when stored."""
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        with self._tx() as c:
+            now = self._now(c).wall
+            row = c.execute("SELECT body, expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)).fetchone()
+            live = row is not None and (row[1] is None or row[1] > now)
+            if (json.loads(row[0]).get("rev", 0) if live else 0) != rev:
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO records (kind, id, body, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, record_id, text, now + ttl),
+            )
+        return True
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A key for `label` derived from this store's HMAC key (which never leaves the process)."""
+        return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
 
     def get_record(self, kind: str, record_id: str) -> dict | None:
         """The live record, or None."""

@@ -85,7 +85,7 @@ class RedisStore:
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name))
             for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE", "INDEX",
-                         "PUT_RECORD")
+                         "PUT_RECORD", "SWAP_RECORD")
         }
 
     # --- opening ---------------------------------------------------------------------------
@@ -356,6 +356,21 @@ class RedisStore:
             [record_id, text, "1" if only_new else "", "" if ttl is None else int((ttl + RETAIN) * 1000),
              "" if expires is None else f"{expires:.6f}", self._now_arg()],
         ))
+
+    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool:
+        """Compare and set: store `body` only when the live record's `rev` field is `rev` (no
+        live record: 0). True when stored. One script on the server."""
+        key, index = self._record_keys(kind, record_id)
+        expires = self.clock() + ttl
+        text = json.dumps({"body": body, "expires_at": expires}, separators=(",", ":"), sort_keys=True)
+        return bool(self._run(
+            "SWAP_RECORD", [key, index],
+            [record_id, text, rev, int((ttl + RETAIN) * 1000), self._now_arg()],
+        ))
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A key for `label` derived from the store's HMAC key (which Redis never holds)."""
+        return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
 
     def _live(self, raw: str | None) -> dict | None:
         if raw is None:

@@ -283,3 +283,27 @@ end
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
+
+# KEYS: the record's key, its kind's index. ARGV: id, the record (JSON with its expires_at), the
+# rev the live record must have (no live record: 0), its PX, now ('' for the server's time).
+# Returns 1 when stored, 0 when the live record's rev differs.
+SWAP_RECORD = """#!lua
+local old = redis.call('GET', KEYS[1])
+local rev = 0
+if old then
+  local env = cjson.decode(old)
+  local e = env.expires_at
+  local now = tonumber(ARGV[5])
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  if e == nil or e == cjson.null or tonumber(e) > now then
+    rev = tonumber(env.body.rev) or 0
+  end
+end
+if rev ~= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
