@@ -29,7 +29,7 @@ OTHER = "+15557654321"
 class ServeThread:
     """`Serving` (sandbox mode) on its own event loop in a thread; its log in a StringIO."""
 
-    def __init__(self, env: dict, **kwargs) -> None:
+    def __init__(self, env: dict, *, api_sock=None, webhook_sock=None, sandbox: bool = True, **kwargs) -> None:
         from voice2fa_cli.serve.server import Serving
 
         self.loop = asyncio.new_event_loop()
@@ -42,8 +42,9 @@ class ServeThread:
             asyncio.set_event_loop(self.loop)
 
             async def start():
-                self.serving = Serving(env, api_sock=bind("127.0.0.1", 0), webhook_sock=bind("127.0.0.1", 0),
-                                       sandbox=True, log=Log(self.log), **kwargs)
+                self.serving = Serving(env, api_sock=api_sock or bind("127.0.0.1", 0),
+                                       webhook_sock=webhook_sock or bind("127.0.0.1", 0),
+                                       sandbox=sandbox, log=Log(self.log), **kwargs)
                 await self.serving.__aenter__()
 
             try:

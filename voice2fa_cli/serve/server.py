@@ -29,7 +29,8 @@ from voice2fa_cli.serve.log import CallReporter, Log, ServerReporter
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
 MAX_CODE = 10
-CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
+CALL_LINGER = 60.0
+SYNC_INTERVAL = 0.2  # how often the placing instance syncs a call with the store (several instances)  # a call's routes stay after its end, for the platform's late callbacks
 
 
 class ApiError(Exception):
@@ -52,8 +53,9 @@ class Flight:
 class Core:
     def __init__(self, settings: config.Settings, creds: flow.StoreThread, store: flow.StoreThread, client,
                  webhook: web.Application, log: Log, metrics, *, sandbox: bool, api_url: str,
-                 linger: float = CALL_LINGER) -> None:
+                 linger: float = CALL_LINGER, calls=None) -> None:
         self.settings = settings
+        self.calls = calls  # serve.calls.StoredCalls with several instances, else None
         self.creds = creds  # services and API keys: always the real namespace
         self.store = store  # verifications and sessions: the sandbox's with --sandbox
         self.client = client
@@ -191,6 +193,8 @@ class Core:
         options = flow.SendOptions(number=number, digits=service.code_length, ttl=service.ttl, voice=voice,
                                    keypress=True, preflight=False)
         call = flow.new_call(options)
+        if self.calls is not None:
+            await self.calls.publish(call)  # before it is dialed: any instance may get its webhook
         placed: asyncio.Future = asyncio.get_running_loop().create_future()
         previous = self.flights.get(record["sid"])
         task = asyncio.create_task(self._follow(record["sid"], options, call, placed))
@@ -223,6 +227,9 @@ class Core:
         from voice2fa_cli.webhook import CALLS
 
         reporter = CallReporter(self.log, sid)
+        syncing = None
+        if self.calls is not None:
+            syncing = asyncio.create_task(self.calls.follow(call, SYNC_INTERVAL))
         try:
             result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
                                            call, placed)
@@ -231,6 +238,10 @@ class Core:
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
                            delivered=result.delivered)
         finally:
+            if syncing is not None:
+                syncing.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(self.calls.sync(call), self.settings.timing.api_timeout)
             flight = self.flights.get(sid)
             if flight is not None and flight.call is call:
                 del self.flights[sid]
@@ -308,7 +319,8 @@ class Serving:
 
     def __init__(self, env: Mapping[str, str], *, api_sock: socket.socket, webhook_sock: socket.socket,
                  sandbox: bool, log: Log, public_url: str | None = None, drain: float = 30.0,
-                 preflight: bool = True, linger: float = CALL_LINGER) -> None:
+                 preflight: bool = True, linger: float = CALL_LINGER, shared_calls: bool | None = None,
+                 limits=None) -> None:
         self.env = env
         self.api_sock = api_sock
         self.webhook_sock = webhook_sock
@@ -318,6 +330,8 @@ class Serving:
         self.drain_bound = drain
         self.preflight = preflight
         self.linger = linger
+        self.shared_calls = shared_calls  # None: with a shared store (Redis)
+        self.limits = limits  # webhook.Limits for both listeners (None: the defaults)
         self.sandbox = None
         self.core: Core | None = None
         self.api_url = _base(api_sock)
@@ -366,8 +380,16 @@ class Serving:
         if self.sandbox_mode:
             store = await stack.enter_async_context(await flow.StoreThread.open(spec, sandbox=True))
         registry = metrics.Metrics()
-        server_config = ServerConfig(settings.public_url, settings.signing_key)
+        server_config = ServerConfig(settings.public_url, settings.signing_key,
+                                     **({"limits": self.limits} if self.limits is not None else {}))
         webhook = make_app(server_config)
+        calls = None
+        if self.shared_calls if self.shared_calls is not None else spec.shared:
+            from voice2fa_cli.serve.calls import StoredCalls
+            from voice2fa_cli.webhook import CALLS, SHARED
+
+            calls = await StoredCalls.open(store, webhook[CALLS], ttl=flow.MAX_TTL + 3600)
+            webhook[SHARED] = calls
         metrics.observe_webhook(webhook, registry)
         api.log_requests(webhook, self.log, "webhook")
         await stack.enter_async_context(Server(webhook, self.webhook_sock, ServerReporter(self.log, "webhook")))
@@ -375,7 +397,7 @@ class Serving:
             Client(settings.api_base, settings.project, settings.token, timeout=settings.timing.api_timeout)
         )
         self.core = Core(settings, creds, store, client, webhook, self.log, registry, sandbox=self.sandbox_mode,
-                         api_url=self.api_url, linger=self.linger)
+                         api_url=self.api_url, linger=self.linger, calls=calls)
         await self.core.start()
         app = api.make_app(self.core, ServerConfig(self.api_url, None, limits=server_config.limits))
         api.log_requests(app, self.log, "api")
