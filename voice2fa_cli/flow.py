@@ -48,12 +48,14 @@ class StoreThread:
     slow store (another process holding the write lock, a slow disk) never blocks the event
     loop, so the webhook keeps answering the platform meanwhile."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, workers: int = 1) -> None:
         self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
+        # More than one worker only for a store whose client is thread-safe (Redis's pool of
+        # connections); each coroutine still awaits its own calls in order.
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="voice2fa-store")
 
     @classmethod
-    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False) -> StoreThread:
+    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False, workers: int = 1) -> StoreThread:
         from voice2fa_cli.stores import open_store
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
@@ -63,7 +65,8 @@ class StoreThread:
             )
         finally:
             pool.shutdown(wait=False)
-        return cls(store)
+        shared = isinstance(where, StoreSpec) and where.shared
+        return cls(store, workers if shared else 1)
 
     async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         call = functools.partial(getattr(self.store, method), *args, **kwargs)
@@ -222,10 +225,13 @@ async def place_call(
     app,
     call,
     placed: asyncio.Future | None = None,
+    refresh=None,
 ) -> SendResult:
     """One call on a serving webhook app (the CLI's own, or `voice2fa serve`'s shared one): its
     token routes registered, dialed, its session stored (then `placed` gets the Session),
-    followed to its end and recorded."""
+    followed to its end and recorded. `refresh` (a coroutine function), when given, brings the
+    call's state up to date once it has ended, before the outcome is read (several servers:
+    another one may have served the call)."""
     from voice2fa_cli.webhook import CONFIG, call_url, register
 
     server_config = app[CONFIG]
@@ -258,6 +264,8 @@ async def place_call(
         if placed is not None and not placed.done():
             placed.set_result(session)
         problem = await _Follower(call, client, store, reporter, timing, started).run()
+        if refresh is not None:
+            await refresh()
     except BaseException as exc:
         # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
         # ringing: hang up first, then record what is known.

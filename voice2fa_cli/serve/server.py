@@ -30,7 +30,8 @@ AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
 MAX_CODE = 10
 CALL_LINGER = 60.0
-SYNC_INTERVAL = 0.2  # how often the placing instance syncs a call with the store (several instances)  # a call's routes stay after its end, for the platform's late callbacks
+SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
+STORE_WORKERS = 4  # threads working a shared (Redis) store at once; SQLite always gets one  # a call's routes stay after its end, for the platform's late callbacks
 
 
 class ApiError(Exception):
@@ -72,6 +73,7 @@ class Core:
         self._mac_key = secrets.token_bytes(32)
         self._auth_cache: dict[str, tuple[bytes, float]] = {}
         self._scrypt = asyncio.Semaphore(2)
+        self._services: dict[str, records.Service] = {}
 
     async def start(self) -> None:
         self.account = await self.creds.apply(records.account_sid)
@@ -108,7 +110,13 @@ class Core:
         return True
 
     async def service(self, sid: str) -> records.Service:
-        service = await self.creds.apply(records.get_service, sid)
+        service = self._services.get(sid)  # services never change: cached once read
+        if service is None:
+            service = await self.creds.apply(records.get_service, sid)
+            if service is not None:
+                if len(self._services) >= MAX_AUTH_CACHE:
+                    self._services.clear()
+                self._services[sid] = service
         if service is None:
             raise ApiError(20404, f"The requested resource /Services/{sid} was not found")
         return service
@@ -124,11 +132,10 @@ class Core:
         return record
 
     async def _pending(self, service: records.Service, to: str) -> dict | None:
-        pointer = await self.store.run("get_record", records.PENDING, f"{service.sid}:{to}")
-        if not pointer or not pointer.get("sid"):
-            return None
-        record = await self.store.run("get_record", records.VERIFICATION, pointer["sid"])
-        return record if record is not None and record["status"] == "pending" else None
+        """The number's pending verification: a copy of its record, kept beside it under the
+        service and the number (one read for a check by `To`)."""
+        record = await self.store.run("get_record", records.PENDING, f"{service.sid}:{to}")
+        return record if record and record.get("status") == "pending" else None
 
     async def _close(self, service: records.Service, record: dict, status: str) -> dict:
         record = {**record, "status": status, "updated": time.time()}
@@ -216,8 +223,7 @@ class Core:
                   "send_code_attempts": record["send_code_attempts"] + [
                       {"time": now, "channel": "call", "attempt_sid": records.new_sid("VL")}]}
         await self.store.run("put_record", records.VERIFICATION, record["sid"], record, ttl=service.ttl)
-        await self.store.run("put_record", records.PENDING, f"{service.sid}:{number.e164}", {"sid": record["sid"]},
-                             ttl=service.ttl)
+        await self.store.run("put_record", records.PENDING, f"{service.sid}:{number.e164}", record, ttl=service.ttl)
         self.metrics.placed()
         self.log.write("verification", verification=record["sid"], service=service.sid, event="created",
                        attempt=len(record["send_code_attempts"]))
@@ -232,7 +238,7 @@ class Core:
             syncing = asyncio.create_task(self.calls.follow(call, SYNC_INTERVAL))
         try:
             result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
-                                           call, placed)
+                                           call, placed, refresh=syncing and (lambda: self.calls.sync(call)))
             if result.delivered:
                 self.metrics.delivered()
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
@@ -270,13 +276,13 @@ class Core:
             raise ApiError(60200, "Invalid parameter `Code`: the digits the callee heard")
         if form.get("VerificationSid"):
             record = await self._record(service, form["VerificationSid"])
+            verdict = await self.store.run("check", record["to"], code, record.get("session"))
         elif form.get("To"):
-            record = await self._pending(service, form["To"])
+            record, verdict = await self.store.apply(_check_pending, f"{service.sid}:{form['To']}", code)
             if record is None:
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
         else:
             raise ApiError(60200, "Invalid parameter: To or VerificationSid is required")
-        verdict = await self.store.run("check", record["to"], code, record.get("session"))
         if verdict.verified:
             record = await self._close(service, record, "approved")
             self.metrics.checked("approved")
@@ -304,6 +310,14 @@ class Core:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=self.settings.timing.api_timeout)
+
+
+def _check_pending(store, pending_id: str, code: str):
+    """The pending verification read and its code checked, in one trip to the store's thread."""
+    record = store.get_record(records.PENDING, pending_id)
+    if not record or record.get("status") != "pending":
+        return None, None
+    return record, store.check(record["to"], code, record.get("session"))
 
 
 def _base(sock: socket.socket) -> str:
@@ -375,10 +389,10 @@ class Serving:
             self.sandbox = await stack.enter_async_context(Sandbox(caller=SANDBOX_CALLER))
         settings = self._settings()
         spec = config.store_spec(self.env)
-        creds = await stack.enter_async_context(await flow.StoreThread.open(spec))
+        creds = await stack.enter_async_context(await flow.StoreThread.open(spec, workers=STORE_WORKERS))
         store = creds
         if self.sandbox_mode:
-            store = await stack.enter_async_context(await flow.StoreThread.open(spec, sandbox=True))
+            store = await stack.enter_async_context(await flow.StoreThread.open(spec, sandbox=True, workers=STORE_WORKERS))
         registry = metrics.Metrics()
         server_config = ServerConfig(settings.public_url, settings.signing_key,
                                      **({"limits": self.limits} if self.limits is not None else {}))
@@ -388,7 +402,11 @@ class Serving:
             from voice2fa_cli.serve.calls import StoredCalls
             from voice2fa_cli.webhook import CALLS, SHARED
 
-            calls = await StoredCalls.open(store, webhook[CALLS], ttl=flow.MAX_TTL + 3600)
+            # The webhook's own threads on the same (thread-safe) Redis client: the platform's
+            # requests never queue behind the API's work.
+            hook_store = flow.StoreThread(store.store, STORE_WORKERS)
+            stack.callback(hook_store._pool.shutdown, wait=False)
+            calls = await StoredCalls.open(hook_store, webhook[CALLS], ttl=flow.MAX_TTL + 3600)
             webhook[SHARED] = calls
         metrics.observe_webhook(webhook, registry)
         api.log_requests(webhook, self.log, "webhook")
