@@ -453,3 +453,52 @@ def test_serve_without_a_public_url_is_a_usage_error(env):
     assert (done.returncode, done.stderr.strip()) == (
         2, "error: serve needs the public URL that reaches --listen: --public-url or VOICE2FA_PUBLIC_URL "
            "(or --sandbox to try it with no account)")
+
+
+async def _closed_by_server(reader, bound: float = 10.0):
+    from tests.test_webhook import closed_by_server
+
+    return await closed_by_server(reader, bound)
+
+
+@pytest.mark.parametrize("listener", ["api", "webhook"])
+def test_both_listeners_have_the_webhooks_time_limits(env, setup, listener):
+    """A slow-loris (headers that never end) and an idle connection are closed on either
+    listener; a body that never arrives is 408 (in Twilio's shape on the API)."""
+    from voice2fa_cli.webhook import Limits
+
+    service, key, secret = setup
+    server = ServeThread(env, linger=0.5, drain=5, limits=Limits(idle=0.3, head=0.3, body=0.3))
+    try:
+        url = server.api_url if listener == "api" else server.serving.webhook_url
+        port = int(url.rsplit(":", 1)[1])
+
+        async def go():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            idle = await _closed_by_server(reader)
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /v2/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            for _ in range(3):
+                writer.write(b"a")
+                await asyncio.sleep(0.05)
+            slow = await _closed_by_server(reader)
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            auth = basic(key.sid, secret)["Authorization"]
+            writer.write(f"POST /v2/Services/{service.sid}/VerificationCheck HTTP/1.1\r\nHost: a\r\n"
+                         f"Authorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         "Content-Length: 1000\r\n\r\nCode=1".encode())
+            body = await _closed_by_server(reader)
+            writer.close()
+            return idle, slow, body
+
+        idle, slow, body = asyncio.run(go())
+    finally:
+        server.stop()
+    assert idle == b"" and slow == b""
+    if listener == "api":
+        assert body is not None and body.startswith(b"HTTP/1.1 408 "), body
+        assert json.loads(body.split(b"\r\n\r\n", 1)[1])["code"] == 60200
+    else:
+        assert body is not None and body.startswith(b"HTTP/1.1 404 "), body  # no API route on the webhook
