@@ -51,6 +51,20 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print
 """
 
 
+SANDBOX = """
+import asyncio, json, sys
+from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox
+from voice2fa_cli.sandbox.foreground import settings
+stretch = float(sys.argv[1])
+async def main():
+    sb = Sandbox(caller=SANDBOX_CALLER, sleep=lambda s: asyncio.sleep(s * stretch))
+    await sb.start()
+    print(json.dumps(settings(sb)), flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
 def command() -> list[str]:
     exe = Path(sys.executable).with_name("voice2fa")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "voice2fa_cli"]
@@ -110,6 +124,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0, help="verifications created per second")
+    parser.add_argument("--stretch", type=float, default=60.0, help="the sandbox's steps, this many times slower")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="voice2fa-bench-serve-"))
     (tmp / "redis").mkdir()
@@ -130,8 +146,10 @@ def main() -> int:
         api_port, bare_port, hook_port = free_port(), free_port(), free_port()
         # The stand-in of the platform in a process of its own (`voice2fa sandbox`), as the real
         # platform would be: the server's figures are the server's alone.
-        sandbox = subprocess.Popen(command() + ["sandbox", "--json"], env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.DEVNULL, text=True)
+        # Each simulated step stretched (--stretch): calls last seconds, as real ones do, so that
+        # the verifications are in flight together.
+        sandbox = subprocess.Popen([sys.executable, "-c", SANDBOX, str(args.stretch)], env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         procs.append(sandbox)
         env.update(json.loads(sandbox.stdout.readline()))
         env.update(VOICE2FA_PUBLIC_URL=f"http://127.0.0.1:{hook_port}", VOICE2FA_LISTEN=f"127.0.0.1:{hook_port}")
@@ -171,20 +189,49 @@ def main() -> int:
         print(f"| VerificationCheck req/s (statuses {statuses}) | {s:.0f} | bare handler + 1 Redis GET: {b:.0f} | "
               f"{s / b:.2f}× | ≥ 0.4× | {'yes' if s / b >= 0.4 else 'no'} |")
 
-        async def burst() -> list[int]:
+        async def burst() -> tuple[list[int], int]:
+            """Creates at --rate; returns their statuses and the most calls in flight at once."""
+            peak_flight = 0
             async with aiohttp.ClientSession(headers=auth, timeout=aiohttp.ClientTimeout(total=60)) as http:
                 async def one(i: int) -> int:
+                    await asyncio.sleep(i / args.rate)
                     form = {"To": f"+1555124{i:04d}", "Channel": "call"}
                     async with http.post(f"{base}/Verifications", data=form) as r:
                         await r.read()
                         return r.status
-                return await asyncio.gather(*(one(i) for i in range(args.calls)))
+
+                async def watch() -> None:
+                    nonlocal peak_flight
+                    while True:
+                        async with http.get(f"http://127.0.0.1:{api_port}/metrics") as r:
+                            text = await r.text()
+                        placed = ended = 0.0
+                        for line in text.splitlines():
+                            if line.startswith("voice2fa_calls_placed_total "):
+                                placed = float(line.split()[1])
+                            if line.startswith("voice2fa_calls_ended_total "):
+                                ended = float(line.split()[1])
+                        peak_flight = max(peak_flight, int(placed - ended))
+                        await asyncio.sleep(0.25)
+
+                watcher = asyncio.ensure_future(watch())
+                statuses = await asyncio.gather(*(one(i) for i in range(args.calls)))
+                await asyncio.sleep(0.5)
+                watcher.cancel()
+            return statuses, peak_flight
 
         before = log_path.stat().st_size
         started = time.perf_counter()
-        created = asyncio.run(burst())
+        created, peak_flight = asyncio.run(burst())
         created_in = time.perf_counter() - started
-        time.sleep(3.0)  # the calls end (each lasts well under a second in the sandbox)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # until every call has ended
+            with open(log_path) as f:
+                f.seek(before)
+                ended_count = sum(1 for line in f if '"event":"ended"' in line)
+            if ended_count >= created.count(201):
+                break
+            time.sleep(0.5)
         peak = vmhwm(serve.pid)
         with open(log_path) as f:
             f.seek(before)
@@ -193,11 +240,12 @@ def main() -> int:
         delivered = sum(1 for line in lines if line["kind"] == "call" and line.get("event") == "ended"
                         and line.get("delivered"))
         p = lambda q: hooks[min(len(hooks) - 1, int(q * len(hooks)))] if hooks else float("nan")  # noqa: E731
-        print(f"| {args.calls} verifications created at once ({created.count(201)} × 201 in {created_in:.2f} s; "
-              f"{delivered} codes delivered; {len(hooks)} webhook requests) webhook p99 | {p(0.99):.1f} ms "
+        print(f"| {args.calls} verifications created at {args.rate:g}/s ({created.count(201)} × 201 in "
+              f"{created_in:.1f} s; at most {peak_flight} calls in flight at once; {delivered} codes delivered; "
+              f"{len(hooks)} webhook requests): webhook p99 | {p(0.99):.1f} ms "
               f"(p50 {p(0.5):.1f}, max {hooks[-1] if hooks else float('nan'):.1f}) | — | — | < 50 ms | "
               f"{'yes' if p(0.99) < 50 else 'no'} |")
-        print(f"| server peak RSS (VmHWM) after the burst | {peak / 1e6:.1f} MB | — | — | — | — |")
+        print(f"| server peak RSS (VmHWM) after them | {peak / 1e6:.1f} MB | — | — | — | — |")
         return 0
     finally:
         for proc in procs:

@@ -14,6 +14,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter("voice2fa_calls_placed", "Calls placed (send attempts)", registry=self.registry)
+        self.ended = Counter("voice2fa_calls_ended", "Calls followed to their end", registry=self.registry)
         self.codes = Counter("voice2fa_codes_delivered", "Calls that read the code to the callee",
                              registry=self.registry)
         self.checks = Counter("voice2fa_checks", "Verification checks by outcome", ["outcome"], registry=self.registry)
@@ -27,6 +28,9 @@ class Metrics:
 
     def placed(self) -> None:
         self.calls.inc()
+
+    def call_ended(self) -> None:
+        self.ended.inc()
 
     def delivered(self) -> None:
         self.codes.inc()

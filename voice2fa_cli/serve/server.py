@@ -239,6 +239,7 @@ class Core:
         try:
             result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
                                            call, placed, refresh=syncing and (lambda: self.calls.sync(call)))
+            self.metrics.call_ended()
             if result.delivered:
                 self.metrics.delivered()
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
