@@ -70,3 +70,18 @@ def purge(state_dir: Path) -> int:
         return 0
     with store:
         return store.purge()
+
+
+def newest_open(state_dir: Path, number: str) -> Session | None:
+    """The session a code for `number` would be checked against, or None (creates nothing)."""
+    if not (state_dir / DB_NAME).exists():
+        return None
+    from voice2fa_cli.store import NoStore, Store
+
+    try:
+        store = Store.open(state_dir, create=False)
+    except NoStore:
+        return None
+    with store:
+        session = store.newest(number)
+        return session if session is not None and session.is_open and store.clock() < session.expires_at else None
