@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.helpers import NUMBER, free_port, run_cli, start_cli
+from tests.test_cli_output import read_until
 from voice2fa_cli.store import Store
 
 
@@ -345,11 +346,7 @@ def test_sandbox_demo_needs_no_account(state_dir, tmp_path):
     env.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
     proc = start_cli(["send", "--sandbox", NUMBER], env)
     # The operator is shown the code the callee heard, on one line (issue 10).
-    lines = []
-    while not any("the callee heard the code" in line for line in lines):
-        line = proc.stderr.readline()
-        assert line, "".join(lines)
-        lines.append(line)
+    lines = read_until(proc, "the callee heard the code")
     code = re.search(r"the callee heard the code (\d{3}) (\d{3}), twice", lines[-1]).group(1, 2)
     code = "".join(code)
     out, err = proc.communicate(code + "\n", timeout=30)

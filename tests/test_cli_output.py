@@ -56,6 +56,26 @@ def add_sessions(state_dir, count: int = 3, sandbox: bool = False) -> list[str]:
     return ids
 
 
+def read_until(proc, text: str, timeout: float = 60) -> list[str]:
+    """stderr lines up to the first that holds `text`; the process is killed (and the test
+    fails) if it never comes, instead of waiting on a prompt forever."""
+    import threading
+
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    lines: list[str] = []
+    try:
+        while not any(text in line for line in lines):
+            line = proc.stderr.readline()
+            if not line:
+                proc.kill()
+                raise AssertionError("".join(lines) + repr(proc.communicate()) + str(proc.returncode))
+            lines.append(line)
+    finally:
+        timer.cancel()
+    return lines
+
+
 # --- 1. closed pipes --------------------------------------------------------------------
 
 
@@ -101,13 +121,7 @@ def test_a_closed_stderr_still_checks_the_code(state_dir):
 
 def test_the_sandbox_names_the_code_once_and_labels_simulated_time(state_dir):
     proc = start_cli(["send", "--sandbox", NUMBER], plain_env(state_dir))
-    lines = []
-    while not any("the callee heard the code" in line for line in lines):
-        line = proc.stderr.readline()
-        if not line:
-            proc.kill()
-            raise AssertionError("".join(lines) + repr(proc.communicate()) + str(proc.returncode))
-        lines.append(line)
+    lines = read_until(proc, "the callee heard the code")
     summary = [line for line in lines if "the callee heard the code" in line]
     match = re.fullmatch(r"\[ *\d+\.\ds\] the callee heard the code (\d{3}) (\d{3}), twice\n", summary[0])
     assert match, summary
@@ -242,8 +256,7 @@ def test_send_has_one_shape_on_every_outcome(state_dir, sandbox, cli_env):
 
 def test_a_verified_send_and_sessions_agree_on_attempts_left(state_dir):
     proc = start_cli(["send", "--sandbox", NUMBER, "--json"], plain_env(state_dir))
-    while "the callee heard the code" not in (line := proc.stderr.readline()):
-        assert line
+    line = read_until(proc, "the callee heard the code")[-1]
     code = "".join(re.search(r"the code (\d+) (\d+)", line).groups())
     out, err = proc.communicate(code + "\n", timeout=30)
     assert proc.returncode == 0, err
