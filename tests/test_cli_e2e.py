@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.helpers import NUMBER, free_port, run_cli, start_cli
-from tests.test_cli_output import read_until
+from tests.test_cli_output import answer, read_until
 from voice2fa_cli.store import Store
 
 
@@ -349,7 +349,7 @@ def test_sandbox_demo_needs_no_account(state_dir, tmp_path):
     lines = read_until(proc, "the callee heard the code")
     code = re.search(r"the callee heard the code (\d{3}) (\d{3}), twice", lines[-1]).group(1, 2)
     code = "".join(code)
-    out, err = proc.communicate(code + "\n", timeout=30)
+    out, err = answer(proc, code + "\n")
     assert proc.returncode == 0, err
     assert err.splitlines()[-1].endswith(f"verified: {NUMBER}")
 

@@ -76,6 +76,25 @@ def read_until(proc, text: str, timeout: float = 60) -> list[str]:
     return lines
 
 
+def answer(proc, text: str, timeout: float = 60) -> tuple[str, str]:
+    """Type `text`, then collect the rest of stdout and stderr. (Not communicate(): it reads
+    the raw pipes and would lose what read_until's readline has already buffered.)"""
+    import threading
+
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        proc.stdin.write(text)
+        proc.stdin.close()
+        err = proc.stderr.read()
+        out = proc.stdout.read()
+        proc.wait()
+    finally:
+        timer.cancel()
+    json_schemas.check(proc.cli_args, out)
+    return out, err
+
+
 # --- 1. closed pipes --------------------------------------------------------------------
 
 
@@ -125,7 +144,7 @@ def test_the_sandbox_names_the_code_once_and_labels_simulated_time(state_dir):
     summary = [line for line in lines if "the callee heard the code" in line]
     match = re.fullmatch(r"\[ *\d+\.\ds\] the callee heard the code (\d{3}) (\d{3}), twice\n", summary[0])
     assert match, summary
-    out, err = proc.communicate(match.group(1) + match.group(2) + "\n", timeout=30)
+    out, err = answer(proc, match.group(1) + match.group(2) + "\n")
     assert proc.returncode == 0, err
     transcript = "".join(lines) + err
     assert "callee heard:" not in transcript  # no line per sentence (that is -v)
@@ -258,7 +277,7 @@ def test_a_verified_send_and_sessions_agree_on_attempts_left(state_dir):
     proc = start_cli(["send", "--sandbox", NUMBER, "--json"], plain_env(state_dir))
     line = read_until(proc, "the callee heard the code")[-1]
     code = "".join(re.search(r"the code (\d+) (\d+)", line).groups())
-    out, err = proc.communicate(code + "\n", timeout=30)
+    out, err = answer(proc, code + "\n")
     assert proc.returncode == 0, err
     sent = json.loads(out)
     listed = json.loads(run_cli(["sessions", "--json"], plain_env(state_dir)).stdout)["sessions"][0]

@@ -226,7 +226,8 @@ class OneLineErrors(Group):
                 sys.exit(0)
             command = exc.ctx.command_path if exc.ctx else "voice2fa"
             click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
-            shape = exc.ctx.command.name if exc.ctx is not None else None
+            words = [word for word in argv if not word.startswith("-")]
+            shape = "purge" if words[:2] == ["sessions", "purge"] else (words[0] if words else None)
             if "--json" in argv and shape in JSON_SHAPES:
                 ui.emit_json({**JSON_SHAPES[shape], "error": exc.format_message(), "exit_code": exc.exit_code})
             sys.exit(exc.exit_code)

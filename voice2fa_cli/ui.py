@@ -95,11 +95,6 @@ def live(stream: TextIO) -> bool:
         return False
 
 
-def fancy(stream: TextIO) -> bool:
-    """Kept for callers that ask: a live terminal (colour may still be off with NO_COLOR)."""
-    return live(stream)
-
-
 WAITING = {  # what the spinner says after each event while the call runs
     "dialing": "waiting for the call to ring",
     "created": "waiting for the call to ring",
