@@ -5,6 +5,8 @@
     python bench/run.py --only status,cxml
     python bench/run.py --tool python   # force the Python load generator even if wrk exists
     python bench/run.py --profile       # afterwards, profile the two webhook routes (cProfile)
+    python bench/run.py --only webhook --before /tmp/old   # also the routes of another source tree
+                                        #   (a checkout of an earlier commit), interleaved in the same rounds
 
 Figures (names for --only): version, verify (start-up, "startup" for both), status, cxml
 ("webhook" for both), sandbox (wall time and peak RSS; "rss" is an alias).
@@ -341,12 +343,15 @@ end
 
 
 class ServerProc:
-    def __init__(self, args: list[str], cpus: set[int] | None, profile: str | None = None) -> None:
+    def __init__(self, args: list[str], cpus: set[int] | None, profile: str | None = None,
+                 code: str | None = None) -> None:
+        """`code`: a source tree whose voice2fa_cli is served instead of the installed one."""
         argv = [sys.executable, str(BENCH / "serve.py"), "--signing-key", SIGNING_KEY, *args]
         if profile:
             argv += ["--profile", profile]
+        env = clean_env(PYTHONPATH=code) if code else clean_env()
         self.proc = subprocess.Popen(pinned(cpus, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, env=clean_env())
+                                     stdin=subprocess.DEVNULL, env=env)
         ready, _, _ = select.select([self.proc.stdout], [], [], 20)
         line = self.proc.stdout.readline() if ready else b""
         if not line:
@@ -354,9 +359,22 @@ class ServerProc:
             raise RuntimeError(f"serve.py {' '.join(args)} did not start: {self.proc.stderr.read().decode()[-500:]}")
         self.info = json.loads(line)
         self.port = self.info["port"]
+        if code and not self.info.get("code", "").startswith(str(Path(code).resolve())):
+            self.stop()
+            raise RuntimeError(f"serve.py did not load voice2fa_cli from {code}: {self.info.get('code')}")
 
     def url(self, tail: str) -> str:
         return f"http://{HOST}:{self.port}/v/{self.info['token']}{tail}"
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used so far (Linux /proc), or None.
+        Per request, it hardly depends on what else runs on a shared machine, unlike req/s."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -428,25 +446,33 @@ def load_python(url: str, body: str, sig: str, seconds: int, cpus: set[int] | No
     return Load(res["rps"], res["requests"], non200 + errors, detail)
 
 
-def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: bool) -> None:
+def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: bool,
+                  before: str | None = None) -> None:
     server_cpus, load_cpus = cpu_pinning(pin)
     load = load_wrk if tool == "wrk" else load_python
     routes = [r for r in ("status", "cxml") if r in want]
-    bare = real = None
+    bare = real = old = None
     try:
         bare = ServerProc(["--bare"], server_cpus)
         real = ServerProc([], server_cpus)  # gate key "7": the first document is the key-press gate
         targets = {"bare": signed_form(bare, "/status", STATUS_FORM)}
+        serving = {"bare": bare}
         if "status" in routes:
-            targets["status"] = signed_form(real, "/status", STATUS_FORM)
+            targets["status"], serving["status"] = signed_form(real, "/status", STATUS_FORM), real
         if "cxml" in routes:
-            targets["cxml"] = signed_form(real, "", CXML_FORM)
+            targets["cxml"], serving["cxml"] = signed_form(real, "", CXML_FORM), real
+        if before:
+            old = ServerProc([], server_cpus, code=before)
+            if "status" in routes:
+                targets["status-before"], serving["status-before"] = signed_form(old, "/status", STATUS_FORM), old
+            if "cxml" in routes:
+                targets["cxml-before"], serving["cxml-before"] = signed_form(old, "", CXML_FORM), old
 
         def sanity(name: str) -> str | None:
             status, body = post_once(*targets[name])
             if status != 200:
                 return f"{name}: a single POST answered {status}: {body[:200]!r}"
-            if name == "cxml" and b"<Gather" not in body:
+            if name.startswith("cxml") and b"<Gather" not in body:
                 return f"cxml: the first document is not the key-press gate: {body[:200]!r}"
             return None
 
@@ -455,20 +481,26 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
                 report.problems.append(problem)
                 return
         samples: dict[str, list[Load]] = {name: [] for name in targets}
+        cpu_us: dict[str, list[float]] = {name: [] for name in targets}  # server CPU µs per request
         log(f"webhook: {tool}, {CONNECTIONS} connections, {s.rounds} round(s) of {s.duration}s per target "
             f"({', '.join(targets)}), after a {s.warmup}s warm-up each")
         for target in targets.values():
             load(*target, s.warmup, load_cpus)
         for rnd in range(s.rounds):
             for name, target in targets.items():  # adjacent in time: one paired sample per round
+                cpu0 = serving[name].cpu_seconds()
                 res = load(*target, s.duration, load_cpus)
+                cpu1 = serving[name].cpu_seconds()
                 samples[name].append(res)
-                log(f"  round {rnd + 1} {name}: {res.rps:,.0f} req/s, {res.requests} requests, {res.detail}")
+                if cpu0 is not None and cpu1 is not None and res.requests:
+                    cpu_us[name].append((cpu1 - cpu0) * 1e6 / res.requests)
+                log(f"  round {rnd + 1} {name}: {res.rps:,.0f} req/s, {res.requests} requests, {res.detail}"
+                    + (f", server CPU {cpu_us[name][-1]:.0f} µs/request" if cpu_us[name] else ""))
         for name in targets:  # still live after the load: no 410s slipped in
             if problem := sanity(name):
                 report.problems.append(problem + " (after the load)")
     finally:
-        for server in (bare, real):
+        for server in (bare, real, old):
             if server is not None:
                 server.stop()
 
@@ -480,11 +512,29 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
     labels = {"status": "webhook status route (`POST /v/{token}/status`, signed, CallStatus=ringing)",
               "cxml": "cXML route (`POST /v/{token}`, signed, first document = key-press gate)"}
     paired = {name: [s_.rps / b.rps for s_, b in zip(samples[name], samples["bare"])] for name in routes}
-    for name in routes:
+    for name in routes + [f"{r}-before" for r in routes if before]:
         ratio = med(rps_list(name)) / base
         bad = sum(x.bad for x in samples[name])
-        report.rows.append(Row(labels[name], spread(rps_list(name), "{:,.0f}") + " req/s", base_s, f"{ratio:.2f}×",
+        label = labels[name] if name in labels else f"{labels[name.removesuffix('-before')]}, **before** (`{before}`)"
+        report.rows.append(Row(label, spread(rps_list(name), "{:,.0f}") + " req/s", base_s, f"{ratio:.2f}×",
                                "≥ 0.5×", "invalid" if bad else verdict(ratio >= 0.5)))
+    if all(len(cpu_us[name]) == s.rounds for name in targets):
+        for name in [n for n in targets if n != "bare"]:
+            label = name.replace("-before", ", before")
+            report.rows.append(Row(f"server CPU per request: {label}", spread(cpu_us[name], "{:.0f}") + " µs",
+                                   spread(cpu_us["bare"], "{:.0f}") + " µs (bare)",
+                                   f"{med(cpu_us['bare']) / med(cpu_us[name]):.2f}× (bare/route)", "—", "—"))
+    if before:
+        for name in routes:
+            pairs = [a.rps / b.rps for a, b in zip(samples[name], samples[f"{name}-before"])]
+            report.rows.append(Row(f"{name} route, this code / before (req/s)", "—", "—",
+                                   f"{med(rps_list(name)) / med(rps_list(name + '-before')):.2f}×", "≈ 1×", "—"))
+            report.notes.append(f"{name}: per-round paired req/s ratios this code / before (noise check): "
+                                + ", ".join(f"{r:.2f}" for r in pairs))
+            if cpu_us[name] and cpu_us[f"{name}-before"]:
+                ratio = med(cpu_us[name]) / med(cpu_us[f"{name}-before"])
+                report.rows.append(Row(f"{name} route, server CPU per request, this code / before", "—", "—",
+                                       f"{ratio:.2f}×", "≈ 1×", "—"))
     for name in targets:
         bad = sum(x.bad for x in samples[name])
         if bad:
@@ -493,7 +543,8 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
     tool_text = (f"wrk (`wrk -t1 -c{CONNECTIONS} -d{s.duration}s -s <signed POST>.lua`)" if tool == "wrk" else
                  f"the Python fallback bench/load.py ({CONNECTIONS} aiohttp workers, {s.duration}s): slower than "
                  f"wrk, it can be the bottleneck and pull ratios towards 1")
-    report.notes.append(f"load tool: {tool_text}; {s.rounds} round(s) per target, interleaved bare/status/cXML; "
+    order = "/".join(targets)
+    report.notes.append(f"load tool: {tool_text}; {s.rounds} round(s) per target, interleaved {order}; "
                         "result = ratio of the medians; per-round paired ratios (noise check): "
                         + "; ".join(f"{n} " + ", ".join(f"{r:.2f}" for r in paired[n]) for n in routes))
     report.notes.append(
@@ -577,6 +628,9 @@ def main() -> None:
     parser.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="the load generator")
     parser.add_argument("--no-pin", action="store_true", help="do not pin the server and load generator to CPUs")
     parser.add_argument("--profile", action="store_true", help="then profile the webhook routes with cProfile")
+    parser.add_argument("--before", metavar="DIR", help="a source tree (e.g. `git archive` of an earlier commit) "
+                        "whose webhook routes are measured too, interleaved in the same rounds")
+    parser.add_argument("--rounds", type=int, help="rounds per webhook target (default 5; 1 with --quick)")
     args = parser.parse_args()
 
     want: set[str] = set()
@@ -594,6 +648,12 @@ def main() -> None:
     elif tool == "wrk" and not shutil.which("wrk"):
         parser.error("wrk is not installed")
     settings = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        if not 1 <= args.rounds <= 20:
+            parser.error("--rounds must be 1..20")
+        settings = Settings(**{**settings.__dict__, "rounds": args.rounds})
+    if args.before and not (Path(args.before) / "voice2fa_cli" / "webhook.py").is_file():
+        parser.error(f"--before {args.before}: no voice2fa_cli/webhook.py there")
 
     report = Report()
     started = time.perf_counter()
@@ -601,7 +661,7 @@ def main() -> None:
     if want & {"version", "verify"}:
         bench_startup(report, settings, want)
     if want & {"status", "cxml"}:
-        bench_webhook(report, settings, want, tool, not args.no_pin)
+        bench_webhook(report, settings, want, tool, not args.no_pin, args.before)
     if "sandbox" in want:
         bench_sandbox(report, settings)
 

@@ -73,7 +73,8 @@ async def serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with webhook.Server(app, sock):
-        print(json.dumps({"mode": "bare" if args.bare else "real", "port": port, **info}), flush=True)
+        code = webhook.__file__  # which voice2fa_cli is served (run.py --before checks it)
+        print(json.dumps({"mode": "bare" if args.bare else "real", "port": port, "code": code, **info}), flush=True)
         try:
             await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
         except asyncio.TimeoutError:

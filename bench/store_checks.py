@@ -38,7 +38,7 @@ def seed(state_dir: Path, workers: int, per_worker: int) -> None:
         for w in range(workers):
             for i in range(per_worker):
                 store.create_session(session_id=f"s{w}-{i}", number=number(w, i), code=CODE, ttl=600,
-                                     call_sid=None, call_status=None, sandbox=True)
+                                     call_sid=None, call_status=None)
 
 
 def seed_bare(db: Path, workers: int, per_worker: int) -> None:

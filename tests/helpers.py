@@ -122,11 +122,14 @@ def start_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> 
 
 
 def digit_runs(root: ET.Element) -> list[str]:
-    """Runs of consecutive single-digit <Say> children of <Response>, as strings."""
+    """Runs of consecutive single-digit <Say>s (at any depth; a <Pause> between groups of
+    digits does not end a run), as strings."""
     runs, current = [], ""
-    for child in root:
+    for child in root.iter():
         if child.tag == "Say" and re.fullmatch(r"[0-9]", (child.text or "").strip()):
             current += child.text.strip()
+        elif child.tag == "Pause" or child is root:
+            continue
         else:
             if current:
                 runs.append(current)

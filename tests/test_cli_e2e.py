@@ -50,7 +50,7 @@ def test_right_code_read_back_verifies(sandbox, cli_env, state_dir):
     assert code not in out + err
     assert code not in platform_received(sandbox)
     # Progress on stderr, in order.
-    labels = ["dialing +15551234567", "ringing", "answered", "code read to the callee", "call completed"]
+    labels = ["calling +1 555-123-4567, United States", "ringing", "answered", "code read to the callee", "call completed"]
     positions = [err.index(label) for label in labels]
     assert positions == sorted(positions)
     # Nothing listens on --listen any more.
@@ -283,7 +283,7 @@ def test_missing_variable_is_named(sandbox, cli_env, variable, message):
 
 
 def test_http_space_that_is_not_loopback_is_refused(sandbox, cli_env):
-    cli_env["SIGNALWIRE_SPACE"] = "http://example.signalwire.com"
+    cli_env["SIGNALWIRE_SPACE"] = "http://acme.signalwire.com"
     result = run_cli(["send", NUMBER], cli_env)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
         2, "error: SIGNALWIRE_SPACE uses http:// for a host that is not loopback: use https://"
@@ -432,8 +432,8 @@ def test_sessions_lists_without_codes(sandbox, cli_env):
     listing = run_cli(["sessions"], cli_env)
     assert listing.returncode == 0
     header, row = listing.stdout.splitlines()
-    assert header.split() == ["SESSION", "NUMBER", "STATE", "EXPIRES", "MODE", "LEFT", "CREATED"]
-    assert row.split()[1:3] == [NUMBER, "open"] and row.split()[6:8] == ["live", "5"]
+    assert header.split() == ["SESSION", "NUMBER", "STATE", "EXPIRES", "KIND", "LEFT", "CREATED"]
+    assert row.split()[1:3] == [NUMBER, "open"] and row.split()[6:8] == ["real", "5"]
     data = json.loads(run_cli(["sessions", "--json"], cli_env).stdout)
     assert [s["state"] for s in data["sessions"]] == ["open"]
     assert code not in listing.stdout + json.dumps(data)
@@ -481,3 +481,122 @@ def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
     assert proc.returncode == 0, err
     with Store.open(state_dir) as store:
         assert [s.state for s in store.recent(5)] == ["verified", "superseded"]
+
+
+def _sandbox_code(stderr: str) -> str:
+    """The code the sandbox's simulated callee heard, from what `send --sandbox` showed."""
+    codes = re.findall(r"the callee heard the code ([0-9 ]+), twice", stderr)
+    assert codes, stderr
+    return codes[0].replace(" ", "")
+
+
+def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir):
+    """The audit's attack (issue 9): a real send, then a sandbox send to the same number, then
+    verify with each code. The sandbox session supersedes nothing real and verifies only with
+    --sandbox; every JSON object says which kind of session it reports."""
+    import os
+
+    real = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout)["sandbox"] is False
+    real_code = sandbox.heard_code()
+
+    bare = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    bare.update(VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1")
+    simulated = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], bare)
+    assert simulated.returncode == 0, simulated.stderr
+    assert json.loads(simulated.stdout)["sandbox"] is True
+    sandbox_code = _sandbox_code(simulated.stderr)
+    if sandbox_code == real_code:
+        pytest.skip("the two codes happen to be equal (one in a million)")
+
+    listed = json.loads(run_cli(["sessions", "--json"], bare).stdout)["sessions"]
+    assert sorted((s["sandbox"], s["state"]) for s in listed) == [(False, "open"), (True, "open")]
+
+    wrong_kind = run_cli(["verify", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert wrong_kind.returncode == 1
+    assert json.loads(wrong_kind.stdout) == {"number": NUMBER, "verified": False, "sandbox": False,
+                                             "session_id": json.loads(real.stdout)["session_id"],
+                                             "reason": "wrong code (4 attempts left)", "attempts_left": 4,
+                                             "error": "wrong code (4 attempts left)", "exit_code": 1}
+    assert run_cli(["verify", "--sandbox", NUMBER], bare, input=real_code + "\n").returncode == 1
+
+    ok_real = run_cli(["verify", NUMBER], bare, input=real_code + "\n")
+    assert (ok_real.returncode, ok_real.stderr.splitlines()[-1]) == (0, f"verified: {NUMBER}")
+    ok_sandbox = run_cli(["verify", "--sandbox", NUMBER, "--json"], bare, input=sandbox_code + "\n")
+    assert ok_sandbox.returncode == 0, ok_sandbox.stderr
+    assert json.loads(ok_sandbox.stdout) == {"number": NUMBER, "verified": True, "sandbox": True,
+                                             "session_id": json.loads(simulated.stdout)["session_id"],
+                                             "reason": "verified", "attempts_left": 0, "error": None,
+                                             "exit_code": 0}
+    assert ok_sandbox.stderr.splitlines()[-1] == f"verified: {NUMBER} (a sandbox session: simulated, nothing was dialed)"
+
+
+# --- what the callee hears: who calls, keys that steer the reading, languages (issue 11) ---------------
+
+
+def test_the_callee_presses_repeat_then_slower(sandbox, cli_env, state_dir):
+    from voice2fa_cli import speech
+
+    sandbox.set_scenario(steer=(speech.REPEAT_KEY, speech.SLOWER_KEY))
+    cli_env["VOICE2FA_CALLER_NAME"] = "Acme support"
+    result = run_cli(["send", NUMBER, "--no-prompt", "--json"], cli_env)
+    assert result.returncode == 0, result.stderr
+    call = next(iter(sandbox.calls.values()))
+    assert call.pressed[1:] == ["1", "2"]
+    heard = call.heard
+    assert heard[:2] == [
+        "Hello. Acme support asked to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person from Acme support you are speaking with now. "
+        "If you are not expecting this call, hang up.",
+    ]
+    code = sandbox.heard_code()
+    readings = [line for line in heard if line.replace(", ", "") == code]
+    assert len(readings) == 6  # three documents, each reading it twice
+    steered = heard[heard.index("Your code is:"):]  # after the gate (whose random key may be 1 or 2)
+    assert steered.count("[presses 1]") == 1 and steered.count("[presses 2]") == 1
+    assert steered[steered.index("[presses 2]") + 1] == "Slowly now. Your code is:"
+    assert heard[-2:] == ["Goodbye.", "[hangs up]"]  # the last reading offers no more keys
+    assert "[waits for a key]" not in steered[steered.index("[presses 2]"):]
+    slow = call.documents[-1]
+    assert slow.count(b'<Pause length="1" />') >= 2 * (len(code) - 2)
+    assert code not in result.stdout + result.stderr
+
+
+def test_a_country_without_phrases_is_called_in_english_and_the_operator_is_told_first(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,JP"
+    result = run_cli(["send", "+81312345678", "--no-prompt"], cli_env)
+    assert result.returncode == 0, result.stderr
+    warning = ("warning: voice2fa has no phrases for callees in JP: the whole call will be in English (en-US); "
+               "use --language to choose another")
+    assert warning in result.stderr
+    assert result.stderr.index(warning) < result.stderr.index("calling +81 3-1234-5678, Japan")
+    assert languages_heard(sandbox) == {"en-US"}
+
+
+def test_a_named_voice_brings_its_language(sandbox, cli_env):
+    cli_env["VOICE2FA_ALLOWED_COUNTRIES"] = "US,FR"
+    result = run_cli(["send", "+33612345678", "--no-prompt", "--voice", "Polly.Joanna"], cli_env)
+    assert result.returncode == 0, result.stderr
+    assert languages_heard(sandbox) == {"en-US"}
+    call = next(iter(sandbox.calls.values()))
+    assert all(b'voice="Polly.Joanna"' in doc for doc in call.documents)
+
+
+@pytest.mark.parametrize(("args", "env", "message"), [
+    (["--voice", "Polly.Joanna", "--language", "fr-FR"], {},
+     "error: --voice Polly.Joanna speaks en-US, not --language fr-FR: drop one of them or make them agree "
+     "(see `voice2fa send --help`)"),
+    (["--language", "ko-KR"], {},
+     "error: --language ko-KR: SignalWire's standard voices do not speak it (they speak en-US, en-GB, en-IN, "
+     "en-AU, en-CA, de-DE, es-ES, it-IT, ja-JP, fr-FR) (see `voice2fa send --help`)"),
+    ([], {"VOICE2FA_CALLER_NAME": "Acme</Say><Redirect>x</Redirect>"},
+     "error: VOICE2FA_CALLER_NAME may hold letters, digits, spaces and & ' . , - only (found '<')"),
+    (["--caller-name", "Acme\u0007support"], {},
+     "error: --caller-name may hold letters, digits, spaces and & ' . , - only (found '\\x07')"),
+])
+def test_what_the_call_cannot_say_is_refused_before_dialing(sandbox, cli_env, args, env, message):
+    cli_env.update(env)
+    result = run_cli(["send", NUMBER, "--json", *args], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
+    assert sandbox.requests == []

@@ -46,11 +46,11 @@ def closed_pipe_run(args: list[str], env: dict[str, str], close: str, input: str
 
 def add_sessions(state_dir, count: int = 3, sandbox: bool = False) -> list[str]:
     ids = []
-    with Store.open(state_dir) as store:
+    with Store.open(state_dir, sandbox=sandbox) as store:
         for i in range(count):
             session = store.create_session(
                 session_id=f"{i:016x}", number=f"+1555123456{i}", code="123456", ttl=600, max_attempts=5,
-                call_sid=f"CA{i:032x}", call_status="completed", sandbox=sandbox,
+                call_sid=f"CA{i:032x}", call_status="completed",
             )
             ids.append(session.id)
     return ids
@@ -122,7 +122,7 @@ def test_a_closed_pipe_never_changes_what_happens_to_the_call(state_dir):
     # `send --sandbox NUMBER --no-prompt 2>&1 | head -3`: the reader goes away mid-call.
     returncode, _ = closed_pipe_run(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], plain_env(state_dir), "both")
     assert returncode == 0
-    with Store.open(state_dir) as store:
+    with Store.open(state_dir, sandbox=True) as store:
         session = store.newest(NUMBER)
     assert (session.state, session.call_status) == ("delivered", "completed")  # never canceled
 
@@ -158,6 +158,7 @@ def test_the_sandbox_names_the_code_once_and_labels_simulated_time(state_dir):
         ["Your code is", "7", "2", "4", "3", "5", "3", "", "Again", "7", "2", "4", "3", "5", "3"],
         ["Your code is 7. 2. 4. 3. 5. 3.", "Once again: 7 2 4 3 5 3.", "[hangs up]"],
         ["7", "2", "4", "3", "5", "3", "7", "2", "4", "3", "5", "3"],
+        ["Your code is:", "7 2 4 — 3 5 3", "Once again:", "7 2 4 — 3 5 3", "Press 1 to hear the code again."],
     ],
 )
 def test_the_summary_finds_the_code_however_it_is_rendered(lines):
@@ -226,7 +227,9 @@ def test_off_a_terminal_every_line_has_one_format(state_dir):
 
 def test_quiet_is_the_verdict_and_errors_only(state_dir, sandbox, cli_env):
     result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "-q"], plain_env(state_dir))
-    assert (result.returncode, result.stderr) == (0, f"delivered: check the code with `voice2fa verify {NUMBER}`\n")
+    assert (result.returncode, result.stderr) == (
+        0, f"delivered: check the code with `voice2fa verify --sandbox {NUMBER}`\n"
+    )
     del cli_env["SIGNALWIRE_SIGNING_KEY"]  # a warning, which -q leaves out
     result = run_cli(["send", NUMBER, "--no-prompt", "-q"], cli_env)
     assert (result.returncode, result.stderr) == (0, f"delivered: check the code with `voice2fa verify {NUMBER}`\n")
@@ -243,10 +246,10 @@ def test_sessions_shows_local_times_and_json_utc(state_dir):
     row = json.loads(data.stdout)["sessions"][0]
     assert row["created_at"].endswith("Z") and row["expires_at"].endswith("Z")
     header, line = table.stdout.splitlines()
-    assert header.split() == ["SESSION", "NUMBER", "STATE", "EXPIRES", "MODE", "LEFT", "CREATED"]
+    assert header.split() == ["SESSION", "NUMBER", "STATE", "EXPIRES", "KIND", "LEFT", "CREATED"]
     created = time.mktime(time.strptime(row["created_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     local = time.strftime("%H:%M", time.gmtime(created + 5.5 * 3600))
-    assert line.split() == [row["session_id"], row["number"], "open", "in", "10", "min", "live", "5", local]
+    assert line.split() == [row["session_id"], row["number"], "open", "in", "10", "min", "real", "5", local]
 
 
 # --- 9. JSON: one shape per command --------------------------------------------------------
@@ -288,9 +291,9 @@ def test_verify_has_one_shape_on_every_outcome(state_dir):
     env = plain_env(state_dir)
     assert run_cli(["send", "--sandbox", NUMBER, "--no-prompt"], env).returncode == 0
     session_id = json.loads(run_cli(["sessions", "--json"], env).stdout)["sessions"][0]["session_id"]
-    wrong = run_cli(["verify", NUMBER, "--json"], env, input="000000\n")
-    none = run_cli(["verify", NUMBER, "--json"], env, input="")
-    usage = run_cli(["verify", NUMBER, "--code", "12", "--json"], env)
+    wrong = run_cli(["verify", "--sandbox", NUMBER, "--json"], env, input="000000\n")
+    none = run_cli(["verify", "--sandbox", NUMBER, "--json"], env, input="")
+    usage = run_cli(["verify", "--sandbox", NUMBER, "--code", "12", "--json"], env)
     other = run_cli(["verify", "+15557654321", "--code", "123456", "--json"], env)
     assert [r.returncode for r in (wrong, none, usage, other)] == [1, 1, 2, 1]
     order = list(json_schemas.schema("verify")["properties"])
@@ -367,14 +370,14 @@ def test_completion_completes_commands():
 @pytest.mark.parametrize(
     ("outcome", "code", "last"),
     [
-        ("answer", 0, f"delivered: check the code with `voice2fa verify {NUMBER}`"),
+        ("answer", 0, f"delivered: check the code with `voice2fa verify --sandbox {NUMBER}`"),
         ("busy", 3, "error: the line was busy: the code was not delivered"),
         ("no-answer", 3, "error: nobody answered: the code was not delivered"),
         ("failed", 3, "error: the call failed (the number may be unreachable): the code was not delivered"),
         ("voicemail", 3, "error: the code was not delivered: nobody pressed {key} (voicemail?)"),
         ("wrong-key", 3, "error: the code was not delivered: wrong key pressed 3 times (not {key})"),
         ("hangup", 3, "error: the code was not delivered: nobody pressed {key} (voicemail?)"),
-        ("lost-callbacks", 0, f"delivered: check the code with `voice2fa verify {NUMBER}`"),
+        ("lost-callbacks", 0, f"delivered: check the code with `voice2fa verify --sandbox {NUMBER}`"),
         ("auth-error", 4, "error: SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"),
         ("server-error", 4, "error: SignalWire failed on the call request (500): try again later"),
         ("rate-limited", 4, "error: SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again"),

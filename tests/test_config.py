@@ -17,7 +17,7 @@ SIGNING_KEY = "PSK_4b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e"
 SECRETS = (TOKEN, SIGNING_KEY)
 
 ENV = {
-    "SIGNALWIRE_SPACE": "example.signalwire.com",
+    "SIGNALWIRE_SPACE": "acme.signalwire.com",
     "SIGNALWIRE_PROJECT": "a1b2c3d4-0000-4000-8000-123456789abc",
     "SIGNALWIRE_TOKEN": TOKEN,
     "SIGNALWIRE_NUMBER": "+15550100000",
@@ -42,14 +42,15 @@ SPACE_HINT = "give a host such as example.signalwire.com"
 @pytest.mark.parametrize(
     ("value", "base"),
     [
-        ("example.signalwire.com", "https://example.signalwire.com"),
-        ("Example.SignalWire.COM", "https://example.signalwire.com"),
-        ("https://example.signalwire.com", "https://example.signalwire.com"),
-        ("https://example.signalwire.com/", "https://example.signalwire.com"),
-        ("HTTPS://example.signalwire.com", "https://example.signalwire.com"),
-        ("example.signalwire.com:8443", "https://example.signalwire.com:8443"),
-        ("https://example.signalwire.com:8443", "https://example.signalwire.com:8443"),
-        ("https://203.0.113.7", "https://203.0.113.7"),
+        ("acme.signalwire.com", "https://acme.signalwire.com"),
+        ("Acme.SignalWire.COM", "https://acme.signalwire.com"),
+        ("https://acme.signalwire.com", "https://acme.signalwire.com"),
+        ("https://acme.signalwire.com/", "https://acme.signalwire.com"),
+        ("HTTPS://acme.signalwire.com", "https://acme.signalwire.com"),
+        ("acme.signalwire.com:8443", "https://acme.signalwire.com:8443"),
+        ("https://acme.signalwire.com:8443", "https://acme.signalwire.com:8443"),
+        ("acme.signalwire.com.", "https://acme.signalwire.com."),
+        ("eu-1.acme.signalwire.com", "https://eu-1.acme.signalwire.com"),
     ],
 )
 def test_parse_space_https(value, base):
@@ -59,9 +60,6 @@ def test_parse_space_https(value, base):
 @pytest.mark.parametrize(
     ("value", "base"),
     [
-        ("http://localhost:8080", "http://localhost:8080"),
-        ("http://LOCALHOST:8080", "http://localhost:8080"),
-        ("http://sandbox.localhost:8080", "http://sandbox.localhost:8080"),
         ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
         ("http://127.5.6.7", "http://127.5.6.7"),
         ("http://[::1]:8080", "http://[::1]:8080"),
@@ -72,18 +70,102 @@ def test_parse_space_plain_http_only_for_loopback(value, base):
 
 
 @pytest.mark.parametrize(
-    "value", ["http://example.signalwire.com", "http://10.0.0.1:8080", "http://[::2]:80", "http://128.0.0.1", "http://localhost.example.com"]
+    "value", ["http://acme.signalwire.com", "http://10.0.0.1:8080", "http://[::2]:80", "http://128.0.0.1",
+              "http://localhost.example.com", "http://evil.localhost:8080", "http://sandbox.localhost"]
 )
 def test_parse_space_refuses_http_for_other_hosts(value):
-    assert config_error(config.parse_space, value).message == (
+    from urllib.parse import urlsplit
+
+    host = urlsplit(value).hostname  # even a host the operator allowed explicitly
+    assert config_error(config.parse_space, value, allowed_host=host).message == (
         "SIGNALWIRE_SPACE uses http:// for a host that is not loopback: use https://"
     )
 
 
+NOT_A_SPACE = (
+    "SIGNALWIRE_SPACE host {host} is not a SignalWire Space (*.signalwire.com) nor a loopback address: the API "
+    "credentials would be sent there; to use it anyway, set VOICE2FA_ALLOW_SPACE_HOST={host} in the real environment"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "host"),
+    [
+        ("evil.example", "evil.example"),
+        ("https://203.0.113.7", "203.0.113.7"),
+        ("http://localhost:8080", "localhost"),  # a name, even this one: only literal loopback addresses pass
+        ("http://LOCALHOST:8080", "localhost"),
+        ("http://evil.localhost:8080", "evil.localhost"),
+        ("signalwire.com", "signalwire.com"),
+        ("evilsignalwire.com", "evilsignalwire.com"),
+        ("acme.signalwire.com.evil.example", "acme.signalwire.com.evil.example"),
+        ("https://[::2]", "[::2]"),
+        ("https://10.0.0.1:8443", "10.0.0.1"),
+    ],
+)
+def test_parse_space_refuses_hosts_that_are_not_signalwire_or_loopback(value, host):
+    assert config_error(config.parse_space, value).message == NOT_A_SPACE.format(host=host)
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed", "base"),
+    [
+        ("https://stand-in.internal", "stand-in.internal", "https://stand-in.internal"),
+        ("https://Stand-In.Internal:8443", "stand-in.internal", "https://stand-in.internal:8443"),
+        ("http://localhost:8080", "localhost", "http://localhost:8080"),
+        ("https://203.0.113.7", "203.0.113.7", "https://203.0.113.7"),
+        ("https://[2001:db8::1]", "2001:db8::1", "https://[2001:db8::1]"),
+    ],
+)
+def test_parse_space_accepts_a_host_the_operator_allowed(value, allowed, base):
+    assert config.parse_space(value, allowed_host=allowed) == base
+
+
+def test_the_allowed_host_is_that_host_only():
+    assert config_error(config.parse_space, "https://evil.internal", allowed_host="stand-in.internal").message == (
+        NOT_A_SPACE.format(host="evil.internal")
+    )
+
+
+@pytest.mark.parametrize("value", ["example.signalwire.com", "https://EXAMPLE.signalwire.com/"])
+def test_the_example_env_placeholder_is_refused(value):
+    assert config_error(config.parse_space, value).message == (
+        "SIGNALWIRE_SPACE is example.signalwire.com, the placeholder from example.env: put your own Space's "
+        "domain (top of your SignalWire Dashboard)"
+    )
+
+
+def test_space_reads_the_opt_in_from_the_real_environment(clean_env):
+    environ = {"SIGNALWIRE_SPACE": "https://stand-in.internal", "VOICE2FA_ALLOW_SPACE_HOST": "stand-in.internal"}
+    assert config.space(config.load_environment(clean_env, environ)) == "https://stand-in.internal"
+
+
+def test_space_refuses_the_opt_in_from_dotenv(clean_env):
+    # A .env (a cloned project's, say) that could allow a host could send the credentials anywhere.
+    path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=https://evil.example\nVOICE2FA_ALLOW_SPACE_HOST=evil.example\n")
+    env = config.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
+    assert config_error(config.space, env).message == (
+        f"VOICE2FA_ALLOW_SPACE_HOST is read only from the real environment, not from {path}: export it in your shell"
+    )
+
+
+def test_space_from_dotenv_alone_cannot_leave_signalwire(clean_env):
+    write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
+    env = config.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
+    assert config_error(config.send_settings, {**ENV, **env}).message == NOT_A_SPACE.format(host="evil.example")
+
+
+@pytest.mark.parametrize("allowed", ["a b", "https://x.example", "x.example/path", "\x1b]0;x\x07"])
+def test_a_malformed_opt_in_is_refused(allowed):
+    error = config_error(config.space, {"SIGNALWIRE_SPACE": "acme.signalwire.com", "VOICE2FA_ALLOW_SPACE_HOST": allowed})
+    assert error.message.startswith("VOICE2FA_ALLOW_SPACE_HOST ")
+    assert error.message.endswith("is not a host name: give the host alone, e.g. stand-in.internal")
+
+
 @pytest.mark.parametrize(
     "value",
-    ["https://example.signalwire.com/api", "example.signalwire.com/api/laml/2010-04-01",
-     "https://example.signalwire.com?x=1", "https://example.signalwire.com#top"],
+    ["https://acme.signalwire.com/api", "acme.signalwire.com/api/laml/2010-04-01",
+     "https://acme.signalwire.com?x=1", "https://acme.signalwire.com#top"],
 )
 def test_parse_space_refuses_a_path_query_or_fragment(value):
     assert config_error(config.parse_space, value).message == (
@@ -92,7 +174,7 @@ def test_parse_space_refuses_a_path_query_or_fragment(value):
     )
 
 
-@pytest.mark.parametrize("value", ["https://user:pw@example.signalwire.com", f"proj:{TOKEN}@example.signalwire.com"])
+@pytest.mark.parametrize("value", ["https://user:pw@acme.signalwire.com", f"proj:{TOKEN}@acme.signalwire.com"])
 def test_parse_space_refuses_credentials_without_echoing_them(value):
     error = config_error(config.parse_space, value)
     assert error.message == "SIGNALWIRE_SPACE must not carry credentials: use SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"
@@ -101,8 +183,8 @@ def test_parse_space_refuses_credentials_without_echoing_them(value):
 
 @pytest.mark.parametrize(
     "value",
-    ["https://example.signalwire.com:99999", "https://example.signalwire.com:65536", "example.signalwire.com:abc",
-     "https://example.signalwire.com:-1"],
+    ["https://acme.signalwire.com:99999", "https://acme.signalwire.com:65536", "acme.signalwire.com:abc",
+     "https://acme.signalwire.com:-1"],
 )
 def test_parse_space_refuses_bad_ports(value):
     assert config_error(config.parse_space, value).message == f"SIGNALWIRE_SPACE has an invalid port: {SPACE_HINT}"
@@ -110,7 +192,7 @@ def test_parse_space_refuses_bad_ports(value):
 
 def test_parse_space_refuses_port_zero():
     # Nothing can be reached on port 0: it is as invalid a destination as 99999.
-    assert config_error(config.parse_space, "example.signalwire.com:0").message == (
+    assert config_error(config.parse_space, "acme.signalwire.com:0").message == (
         f"SIGNALWIRE_SPACE has an invalid port: {SPACE_HINT}"
     )
 
@@ -120,7 +202,7 @@ def test_parse_space_refuses_bad_hosts(value):
     assert config_error(config.parse_space, value).message == f"SIGNALWIRE_SPACE has no valid host name: {SPACE_HINT}"
 
 
-@pytest.mark.parametrize("value", ["ftp://example.signalwire.com", "wss://example.signalwire.com"])
+@pytest.mark.parametrize("value", ["ftp://acme.signalwire.com", "wss://acme.signalwire.com"])
 def test_parse_space_refuses_other_schemes(value):
     scheme = value.split("://")[0]
     assert config_error(config.parse_space, value).message == (
@@ -128,7 +210,7 @@ def test_parse_space_refuses_other_schemes(value):
     )
 
 
-@pytest.mark.parametrize("value", ["example .signalwire.com", "example.signalwire.com\n", "exa\x00mple.com", "\texample.com"])
+@pytest.mark.parametrize("value", ["example .signalwire.com", "acme.signalwire.com\n", "exa\x00mple.com", "\texample.com"])
 def test_parse_space_refuses_spaces_and_control_characters(value):
     assert config_error(config.parse_space, value).message == (
         f"SIGNALWIRE_SPACE contains spaces or control characters: {SPACE_HINT}"
@@ -307,19 +389,23 @@ BOUNDS = [
 def test_timing_accepts_values_within_bounds(name, attr, low, high):
     assert getattr(config.timing({name: low}), attr) == float(low)
     assert getattr(config.timing({name: high}), attr) == float(high)
-    assert getattr(config.timing({name: " 0.2 "}), attr) == 0.2
+    assert getattr(config.timing({name: "0.2"}), attr) == 0.2
+    assert getattr(config.timing({name: ".5"}), attr) == 0.5
 
 
 @pytest.mark.parametrize(("name", "attr", "low", "high"), BOUNDS)
-@pytest.mark.parametrize("which", ["below", "above", "zero", "negative", "nan", "inf"])
+@pytest.mark.parametrize("which", ["below", "above", "zero"])
 def test_timing_refuses_values_out_of_bounds(name, attr, low, high, which):
-    value = {"below": str(float(low) / 2), "above": str(float(high) + 0.5), "zero": "0", "negative": "-1",
-             "nan": "nan", "inf": "inf"}[which]
+    value = {"below": str(float(low) / 2), "above": str(float(high) + 0.5), "zero": "0"}[which]
     assert config_error(config.timing, {name: value}).message == f"{name} must be between {low} and {high} seconds"
 
 
 @pytest.mark.parametrize(("name", "attr", "low", "high"), BOUNDS)
-@pytest.mark.parametrize("value", ["abc", "5s", "1,5", "x" * 50])
+@pytest.mark.parametrize(
+    "value",
+    ["abc", "5s", "1,5", "x" * 50, "-1", "+1", " 1", "1 ", "nan", "inf", "1e1", "1_0", "1.", "²", "１", "١",
+     "0x10", "1.5.5", "9" * 20],
+)
 def test_timing_refuses_non_numbers(name, attr, low, high, value):
     shown = repr(value) if len(value) <= 40 else repr(value[:40] + "…")
     assert config_error(config.timing, {name: value}).message == f"{name} must be a number of seconds, not {shown}"
@@ -363,7 +449,7 @@ def test_send_settings_from_a_complete_environment(tmp_path):
     env = {**ENV, "VOICE2FA_STATE_DIR": str(tmp_path / "state")}
     settings = config.send_settings(env)
     assert settings == Settings(
-        space="https://example.signalwire.com",
+        space="https://acme.signalwire.com",
         project="a1b2c3d4-0000-4000-8000-123456789abc",
         token=TOKEN,
         caller="+15550100000",
@@ -376,7 +462,7 @@ def test_send_settings_from_a_complete_environment(tmp_path):
         max_calls_per_hour=30,
         warnings=(UNASSIGNED,),
     )
-    assert settings.api_base == "https://example.signalwire.com/api/laml/2010-04-01/Accounts/a1b2c3d4-0000-4000-8000-123456789abc"
+    assert settings.api_base == "https://acme.signalwire.com/api/laml/2010-04-01/Accounts/a1b2c3d4-0000-4000-8000-123456789abc"
 
 
 def test_settings_are_frozen():
@@ -583,7 +669,7 @@ def test_dotenv_that_is_not_utf8(clean_env):
 def test_dotenv_that_cannot_be_read(clean_env):
     (clean_env / ".env").mkdir()
     assert config_error(config.load_environment, clean_env, {}).message == (
-        f"{clean_env / '.env'} cannot be read: Is a directory"
+        f"{clean_env / '.env'} is a directory, not a regular file: remove it or replace it with a file"
     )
 
 
@@ -602,9 +688,9 @@ def test_secrets_are_not_in_the_repr_of_settings():
 
 
 BAD_OVERRIDES = [
-    {"SIGNALWIRE_SPACE": "http://example.signalwire.com"},
-    {"SIGNALWIRE_SPACE": f"https://proj:{TOKEN}@example.signalwire.com"},
-    {"SIGNALWIRE_SPACE": "https://example.signalwire.com/api"},
+    {"SIGNALWIRE_SPACE": "http://acme.signalwire.com"},
+    {"SIGNALWIRE_SPACE": f"https://proj:{TOKEN}@acme.signalwire.com"},
+    {"SIGNALWIRE_SPACE": "https://acme.signalwire.com/api"},
     {"SIGNALWIRE_PROJECT": f"proj:{TOKEN}"},
     {"SIGNALWIRE_TOKEN": TOKEN[:10] + "\r\n" + TOKEN[10:]},
     {"SIGNALWIRE_TOKEN": "\x07" + TOKEN},
@@ -635,3 +721,223 @@ def test_missing_token_message_does_not_contain_the_signing_key():
     env = {k: v for k, v in ENV.items() if k != "SIGNALWIRE_TOKEN"}
     error = config_error(config.send_settings, env)
     assert SIGNING_KEY not in error.message
+
+
+# --- a .env that is not the user's own regular file is refused, never read --------------------------------
+
+
+def test_a_dotenv_fifo_is_refused_at_once(clean_env):
+    import os
+    import threading
+
+    path = clean_env / ".env"
+    os.mkfifo(path)
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(config_error(config.load_environment, clean_env, {})),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    if worker.is_alive():  # unblock the reader so the test run can go on, then fail
+        with open(path, "w"):
+            pass
+        pytest.fail("reading a FIFO .env blocked")
+    assert outcome[0].message == f"{path} is a FIFO, not a regular file: remove it or replace it with a file"
+
+
+def test_a_dotenv_symlink_is_refused(clean_env, tmp_path):
+    target = tmp_path / "elsewhere.env"
+    target.write_text("SIGNALWIRE_SPACE=acme.signalwire.com\n")
+    (clean_env / ".env").symlink_to(target)
+    assert config_error(config.load_environment, clean_env, {}).message == (
+        f"{clean_env / '.env'} is a symbolic link: voice2fa reads only a regular .env file; copy the file there instead"
+    )
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o602, 0o646])
+def test_a_dotenv_writable_by_everyone_is_refused(clean_env, mode):
+    path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
+    path.chmod(mode)
+    assert config_error(config.load_environment, clean_env, {}).message == (
+        f"{path} is writable by other users (mode {mode:o}): run `chmod go-w {path}`"
+    )
+
+
+def test_a_dotenv_writable_by_a_shared_group_is_refused(clean_env):
+    import grp
+    import os
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another group")
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    shared = next((g for g in grp.getgrall() if set(g.gr_mem) - {me}), None)
+    if shared is None:
+        pytest.skip("no group with other members on this machine")
+    path = write_dotenv(clean_env, "A=1\n")
+    os.chown(path, -1, shared.gr_gid)
+    path.chmod(0o660)
+    assert config_error(config.load_environment, clean_env, {}).message == (
+        f"{path} is writable by other users (mode 660): run `chmod go-w {path}`"
+    )
+
+
+def test_a_dotenv_writable_by_the_users_own_group_is_read(clean_env):
+    import grp
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid())
+    if set(grp.getgrgid(me.pw_gid).gr_mem) - {me.pw_name}:
+        pytest.skip("the user's primary group has other members here")
+    path = write_dotenv(clean_env, "A=1\n")
+    os.chown(path, -1, me.pw_gid)
+    path.chmod(0o664)  # umask 002 with a private group: the usual Debian set-up
+    assert config.load_environment(clean_env, {}) == {"A": "1"}
+
+
+def test_a_dotenv_of_another_user_is_refused(clean_env):
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file away")
+    path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
+    os.chown(path, 65534, 65534)
+    assert config_error(config.load_environment, clean_env, {}).message == (
+        f"{path} belongs to another user (uid 65534): voice2fa reads only a .env of your own; remove it or run "
+        "elsewhere"
+    )
+
+
+def test_an_oversized_dotenv_is_refused(clean_env):
+    path = write_dotenv(clean_env, "A=" + "x" * (300 * 1024) + "\n")
+    assert config_error(config.load_environment, clean_env, {}).message == (
+        f"{path} is larger than 256 KiB: a .env holds a few settings"
+    )
+
+
+def test_load_environment_remembers_what_came_from_dotenv(clean_env):
+    path = write_dotenv(clean_env, "A=1\nB=2\n")
+    env = config.load_environment(clean_env, {"B": "env"})
+    assert (env.dotenv, env.from_dotenv) == (path, frozenset({"A"}))
+    assert config.load_environment(clean_env / "nowhere", {}).dotenv is None
+
+
+# --- every number typed is ASCII digits ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "５", "١٢", "+5", " 5", "5 ", "5.0", "-5", "1e3", "1_000", "0x10", "lots",
+                                   "99999999999999999999", "0", "10001"])
+def test_max_calls_per_hour_is_ascii_digits_in_range(value):
+    assert config_error(config.max_calls_per_hour, {"VOICE2FA_MAX_CALLS_PER_HOUR": value}).message == (
+        f"VOICE2FA_MAX_CALLS_PER_HOUR must be a whole number from 1 to 10000, not {value[:40]!r}"
+        if len(value) <= 40 else ""
+    )
+
+
+def test_max_calls_per_hour_values():
+    assert config.max_calls_per_hour({}) == 30
+    assert config.max_calls_per_hour({"VOICE2FA_MAX_CALLS_PER_HOUR": "  "}) == 30
+    assert config.max_calls_per_hour({"VOICE2FA_MAX_CALLS_PER_HOUR": "7"}) == 7
+    assert config.max_calls_per_hour({"VOICE2FA_MAX_CALLS_PER_HOUR": "10000"}) == 10000
+
+
+@pytest.mark.parametrize("port", ["５000", "5٠00", "+5000", "5_000"])
+def test_listen_port_is_ascii_digits(port):
+    assert config_error(config.listen, {"VOICE2FA_LISTEN": f"127.0.0.1:{port}"}, None).message == (
+        f"VOICE2FA_LISTEN '127.0.0.1:{port}' is not HOST:PORT (e.g. 127.0.0.1:5000)"
+    )
+
+
+@pytest.mark.parametrize("value", ["acme.signalwire.com:４４３", "acme.signalwire.com:+443"])
+def test_space_port_is_ascii_digits(value):
+    assert config_error(config.parse_space, value).message == f"SIGNALWIRE_SPACE has an invalid port: {SPACE_HINT}"
+
+
+@pytest.mark.parametrize("value", ["USA,France", "US,FRA", "ＵＳ", "us;ca"])
+def test_allowed_countries_are_iso_codes(value):
+    error = config_error(config.allowed_countries, {"VOICE2FA_ALLOWED_COUNTRIES": value}, "US")
+    assert error.message.startswith("VOICE2FA_ALLOWED_COUNTRIES lists ")
+    assert error.message.endswith(": give ISO country codes such as US,CA,GB")
+
+
+# --- the default region: the same for send, verify and sessions ---------------------------------------------
+
+
+def test_default_region_from_the_setting_then_the_caller_id_then_us():
+    from voice2fa_cli.phone import Region
+
+    assert config.default_region({}) == Region("US", None)
+    assert config.default_region({"SIGNALWIRE_NUMBER": "+33612345678"}) == Region("FR", "SIGNALWIRE_NUMBER")
+    assert config.default_region({"SIGNALWIRE_NUMBER": "+33612345678", "VOICE2FA_DEFAULT_REGION": "gb"}) == (
+        Region("GB", "VOICE2FA_DEFAULT_REGION")
+    )
+
+
+@pytest.mark.parametrize("value", ["UK", "USA", "ＵＳ", "1", "zz"])
+def test_a_bad_default_region_is_named(value):
+    assert config_error(config.default_region, {"VOICE2FA_DEFAULT_REGION": value}).message == (
+        f"VOICE2FA_DEFAULT_REGION {value!r} is not an ISO country code: give one such as US, GB or FR"
+    )
+
+
+def test_number_input_reads_national_numbers_in_the_default_region():
+    assert config.number_input({}, "(555) 123-4567").e164 == "+15551234567"
+    assert config.number_input({"SIGNALWIRE_NUMBER": "+447700900123"}, "020 7946 0958").e164 == "+442079460958"
+    assert config.number_input({"VOICE2FA_DEFAULT_REGION": "FR"}, "06 12 34 56 78").e164 == "+33612345678"
+
+
+def test_number_input_needs_no_region_for_an_international_number():
+    # A broken SIGNALWIRE_NUMBER does not matter to a number that carries its country code.
+    env = {"SIGNALWIRE_NUMBER": "garbage", "VOICE2FA_DEFAULT_REGION": ""}
+    assert config.number_input(env, "+33 6 12 34 56 78").e164 == "+33612345678"
+    assert config_error(config.number_input, env, "555 123 4567").message.startswith("SIGNALWIRE_NUMBER 'garbage'")
+
+
+# --- through the CLI: a bad number is exit 2 naming what is wrong, never exit 70 ----------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "５", "+5", " 5", "5.0"])
+def test_a_bad_numeric_setting_is_exit_2_naming_it(cli_env, sandbox, value):
+    from tests.helpers import NUMBER, run_cli
+
+    cli_env["VOICE2FA_MAX_CALLS_PER_HOUR"] = value
+    result = run_cli(["send", NUMBER], cli_env)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: VOICE2FA_MAX_CALLS_PER_HOUR must be a whole number from 1 to 10000, not {value!r}"
+    )
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "value"),
+    [
+        (["send", "+15551234567", "--digits"], "--digits", "６"),
+        (["send", "+15551234567", "--digits"], "--digits", "+6"),
+        (["send", "+15551234567", "--digits"], "--digits", " 6"),
+        (["send", "+15551234567", "--digits"], "--digits", "0_6"),
+        (["send", "+15551234567", "--ring-timeout"], "--ring-timeout", "³0"),
+        (["send", "+15551234567", "--max-attempts"], "--max-attempts", "٣"),
+        (["sessions", "--limit"], "--limit", "²"),
+    ],
+)
+def test_numeric_flags_take_ascii_digits_only(args, flag, value, capfd):
+    from voice2fa_cli import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main.main([*args, value], prog_name="voice2fa")
+    assert info.value.code == 2
+    command = "voice2fa " + args[0]
+    assert capfd.readouterr().err.splitlines() == [
+        f"error: Invalid value for '{flag}': {value!r} is not a whole number in the digits 0-9. "
+        f"(see `{command} --help`)"
+    ]
+
+
+@pytest.mark.parametrize("value", [" 60", "60 ", "+60", "６0"])
+def test_ttl_takes_ascii_digits_only(value, capfd):
+    from voice2fa_cli import cli
+
+    with pytest.raises(SystemExit) as info:
+        cli.main.main(["send", "+15551234567", "--ttl", value], prog_name="voice2fa")
+    assert info.value.code == 2
+    assert "give seconds (e.g. 300) or minutes (e.g. 5m)" in capfd.readouterr().err

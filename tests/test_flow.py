@@ -198,7 +198,8 @@ async def test_sandbox_send_shows_what_the_callee_heard(tmp_path, monkeypatch):
     readings = [line for line in rec.lines if line.replace(", ", "").isdigit()]
     assert len(readings) == 2 and readings[0] == readings[1]
     code = readings[0].replace(", ", "")
-    assert sessions.check(tmp_path / "s", NUMBER, code).verified
+    assert sessions.check(tmp_path / "s", NUMBER, code).verified is False  # never a real session
+    assert sessions.check(tmp_path / "s", NUMBER, code, sandbox=True).verified
 
 
 async def test_sandbox_sends_are_not_limited(tmp_path, monkeypatch):
@@ -226,7 +227,7 @@ async def test_a_taken_listen_address_does_not_count_as_a_send(sb, tmp_path):
 
 
 async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path):
-    from voice2fa_cli.errors import StoreError
+    from voice2fa_cli.errors import NotDelivered, StoreError
     from voice2fa_cli.webhook import bind
 
     class FullDisk(Store):
@@ -235,11 +236,91 @@ async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path)
 
     sb.scenario = Scenario(outcome="hold")
     settings = settings_for(sb, tmp_path / "s")
-    store = FullDisk.open(tmp_path / "s")
     sock = bind(settings.listen.host, settings.listen.port)
-    with pytest.raises(StoreError):
-        await flow._call(settings, options(), store, Recorder(), sock)
-    store.close()
+    with pytest.raises(NotDelivered) as info:
+        async with flow.StoreThread(FullDisk.open(tmp_path / "s")) as store:
+            await flow._call(settings, options(), store, Recorder(), sock)
+    assert info.value.exit_code == 3  # a call was placed: never 2, which says nothing was called
+    assert info.value.message == ("the call was hung up because the store failed: "
+                                  "the disk holding the database is full: free some space and try again")
+    sid = next(iter(sb.calls))
+    hang_ups = [r.form for r in sb.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
+    assert hang_ups == [(("Status", "completed"),)]
+
+
+# --- a busy store never freezes the call (issue 9) -----------------------------------------------
+
+HOLDER = r"""
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+def hold_write_lock(db):
+    """Another process holding the database's write lock until told to let go."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
+    from voice2fa_cli.config import SANDBOX_DB_NAME
+    from voice2fa_cli.webhook import bind
+
+    state = tmp_path / "s"
+    Store.open(state, sandbox=True).close()
+    settings = settings_for(sb, state)
+    sock = bind(settings.listen.host, settings.listen.port)
+    holder = hold_write_lock(state / SANDBOX_DB_NAME)
+    try:
+        async with flow.StoreThread(Store.open(state, sandbox=True)) as store:
+            call = asyncio.create_task(flow._call(settings, options(), store, Recorder(), sock))
+            for _ in range(2000):  # the platform fetches the webhook and hears the code meanwhile
+                if sb.heard_code() or call.done():
+                    break
+                await asyncio.sleep(0.01)
+            assert sb.heard_code() is not None and not call.done()
+            holder.stdin.write("release\n")
+            holder.stdin.flush()
+            result = await asyncio.wait_for(call, 60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (result.delivered, result.problem) == (True, None)
+    assert sessions.check(state, NUMBER, sb.heard_code(), sandbox=True).verified
+
+
+async def test_a_store_that_stays_locked_hangs_up_and_never_exits_2(sb, tmp_path):
+    from voice2fa_cli.config import DB_NAME
+    from voice2fa_cli.errors import NotDelivered
+    from voice2fa_cli.webhook import bind
+
+    state = tmp_path / "s"
+    Store.open(state).close()
+    sb.scenario = Scenario(outcome="hold")
+    settings = settings_for(sb, state)
+    sock = bind(settings.listen.host, settings.listen.port)
+    holder = hold_write_lock(state / DB_NAME)
+    try:
+        with pytest.raises(NotDelivered) as info:
+            async with flow.StoreThread(Store.open(state, busy_timeout=0.2)) as store:
+                await flow._call(settings, options(), store, Recorder(), sock)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert info.value.exit_code == 3
+    assert info.value.message == (
+        f"the call was hung up because the store failed: the database {state / DB_NAME} stayed locked by "
+        "another voice2fa: try again"
+    )
     sid = next(iter(sb.calls))
     hang_ups = [r.form for r in sb.requests if r.method == "POST" and r.path.endswith(f"/Calls/{sid}.json")]
     assert hang_ups == [(("Status", "completed"),)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from dataclasses import dataclass
 
 import aiohttp
@@ -55,6 +56,7 @@ class Phone:
         self.slow_reached = asyncio.Event()
         self.release = asyncio.Event()
         self.voice = speech.Voice()
+        self.status_answer = 200  # what /status answers
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -70,15 +72,19 @@ class Phone:
         name = request.match_info["name"]
         fields = dict(form)
         if name == "status":
-            return web.Response(status=200)
+            return web.Response(status=self.status_answer)
         if name == "voice":
             return self.xml(speech.gate_document(KEY, self.base + "/key", self.voice))
         if name == "key":
             if fields.get("Digits") == KEY:
-                return self.xml(speech.code_document(CODE, self.voice, after_gate=True))
+                return self.xml(speech.code_document(CODE, self.voice, after_gate=True, action=self.base + "/read"))
             return self.xml(speech.goodbye_document(self.voice))
+        if name == "read":  # the callee steers the reading: repeat, or slower (the last reading)
+            slow = fields.get("Digits") == speech.SLOWER_KEY
+            action = None if slow else self.base + "/read"
+            return self.xml(speech.code_document(CODE, self.voice, after_gate=True, slow=slow, action=action))
         if name == "plain":
-            return self.xml(speech.code_document(CODE, self.voice))
+            return self.xml(speech.code_document(CODE, self.voice, action=self.base + "/read"))
         if name == "slow":
             self.slow_reached.set()
             await self.release.wait()
@@ -163,8 +169,21 @@ async def wait_for(predicate, what: str, timeout: float = WAIT) -> None:
         await asyncio.sleep(0.005)
 
 
+MORE_INFO = "https://signalwire.com/docs/rest/compatibility-api/error-codes"
+
+
 def auth_error() -> dict:
-    return {"code": 20003, "message": "Authentication Error - invalid username", "status": 401}
+    return {
+        "code": 20003,
+        "message": "There was an authentication error or API access is blocked for this feature",
+        "more_info": f"{MORE_INFO}#20003",
+        "status": 401,
+    }
+
+
+def rejected(code: int, message: str) -> dict:
+    """A rejected create: SignalWire's 400 errors array, string codes."""
+    return {"errors": [{"code": str(code), "message": message, "more_info": f"{MORE_INFO}#{code}"}]}
 
 
 # --- basic auth ------------------------------------------------------------------------------------
@@ -201,7 +220,7 @@ async def test_fetch_and_update_check_auth_too(phone):
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome="hold")) as sb:
         async with http_for(sb) as http:
             status, body = await create(http, sb, call_form(phone))
-        assert status == 201
+        assert status == 200
         sid = body["sid"]
         async with http_for(sb, sb.project, "wrong") as bad:
             async with bad.get(f"{api(sb)}/Calls/{sid}.json") as resp:
@@ -227,7 +246,7 @@ async def test_invalid_to_is_400_with_code_21211(phone, to):
         async with http_for(sb) as http:
             status, body = await create(http, sb, call_form(phone, to=to))
         assert status == 400
-        assert body == {"code": 21211, "message": f"Invalid 'To' Phone Number: {to[:20]}", "status": 400}
+        assert body == rejected(21211, f"Invalid 'To' Phone Number: {to[:20]}")
         assert sb.calls == {}
     assert phone.hits == []
 
@@ -237,10 +256,10 @@ async def test_from_must_be_the_configured_caller(phone):
         async with http_for(sb) as http:
             status, body = await create(http, sb, call_form(phone, caller="+15550109999"))
             assert status == 400
-            assert body == {"code": 21210, "message": "'From' phone number not verified: +15550109999", "status": 400}
+            assert body == rejected(21210, "'From' phone number not verified: +15550109999")
             assert sb.calls == {}
             status, body = await create(http, sb, call_form(phone, caller=CALLER))
-            assert status == 201
+            assert status == 200
         await settle(sb)
 
 
@@ -248,21 +267,21 @@ async def test_without_a_caller_any_e164_from_is_accepted(phone):
     async with Sandbox(caller=None, scenario=Scenario(outcome="busy")) as sb:
         async with http_for(sb) as http:
             status, _body = await create(http, sb, call_form(phone, caller="+442071838750"))
-            assert status == 201
+            assert status == 200
             status, bad = await create(http, sb, call_form(phone, caller="not-a-number"))
         assert status == 400
-        assert bad["code"] == 21210
+        assert bad["errors"][0]["code"] == "21210"
         await settle(sb)
         assert len(sb.calls) == 1
 
 
-async def test_create_answers_201_with_the_call(phone):
+async def test_create_answers_200_with_the_call(phone):
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome="busy")) as sb:
         async with http_for(sb) as http:
             status, body = await create(http, sb, call_form(phone))
         await settle(sb)
-    assert status == 201
-    assert body["sid"].startswith("CA") and len(body["sid"]) == 34
+    assert status == 200  # SignalWire's spec; Twilio answers 201
+    assert str(uuid.UUID(body["sid"])) == body["sid"]  # a UUID, as SignalWire's
     assert body["status"] == "queued"
     assert (body["to"], body["from"], body["account_sid"]) == (NUMBER, CALLER, sb.project)
     assert list(sb.calls) == [body["sid"]]
@@ -277,7 +296,7 @@ async def test_unanswered_outcomes_send_callbacks_in_order(phone, outcome):
     async with Sandbox(caller=CALLER, scenario=Scenario(outcome=outcome)) as sb:
         async with http_for(sb) as http:
             status, body = await create(http, sb, call_form(phone))
-            assert status == 201
+            assert status == 200
             await settle(sb)
             final = await fetch(http, sb, body["sid"])
         assert phone.statuses() == ["initiated", "ringing", outcome]
@@ -287,7 +306,7 @@ async def test_unanswered_outcomes_send_callbacks_in_order(phone, outcome):
         assert last["CallSid"] == body["sid"]
         assert "CallDuration" not in phone.callbacks()[0].fields
         assert phone.webhooks() == []  # never answered: the webhook is never fetched
-        assert (final["status"], final["duration"]) == (outcome, "0")
+        assert (final["status"], final["duration"]) == (outcome, 0)
         assert sb.calls[body["sid"]].heard == []
         assert sb.heard_code() is None
 
@@ -297,14 +316,14 @@ async def test_answered_call_end_to_end(phone):
     sb = Sandbox(caller=CALLER, on_heard=lambda call, lines: heard_batches.append(list(lines)))
     async with sb, http_for(sb) as http:
         status, body = await create(http, sb, call_form(phone))
-        assert status == 201
+        assert status == 200
         await settle(sb)
         final = await fetch(http, sb, body["sid"])
     sid = body["sid"]
     call = sb.calls[sid]
 
-    assert phone.statuses() == ["initiated", "ringing", "answered", "in-progress", "completed"]
-    assert phone.sequences() == [0, 1, 2, 3, 4]
+    assert phone.statuses() == ["initiated", "ringing", "in-progress", "completed"]  # no "answered"
+    assert phone.sequences() == [0, 1, 2, 3]
     assert phone.callbacks()[-1].fields["CallDuration"] == str(call.duration)
     assert call.duration >= 1
 
@@ -319,14 +338,17 @@ async def test_answered_call_end_to_end(phone):
     assert call.pressed == [KEY]
 
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
         "Press 7 to hear your code.",
         "[waits for a key]",
         "[presses 7]",
         "Your code is:",
         ", ".join(CODE),
-        "Once again, your code is:",
+        "Once again:",
         ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.",
+        "[waits for a key]",
         "Goodbye.",
         "[hangs up]",
     ]
@@ -334,14 +356,14 @@ async def test_answered_call_end_to_end(phone):
     assert sb.heard_code(sid) == CODE
     assert [line for batch in heard_batches for line in batch] == call.heard
 
-    assert (final["status"], final["duration"]) == ("completed", str(call.duration))
+    assert (final["status"], final["duration"]) == ("completed", call.duration)
 
 
 async def test_every_request_is_signed_and_verifies(phone):
     async with Sandbox(caller=CALLER) as sb, http_for(sb) as http:
         await create(http, sb, call_form(phone))
         await settle(sb)
-    assert len(phone.hits) == 7  # 5 callbacks + 2 webhook documents
+    assert len(phone.hits) == 6  # 4 callbacks + 2 webhook documents
     for hit in phone.hits:
         assert hit.signature, hit
         assert signature.valid(sb.signing_key, hit.url, hit.form, hit.signature), hit
@@ -363,7 +385,7 @@ async def test_no_signing_key_sends_unsigned_requests(phone):
     async with Sandbox(caller=CALLER, signing_key=None) as sb, http_for(sb) as http:
         await create(http, sb, call_form(phone))
         await settle(sb)
-    assert len(phone.hits) == 7
+    assert len(phone.hits) == 6
     assert all(hit.signature is None for hit in phone.hits)
     assert sb.heard_code() == CODE
 
@@ -376,10 +398,14 @@ async def test_code_read_at_once_without_a_gate(phone):
     assert [h.path for h in phone.webhooks()] == ["/plain"]
     assert call.pressed == []
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
+        "Your code is:",
         ", ".join(CODE),
-        "Once again, your code is:",
+        "Once again:",
         ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.",
+        "[waits for a key]",
         "Goodbye.",
         "[hangs up]",
     ]
@@ -405,7 +431,8 @@ async def test_callee_pressing_nothing_hears_the_gate_to_its_end(phone):
     assert [h.path for h in phone.webhooks()] == ["/voice"]
     assert call.pressed == []
     assert call.heard == [
-        "Hello. This is your verification code.",
+        "Hello. This is an automated call to check that this phone number is yours.",
+        "You will hear a code. Read it only to the person you are speaking with now. If you are not expecting this call, hang up.",
         "Press 7 to hear your code.",
         "[waits for a key]",
         "We did not hear a key press. Goodbye.",
@@ -474,8 +501,8 @@ async def test_hang_up_of_an_answered_call_completes_it(phone):
         await settle(sb)
         final = await fetch(http, sb, sid)
     assert final["status"] == "completed"
-    assert phone.statuses() == ["initiated", "ringing", "answered", "in-progress", "completed"]
-    assert phone.sequences() == [0, 1, 2, 3, 4]
+    assert phone.statuses() == ["initiated", "ringing", "in-progress", "completed"]
+    assert phone.sequences() == [0, 1, 2, 3]
 
 
 async def test_hang_up_of_a_finished_call_changes_nothing(phone):
@@ -522,3 +549,41 @@ async def test_simulated_delays_are_capped_at_50_ms(phone):
     # the simulated pauses: initiated, ringing, answer, the key press; none above 50 ms
     assert sb.heard_code() == CODE
     assert pauses == [0.05] * 4
+
+
+# --- the callee steers the reading (Scenario.steer) -------------------------------------------------
+
+
+async def test_callee_presses_the_repeat_then_the_slower_key(phone):
+    steer = (speech.REPEAT_KEY, speech.SLOWER_KEY)
+    async with Sandbox(caller=CALLER, scenario=Scenario(steer=steer)) as sb, http_for(sb) as http:
+        await create(http, sb, call_form(phone))
+        await settle(sb)
+    call = next(iter(sb.calls.values()))
+    assert [(h.path, h.fields.get("Digits")) for h in phone.webhooks()] == [
+        ("/voice", None), ("/key", KEY), ("/read", "1"), ("/read", "2")
+    ]
+    assert call.pressed == [KEY, "1", "2"]
+    reading = [
+        ", ".join(CODE), "Once again:", ", ".join(CODE),
+        "Press 1 to hear the code again, or 2 to hear it more slowly.", "[waits for a key]",
+    ]
+    assert call.heard[call.heard.index("[presses 7]"):] == (
+        ["[presses 7]", "Your code is:"] + reading + ["[presses 1]", "Your code is:"] + reading
+        + ["[presses 2]", "Slowly now. Your code is:", ", ".join(CODE), "Once again:", ", ".join(CODE), "Goodbye.",
+           "[hangs up]"]
+    )
+    assert sb.heard_code() == CODE
+
+
+async def test_a_callee_without_steering_keys_presses_nothing_while_the_code_is_read(phone):
+    """The code's digits and the offered keys are not a key asked for: the default callee
+    (press="asked") and a scripted one (press=KEY) press only at the gate."""
+    for press in ("asked", KEY):
+        phone.hits.clear()
+        async with Sandbox(caller=CALLER, scenario=Scenario(press=press)) as sb, http_for(sb) as http:
+            await create(http, sb, call_form(phone))
+            await settle(sb)
+        call = next(iter(sb.calls.values()))
+        assert call.pressed == [KEY]
+        assert [h.path for h in phone.webhooks()] == ["/voice", "/key"]

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -154,7 +155,7 @@ async def test_create_call_sends_exactly_the_documented_form():
             call = await place(client)
         await asyncio.wait_for(sb.settle(), 5)
     assert call.sid in sb.calls
-    assert call.sid.startswith("CA")
+    assert str(uuid.UUID(call.sid)) == call.sid  # SignalWire's sids are UUIDs; nothing assumes "CA…"
     assert call.status == "queued"
     assert [(r.method, r.path) for r in sb.requests] == [("POST", f"{API_PATH}/Accounts/{sb.project}/Calls.json")]
     assert sb.requests[0].form == EXPECTED_FORM
@@ -409,3 +410,117 @@ async def test_long_platform_messages_are_cut(odd_server):
     async with odd.client() as client:
         err = await provider_error(place(client))
     assert err.message == "SignalWire rejected the call request (400, error 21000): " + "x" * 300
+
+
+# --- both documented error shapes (specs/compatibility-api/_shared/errors.tsp) -----------------------
+
+MORE = "https://signalwire.com/docs/rest/compatibility-api/error-codes"
+HINT_21211 = " — the number called is not valid for SignalWire"
+HINT_21210 = " — SIGNALWIRE_NUMBER is not a number of this project: pick one from the Phone Numbers page"
+HINT_21219 = " — a trial account can call only verified numbers: verify this number or upgrade the account"
+
+
+def array_error(code: str, message: str, more_info: str | None = MORE) -> dict:
+    item = {"code": code, "message": message}
+    if more_info is not None:
+        item["more_info"] = more_info
+    return {"errors": [item]}
+
+
+@pytest.mark.parametrize(
+    "body, message, more_info",
+    [
+        (array_error("21211", "Invalid 'To' Phone Number"),
+         "SignalWire rejected the call request (400, error 21211): Invalid 'To' Phone Number" + HINT_21211, MORE),
+        (array_error("21210", "From not in project"),
+         "SignalWire rejected the call request (400, error 21210): From not in project" + HINT_21210, MORE),
+        (array_error("21219", "Trial account"),
+         "SignalWire rejected the call request (400, error 21219): Trial account" + HINT_21219, MORE),
+        (array_error("30010", "Maxpriceperminute was exceeded.", None),
+         "SignalWire rejected the call request (400, error 30010): Maxpriceperminute was exceeded.", None),
+        ({"code": "21211", "message": "string code, object shape", "more_info": MORE, "status": 400},
+         "SignalWire rejected the call request (400, error 21211): string code, object shape" + HINT_21211, MORE),
+        ({"code": 21219, "message": "int code", "more_info": MORE + "#21219", "status": 400},
+         "SignalWire rejected the call request (400, error 21219): int code" + HINT_21219, MORE + "#21219"),
+        ({"errors": [{"code": "21211", "message": "first"}, {"code": "21210", "message": "second"}]},
+         "SignalWire rejected the call request (400, error 21211): first; second" + HINT_21211, None),
+    ],
+)
+async def test_both_error_shapes_give_the_reason_and_the_hint(odd_server, body, message, more_info):
+    odd = await odd_server(answer(400, body))
+    async with odd.client() as client:
+        err = await provider_error(place(client))
+    assert err.message == message
+    assert err.more_info == more_info
+    assert not err.dialed  # a rejected create rang nobody
+    assert len(odd.seen) == 1
+
+
+@pytest.mark.parametrize("status", [404, 422])
+async def test_object_shape_on_fetch_and_update(odd_server, status):
+    body = {"code": 20404, "message": "The resource you are trying to access does not exist",
+            "more_info": MORE + "#20404", "status": status}
+    odd = await odd_server(answer(status, body))
+    async with odd.client() as client:
+        err = await provider_error(client.fetch_call("b3877c40-da60-4998-90ad-b792e98472ca"))
+        assert err.message == (f"SignalWire rejected the call status request ({status}, error 20404): "
+                               "The resource you are trying to access does not exist")
+        assert err.more_info == MORE + "#20404"
+        err = await provider_error(client.hang_up("b3877c40-da60-4998-90ad-b792e98472ca"))
+        assert err.message.startswith(f"SignalWire rejected the hang-up request ({status}, error 20404)")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"errors": "21211"}, "SignalWire rejected the call request (400)"),
+        ({"errors": []}, "SignalWire rejected the call request (400)"),
+        ({"errors": [None, 5, "x"]}, "SignalWire rejected the call request (400)"),
+        ({"errors": [{"code": {"nested": 1}, "message": ["not", "text"]}]}, "SignalWire rejected the call request (400)"),
+        ({"errors": [{"code": "2121 1", "message": "spaced code"}]}, "SignalWire rejected the call request (400): spaced code"),
+        ({"errors": [{"code": "9" * 40, "message": "huge code"}]}, "SignalWire rejected the call request (400): huge code"),
+        ({"errors": [{"code": True, "message": "bool code"}]}, "SignalWire rejected the call request (400): bool code"),
+        ({"code": 21211.5, "message": "float code"}, "SignalWire rejected the call request (400): float code"),
+        ({"errors": [{"code": "21211", "message": "line\nbreak\x1b[31mred\x07"}]},
+         "SignalWire rejected the call request (400, error 21211): line break [31mred" + HINT_21211),
+        ({"errors": [{"code": "21211", "message": "y" * 1000}] * 50},
+         "SignalWire rejected the call request (400, error 21211): " + "y" * 300 + HINT_21211),
+    ],
+)
+async def test_hostile_error_bodies(odd_server, body, message):
+    odd = await odd_server(answer(400, body))
+    async with odd.client() as client:
+        err = await provider_error(place(client))
+    assert err.message == message
+    assert TOKEN not in err.message
+
+
+@pytest.mark.parametrize(
+    "more_info, kept",
+    [
+        ("https://signalwire.com/docs/x#21211", True),
+        ("http://example.test/errors/21211", True),
+        ("javascript:alert(1)", False),
+        ("https://example.test/\x1b[2Jclear", False),
+        ("https://example.test/" + "a" * 600, False),
+        (12345, False),
+        ("", False),
+    ],
+)
+async def test_more_info_is_kept_only_as_a_plain_web_link(odd_server, more_info, kept):
+    odd = await odd_server(answer(400, {"errors": [{"code": "21211", "message": "m", "more_info": more_info}]}))
+    async with odd.client() as client:
+        err = await provider_error(place(client))
+    assert err.more_info == (more_info if kept else None)
+    assert "more_info" not in err.message and (not isinstance(more_info, str) or not more_info or more_info not in err.message)
+
+
+async def test_the_sandbox_rejections_reach_the_operator_with_their_hint():
+    """The sandbox answers rejected creates in the 400-array shape; the client reads it."""
+    for code, hint in (("21211", HINT_21211), ("21210", HINT_21210), ("21219", HINT_21219)):
+        async with Sandbox(caller=CALLER, scenario=Scenario(api_status=400, api_code=int(code))) as sb:
+            async with client_for(sb) as client:
+                err = await provider_error(place(client))
+        assert err.message.startswith(f"SignalWire rejected the call request (400, error {code}): ")
+        assert err.message.endswith(hint)
+        assert err.more_info == f"{MORE}#{code}"

@@ -9,15 +9,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
+import hashlib
+import hmac
+import json
 import logging
+import os
 import random
 import re
+import resource
 import secrets
+import select
 import socket
+import subprocess
+import sys
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -25,15 +36,23 @@ import pytest
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from tests.helpers import digit_runs, serving
-from voice2fa_cli import signature, speech, webhook
+from aiohttp import web
+
+from tests.helpers import FAST, ThreadedSandbox, digit_runs, free_port, serving, voice2fa_command
+from voice2fa_cli import flow, signature, speech, webhook
+from voice2fa_cli import phone
+from voice2fa_cli.config import Listen, Settings, Timing
+from voice2fa_cli.sandbox import Sandbox, Scenario
+from voice2fa_cli.store import Store
 from voice2fa_cli.errors import EXIT_USAGE, ConfigError
 from voice2fa_cli.webhook import (
     GATE_TRIES,
     MAX_BODY,
+    MAX_CODE_READS,
     MAX_FIELDS,
     MAX_HISTORY,
     CallState,
+    Limits,
     Server,
     ServerConfig,
     bind,
@@ -443,11 +462,41 @@ async def test_call_over_is_410(hook):
     call = hook.call(call_sid=SID)
     assert (await hook.status(call, "completed", 0, CallDuration="12")).status == 200
     assert call.ended
-    for tail in ("", "/key", "/status"):
+    for tail in ("", "/key"):
         reply = await hook.post(call, tail, fields_for(Digits="7"))
         assert (reply.status, reply.text) == (410, "this call is over\n"), tail
         no_code(reply)
     assert not call.delivered and not call.fetched
+
+
+async def test_status_route_answers_200_after_the_call_is_over(hook):
+    """The platform's callbacks after the end (its final one after voice2fa hangs up, and its
+    retries of what failed) get 200 for as long as the server runs, and change nothing."""
+    call = hook.call(call_sid=SID)
+    assert (await hook.status(call, "completed", 3, CallDuration="12")).status == 200
+    for status, seq, duration in (("completed", 4, "13"), ("completed", 3, "12"), ("busy", 9, "0"), ("ringing", 1, "")):
+        reply = await hook.status(call, status, seq, CallDuration=duration)
+        assert (reply.status, reply.body) == (200, b""), status
+        no_code(reply)
+    assert (call.status, call.duration, events(call)) == ("completed", 12, ["completed"])
+    reply = await hook.post(call, "/status", status_fields("completed", 5), sig=forged())
+    assert (reply.status, reply.text) == (403, "invalid signature\n")  # still signed
+
+
+async def test_after_voice2fa_hangs_up_no_document_but_the_final_status_is_taken(hook):
+    """Once voice2fa hung up (flow sets hung_up), the cXML routes answer 410 and never the code,
+    while the platform's final callback that follows, with its CallDuration, is what is kept."""
+    call = hook.call(key=None, call_sid=SID)
+    await hook.status(call, "in-progress", 2)
+    call.hung_up = True
+    for tail in ("", "/key"):
+        reply = await hook.post(call, tail, fields_for(Digits="7"))
+        assert (reply.status, reply.text) == (410, "this call is over\n"), tail
+        no_code(reply)
+    assert not call.delivered
+    reply = await hook.status(call, "completed", 3, CallDuration="27")
+    assert (reply.status, reply.body) == (200, b"")
+    assert (call.status, call.duration, call.ended) == ("completed", 27, True)
 
 
 @pytest.mark.parametrize("tail", ["", "/key"])
@@ -479,15 +528,17 @@ def assert_gate(reply: Reply, call: CallState, *, retry: bool) -> None:
     gather = root.find("Gather")
     assert gather is not None
     assert gather.attrib == {
+        "input": "dtmf",
         "numDigits": "1",
         "method": "POST",
         "action": f"{PUBLIC}/v/{call.token}/key",
-        "timeout": "8",
+        "timeout": "12",
     }
     assert [say.text for say in gather.findall("Say")] == [f"Press {call.key} to hear your code."]
     first = root[0]
     assert first.tag == "Say"
-    assert first.text == (f"That was not {call.key}." if retry else "Hello. This is your verification code.")
+    assert first.text == ("That was not the right key." if retry else
+                          "Hello. This is an automated call to check that this phone number is yours.")
     assert digit_runs(root) == []
     no_code(reply)
 
@@ -500,12 +551,13 @@ async def test_gate_then_the_right_key_reads_the_code(hook):
 
     reply = await hook.post(call, "/key", fields_for(Digits="7"))
     root = reply.xml()
-    assert root[0].text == "Your code is:"
+    assert root[0].tag == "Gather"  # keys steer the reading
+    assert root[0][0].text == "Your code is:"
     assert digit_runs(root) == [CODE, CODE]
     for say in root.iter("Say"):
-        assert len(re.findall(r"[0-9]", say.text or "")) <= 1  # each digit its own <Say>
+        assert len(re.findall(r"[0-9]", say.text or "")) <= 2  # each digit its own <Say>; the options name 2 keys
+        assert not re.search(r"[0-9]{2}", say.text or "")
     assert CODE.encode() not in reply.body  # never one number
-    assert root.find("Gather") is None
     assert root[-1].tag == "Hangup"
     assert call.delivered
     assert events(call)[:2] == ["fetched", "in-progress"]
@@ -558,8 +610,8 @@ async def test_without_a_key_the_code_is_read_at_once(hook):
     call = hook.call(key=None)
     reply = await hook.post(call)
     root = reply.xml()
-    assert root.find("Gather") is None
-    assert root[0].text == "Hello. This is your verification code."
+    assert root[0].text == "Hello. This is an automated call to check that this phone number is yours."
+    assert root[2].tag == "Gather" and root[2].get("action") == f"{PUBLIC}/v/{call.token}/read"
     assert digit_runs(root) == [CODE, CODE]
     assert (call.fetched, call.delivered) == (True, True)
     assert events(call)[:2] == ["fetched", "in-progress"]
@@ -595,6 +647,57 @@ async def test_the_code_is_only_in_the_code_document(hook):
         no_code(reply)
 
 
+# --- replay: the code is served a bounded number of times -----------------------------------------
+
+
+def spoken_code(reply: Reply) -> bool:
+    return reply.status == 200 and digit_runs(reply.xml()) == [CODE, CODE]
+
+
+async def test_a_replayed_signed_key_press_stops_getting_the_code(hook):
+    """An attacker who captured the signed request that pressed the right key replays it: the
+    code comes back at most MAX_CODE_READS times in all, then 410 without the code."""
+    assert MAX_CODE_READS == 3
+    call = hook.call(key="7", call_sid=SID)
+    assert_gate(await hook.post(call), call, retry=False)
+    fields = fields_for(Digits="7")
+    path = hook.path(call, "/key")
+    body, sig = urlencode(fields).encode(), hook.sign(path, fields)  # captured once, replayed as is
+    replies = [await hook.send("POST", path, body=body, sig=sig) for _ in range(MAX_CODE_READS + 6)]
+    assert [spoken_code(r) for r in replies] == [True] * MAX_CODE_READS + [False] * 6
+    for reply in replies[MAX_CODE_READS:]:
+        assert (reply.status, reply.text) == (410, "the code has been read enough times\n")
+        no_code(reply)
+    assert call.code_reads == MAX_CODE_READS
+    assert events(call).count("delivered") == 1
+
+
+async def test_every_way_to_the_code_counts_against_one_budget(hook):
+    """The first document after delivery, the key route with any digits once delivered, the
+    callee's repeat key: one budget."""
+    call = hook.call(key="7", call_sid=SID)
+    await hook.post(call)
+    assert spoken_code(await hook.post(call, "/key", fields_for(Digits="7")))
+    assert spoken_code(await hook.post(call))  # the first document, after delivery: the code again
+    assert spoken_code(await hook.post(call, "/key", fields_for(Digits="3")))
+    assert call.code_reads == MAX_CODE_READS == 3
+    for tail, digits in (("", ""), ("/key", "7"), ("/key", "1"), ("/read", speech.REPEAT_KEY), ("/read", speech.SLOWER_KEY)):
+        reply = await hook.post(call, tail, fields_for(Digits=digits))
+        assert reply.status == 410, tail
+        no_code(reply)
+    assert call.code_reads == MAX_CODE_READS
+
+
+async def test_without_the_gate_the_first_document_is_bounded_too(hook):
+    call = hook.call(key=None, call_sid=SID)
+    replies = [await hook.post(call) for _ in range(MAX_CODE_READS + 3)]
+    assert [spoken_code(r) for r in replies] == [True] * MAX_CODE_READS + [False] * 3
+    assert all(r.status == 410 and not carries_code(r.body, r.headers) for r in replies[MAX_CODE_READS:])
+    # the status route is not part of the budget: the platform's callbacks still get 200
+    assert (await hook.status(call, "completed", 1, CallDuration="20")).status == 200
+    assert (call.status, call.duration) == ("completed", 20)
+
+
 # --- status callbacks -----------------------------------------------------------------------------
 
 
@@ -627,7 +730,7 @@ async def test_status_callbacks_in_order_duplicates_and_older_ignored(hook):
     assert call.changed.is_set()
     assert events(call) == ["initiated", "ringing", "in-progress", "completed"]
     reply = await hook.status(call, "completed", 5, CallDuration="18")
-    assert (reply.status, reply.text) == (410, "this call is over\n")
+    assert (reply.status, reply.body) == (200, b"")  # after the end: 200, and nothing changes
     assert call.duration == 17
 
 
@@ -667,8 +770,10 @@ async def test_a_final_status_ends_the_call(hook, final):
     assert call.ended and call.status == final
     assert call.duration == (42 if final == "completed" else 0)
     assert events(call) == ["ringing", final]
-    for tail in ("", "/key", "/status"):
+    for tail in ("", "/key"):
         assert (await hook.post(call, tail, fields_for(Digits="7"))).status == 410
+    assert (await hook.post(call, "/status", status_fields("completed", 3, CallDuration="9"))).status == 200
+    assert call.status == final
 
 
 async def test_bad_numbers_in_callbacks_are_tolerated(hook):
@@ -690,6 +795,48 @@ async def test_history_is_bounded(hook):
     assert call.sequence == 2 * MAX_HISTORY + 9
 
 
+async def test_the_platforms_final_callback_after_voice2fa_hangs_up_is_recorded(tmp_path):
+    """The call is answered but the webhook never fetched, so voice2fa hangs up; the platform
+    then posts its final status with CallDuration. That callback gets 200, and its status and
+    duration are what `send` reports and the store keeps (not a guess)."""
+    async with Sandbox(caller=CALLER) as sb:
+        sb.scenario = Scenario(fetch=False)
+        port = free_port()
+        settings = Settings(
+            space=sb.url, project=sb.project, token=sb.token, caller=CALLER, signing_key=sb.signing_key,
+            public_url=f"http://127.0.0.1:{port}", listen=Listen("127.0.0.1", port), state_dir=tmp_path / "s",
+            # polling waits longer than the grace period: the callback is the only way to learn the end
+            timing=Timing(ring_timeout=5, poll_interval=30, webhook_grace=1.0, api_timeout=5),
+            allowed_countries=frozenset({"US"}),
+        )
+
+        async def call_lasts_seven_seconds() -> None:  # the platform's clock: answered 7 s before the hang-up
+            while not any(c.answered and c.started for c in sb.calls.values()):
+                await asyncio.sleep(0.01)
+            sim = next(iter(sb.calls.values()))
+            sim.started -= datetime.timedelta(seconds=7)
+
+        timer = asyncio.ensure_future(asyncio.wait_for(call_lasts_seven_seconds(), 20))
+        result = await asyncio.wait_for(
+            flow.send(settings, flow.SendOptions(number=phone.parse(NUMBER)), Quiet()), 30
+        )
+        await timer
+        sim = sb.calls[result.call_sid]
+    assert (result.delivered, result.call_status) == (False, "completed")
+    assert result.duration == sim.duration >= 7  # what the platform said, not a guess (None)
+    final = [d for d in sim.deliveries if d.status == "completed"]
+    assert [d.answers for d in final] == [[200]]  # taken at once: no error, no retry
+    with Store.open(tmp_path / "s") as store:
+        assert store.newest(NUMBER).call_status == "completed"
+
+
+class Quiet:
+    def warn(self, text: str) -> None: ...
+    def debug(self, text: str) -> None: ...
+    def step(self, event: str, elapsed: float, detail: str | None = None) -> None: ...
+    def heard(self, lines: list[str]) -> None: ...
+
+
 # --- health ------------------------------------------------------------------------------------
 
 
@@ -698,9 +845,16 @@ async def test_health_with_the_right_nonce(hook):
     assert webhook.health_url(hook.config) == f"{PUBLIC}/health/{nonce}"
     reply = await hook.send("GET", f"/health/{nonce}")
     assert reply.status == 200
-    assert nonce in reply.text
-    assert reply.text == f"voice2fa {nonce}\n"
+    proof = hmac.new(hook.config.health_secret, nonce.encode(), hashlib.sha256).hexdigest()
+    assert reply.text == f"voice2fa {proof}\n"
+    assert reply.body == webhook.health_answer(hook.config)
+    assert nonce not in reply.text
     no_code(reply)
+    # another run (another secret) answers the same nonce differently: only this run can prove it
+    other = ServerConfig(PUBLIC, KEY, health_nonce=nonce)
+    assert webhook.health_answer(other) != reply.body
+    assert len(hook.config.health_secret) == 32
+    assert "health_secret" not in repr(hook.config) and proof not in repr(hook.config)
 
 
 @pytest.mark.parametrize(
@@ -724,6 +878,47 @@ async def test_health_with_a_wrong_nonce_is_404(hook, nonce):
     nonce = nonce.replace("__NONCE__", real).replace("__NONCE_PREFIX__", real[:-1])
     reply = await hook.send("GET", f"/health/{nonce}")
     assert (reply.status, reply.text) == (404, "not found\n")
+
+
+# --- preflight: only this run's server passes ------------------------------------------------------
+
+
+async def echo(request: web.Request) -> web.Response:
+    """A server that answers any path with the path, and with what voice2fa used to answer."""
+    nonce = request.path.rsplit("/", 1)[-1]
+    return web.Response(text=f"voice2fa {nonce}\n{request.path_qs}\n{request.url}\n")
+
+
+async def test_preflight_is_not_fooled_by_an_echo():
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", echo)
+    async with serving(app) as base:
+        config = ServerConfig(base, KEY)
+        async with aiohttp.ClientSession() as http, http.get(webhook.health_url(config)) as resp:
+            assert resp.status == 200 and config.health_nonce in await resp.text()  # the echo "passes" the old check
+        with pytest.raises(ConfigError) as info:
+            await flow.preflight(config, Listen("127.0.0.1", 5000), 5)
+    assert info.value.message == (
+        f"the public URL {base} reaches another server, not this voice2fa: is the tunnel running and "
+        "forwarding to 127.0.0.1:5000? (--skip-preflight to skip this check)"
+    )
+
+
+async def test_preflight_refuses_another_voice2fa_run():
+    """Another voice2fa (another secret) behind the URL, even one that knows our nonce, fails."""
+    mine = ServerConfig(PUBLIC, KEY)
+    async with product_server(ServerConfig(PUBLIC, KEY, health_nonce=mine.health_nonce)) as port:
+        base = f"http://127.0.0.1:{port}"
+        with pytest.raises(ConfigError, match="reaches another server"):
+            await flow.preflight(ServerConfig(base, KEY, health_nonce=mine.health_nonce), Listen("127.0.0.1", port), 5)
+
+
+async def test_preflight_passes_through_this_server():
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    config = ServerConfig(f"http://127.0.0.1:{port}", KEY)
+    async with Server(make_app(config), sock):
+        await flow.preflight(config, Listen("127.0.0.1", port), 5)  # no error
 
 
 # --- a public URL with a path --------------------------------------------------------------------
@@ -755,7 +950,7 @@ async def test_public_url_with_a_path_prefix(hooks):
 
     assert (await hook.send("GET", f"/health/{hook.config.health_nonce}")).status == 404
     reply = await hook.send("GET", f"/voice2fa/health/{hook.config.health_nonce}")
-    assert (reply.status, reply.text) == (200, f"voice2fa {hook.config.health_nonce}\n")
+    assert (reply.status, reply.body) == (200, webhook.health_answer(hook.config))
 
 
 # --- the server and its socket ----------------------------------------------------------------------
@@ -947,6 +1142,392 @@ async def test_a_body_that_cannot_be_decoded_is_a_4xx_without_a_traceback(caplog
     assert 400 <= status < 500, (status, body)
     assert errors_logged(caplog) == []
     assert not call.fetched
+
+
+# --- starvation: floods of slow and idle connections ------------------------------------------------
+
+FLOOD = Path(__file__).with_name("flood.py")
+FLOOD_SIZE = 1100  # more connections than the open-file limit below allows
+FILE_LIMIT = 1024
+
+
+def with_open_file_limit(argv: list[str], soft: int, hard: int) -> list[str]:
+    """`argv` run under these open-file limits (through sh's ulimit: no preexec_fn, which is not
+    safe while the test process runs threads, such as the sandbox's)."""
+    script = 'ulimit -S -n "$2" && ulimit -H -n "$1" && shift 2 && exec "$@"'
+    return ["sh", "-c", script, "sh", str(hard), str(soft), *argv]
+
+
+def start_flood(port: int, count: int, mode: str, seconds: float = 40) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(FLOOD), str(port), str(count), mode, str(seconds)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def read_json_line(proc: subprocess.Popen, timeout: float) -> dict:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "no answer from the flood within the time bound"
+    line = proc.stdout.readline()
+    assert line, proc.stderr.read()
+    return json.loads(line)
+
+
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    """Kill `proc` if it still runs; what it printed (when not read already)."""
+    if proc.poll() is not None and (proc.stdout is None or proc.stdout.closed):
+        return "", ""
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        return proc.communicate(timeout=10)
+    except (subprocess.TimeoutExpired, ValueError):
+        return "", ""
+
+
+async def platform_request(url: str, signing_key: str, fields: list[tuple[str, str]]) -> int:
+    """A signed request with the platform's own webhook timeouts: 2 s to connect, 5 s to read."""
+    timeout = aiohttp.ClientTimeout(sock_connect=2, sock_read=5)
+    headers = {SIG: signature.compute(signing_key, url, fields), "Content-Type": FORM}
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        async with http.post(url, data=urlencode(fields), headers=headers) as resp:
+            await resp.read()
+            return resp.status
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX limits")
+def test_a_flood_of_slow_and_idle_connections_does_not_starve_the_webhook(state_dir, tmp_path):
+    """The audit's attack: `voice2fa send` runs with an open-file limit of 1024 (soft and hard, so
+    raising it cannot help) while 1,100 slow or idle connections are held open on its webhook.
+    A signed platform request is still served within the platform's timeouts, the call delivers
+    its code, and no traceback (nor a flood of warnings) reaches the terminal."""
+    if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < FILE_LIMIT:
+        pytest.skip("the hard open-file limit is below 1024 here")
+    gate = threading.Event()
+
+    async def gated_sleep(delay: float) -> None:  # the simulated call waits until the flood is in place
+        for _ in range(6000):
+            if gate.is_set():
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(delay)
+
+    sb = ThreadedSandbox(caller=CALLER, sleep=gated_sleep)
+    floods: list[subprocess.Popen] = []
+    cli = None
+    try:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+        env.update(
+            SIGNALWIRE_SPACE=sb.url, SIGNALWIRE_PROJECT=sb.project, SIGNALWIRE_TOKEN=sb.token,
+            SIGNALWIRE_NUMBER=CALLER, SIGNALWIRE_SIGNING_KEY=sb.signing_key,
+            VOICE2FA_PUBLIC_URL=f"http://127.0.0.1:{port}", VOICE2FA_LISTEN=f"127.0.0.1:{port}",
+            VOICE2FA_STATE_DIR=str(state_dir), NO_COLOR="1", **FAST,
+        )
+        cli = subprocess.Popen(
+            with_open_file_limit(voice2fa_command() + ["send", NUMBER, "--no-prompt"], FILE_LIMIT, FILE_LIMIT),
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for _ in range(3000):  # the call is created once the server listens and the preflight passed
+            if sb.sandbox.calls or cli.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert sb.sandbox.calls, f"no call was created: {cli.poll()} {stop(cli)}"
+        sim = next(iter(sb.sandbox.calls.values()))
+
+        half = FLOOD_SIZE // 2
+        floods = [start_flood(port, half, "idle"), start_flood(port, FLOOD_SIZE - half, "slow")]
+        opened = [read_json_line(f, 60)["opened"] for f in floods]
+        assert sum(opened) > FILE_LIMIT, opened  # the connections were made (some may be closed already)
+
+        fields = [("AccountSid", sb.project), ("CallSid", sim.sid), ("CallStatus", "queued")]
+        assert asyncio.run(platform_request(sim.status_callback, sb.signing_key, fields)) == 200
+
+        gate.set()  # the platform rings, answers, fetches the webhook (signed), presses the key
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 0, err
+        assert sb.heard_code() and re.fullmatch(r"[0-9]{6}", sb.heard_code())
+        assert "Traceback" not in err and "out of system resource" not in err, err[:3000]
+        warnings = [line for line in err.splitlines() if "webhook" in line and ("connections" in line or "open files" in line)]
+        assert len(warnings) <= 1, warnings
+        assert len(err.splitlines()) < 30, err[:3000]  # the usual timeline, not a flood
+    finally:
+        gate.set()
+        for proc in floods:
+            stop(proc)
+        if cli is not None:
+            stop(cli)
+        sb.stop()
+
+
+SERVE_SCRIPT = """
+import asyncio, json, logging, os, resource, sys
+from voice2fa_cli import speech, webhook
+
+class Reporter:
+    def warn(self, text): print("warning: " + text, file=sys.stderr, flush=True)
+    def debug(self, text): print("debug: " + text, file=sys.stderr, flush=True)
+
+async def main(mode):
+    config = webhook.ServerConfig("http://127.0.0.1", None)
+    app = webhook.make_app(config)
+    sock = webhook.bind("127.0.0.1", 0)
+    try:
+        server = webhook.Server(app, sock, Reporter())
+    except TypeError:  # a Server without a reporter (the code before the fix)
+        server = webhook.Server(app, sock)
+    async with server:
+        held = []
+        if mode == "exhaust":  # something else took every descriptor but a few
+            try:
+                while len(held) < 100000:
+                    held.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            for fd in held[-3:]:
+                os.close(fd)
+            held = held[:-3]
+        print(json.dumps({"port": sock.getsockname()[1], "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)}), flush=True)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        loop.add_reader(sys.stdin.fileno(), lambda: done.done() or done.set_result(None))
+        await asyncio.wait_for(done, 60)
+        loop.remove_reader(sys.stdin.fileno())
+        for fd in held:
+            os.close(fd)
+        # errors from anywhere in the loop and asyncio's logger: never a traceback
+        loop.call_exception_handler({"message": "Fatal error on transport", "exception": ConnectionResetError("gone")})
+        try:
+            raise ValueError("a bug somewhere")
+        except ValueError:
+            logging.getLogger("asyncio").exception("Task exception was never retrieved")
+        await asyncio.sleep(0.05)
+    print(json.dumps({"done": True}), flush=True)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def start_server_process(mode: str, soft: int, hard: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        with_open_file_limit([sys.executable, "-c", SERVE_SCRIPT, mode], soft, hard), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def test_serving_raises_the_soft_open_file_limit_to_the_hard_limit():
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 512:
+        pytest.skip("the hard open-file limit is too low here")
+    target = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+    proc = start_server_process("plain", 256, target)
+    try:
+        info = read_json_line(proc, 30)
+        assert info["nofile"] == [target, target]
+        out, err = proc.communicate(timeout=30)  # closes its stdin: it stops serving
+    finally:
+        stop(proc)
+    assert json.loads(out) == {"done": True}
+    assert "Traceback" not in err, err
+
+
+def test_running_out_of_open_files_is_one_warning_line_and_never_a_traceback():
+    """Something else took every descriptor but a few; a flood of connections then makes every
+    accept() fail with EMFILE (asyncio retries each second). The terminal gets one warning line,
+    and errors from asyncio's logger and the loop's exception handler never a traceback."""
+    proc = start_server_process("exhaust", 256, 256)
+    flood = None
+    try:
+        port = read_json_line(proc, 30)["port"]
+        flood = start_flood(port, 200, "idle", seconds=20)
+        read_json_line(flood, 60)
+        time.sleep(2.5)  # not a timing assertion: lets asyncio retry accept() a couple of times
+        out, err = proc.communicate(timeout=60)  # closes its stdin: it stops serving
+    finally:
+        if flood is not None:
+            stop(flood)
+        stop(proc)
+    assert json.loads(out.splitlines()[-1]) == {"done": True}, (out, err[:2000])
+    assert "Traceback" not in err and "out of system resource" not in err, err[:3000]
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: the webhook ran out of open files (limit 256): new connections wait while idle ones are closed"]
+    assert len(err) < 5000, err[:3000]
+
+
+@contextlib.asynccontextmanager
+async def limited_server(limits: Limits, *calls: CallState, key: str | None = KEY):
+    """The product's Server with short (or small) limits; yields (port, server)."""
+    config = ServerConfig(PUBLIC, key, limits=limits)
+    app = make_app(config)
+    for call in calls:
+        register(app, call)
+    sock = bind("127.0.0.1", 0)
+    async with Server(app, sock) as server:
+        yield sock.getsockname()[1], server
+
+
+async def closed_by_server(reader: asyncio.StreamReader, bound: float = 10.0) -> bytes | None:
+    """What the server sent before closing the connection, or None when it was still open after
+    `bound` seconds (a bound on waiting, not a timing assertion)."""
+    got = b""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + bound
+    while loop.time() < end:
+        try:
+            data = await asyncio.wait_for(reader.read(4096), end - loop.time())
+        except asyncio.TimeoutError:
+            return None
+        except ConnectionError:
+            return got
+        if not data:
+            return got
+        got += data
+    return None
+
+
+LONG = 60.0  # a limit that never fires within a test
+
+
+async def test_a_connection_that_sends_nothing_is_closed():
+    async with limited_server(Limits(idle=0.2, head=LONG, body=LONG)) as (port, server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await closed_by_server(reader) == b""
+        writer.close()
+
+
+async def test_headers_that_never_end_are_closed_however_slowly_they_drip():
+    """A slow-loris: one header byte at a time. The head limit counts from the request's first
+    byte; bytes that keep coming do not extend it."""
+    async with limited_server(Limits(idle=LONG, head=0.3, body=LONG)) as (port, server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /v/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+
+        async def drip() -> None:
+            with contextlib.suppress(ConnectionError):
+                for _ in range(400):  # at most 20 s
+                    writer.write(b"a")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+
+        dripping = asyncio.ensure_future(drip())
+        try:
+            assert await closed_by_server(reader) == b""
+        finally:
+            dripping.cancel()
+            writer.close()
+
+
+async def test_a_body_that_never_arrives_is_408_and_closed():
+    call = CallState(session_id="s", code=CODE, voice=speech.Voice(), key=None, call_sid=SID)
+    async with limited_server(Limits(idle=LONG, head=LONG, body=0.3), call) as (port, server):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            f"POST /v/{call.token} HTTP/1.1\r\nHost: a\r\nContent-Type: {FORM}\r\n"
+            "Content-Length: 1000\r\n\r\nCallSid=CA".encode()
+        )
+        answer = await closed_by_server(reader)
+        writer.close()
+    assert answer is not None and answer.startswith(b"HTTP/1.1 408 "), answer
+    assert answer.endswith(b"\r\n\r\nthe request body did not arrive in time\n")
+    assert not call.fetched and not call.delivered
+
+
+async def test_a_kept_alive_connection_is_closed_once_idle():
+    async with limited_server(Limits(idle=0.3, head=LONG, body=LONG)) as (port, server):
+        config = server.app[webhook.CONFIG]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(f"GET /health/{config.health_nonce} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        answer = await closed_by_server(reader)
+        writer.close()
+    assert answer is not None and answer.startswith(b"HTTP/1.1 200 ")
+    assert answer.endswith(webhook.health_answer(config))
+
+
+async def open_idle(port: int, n: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
+    return [await asyncio.open_connection("127.0.0.1", port) for _ in range(n)]
+
+
+async def test_at_the_cap_the_oldest_idle_connection_makes_room_for_the_platform():
+    call = CallState(session_id="s", code=CODE, voice=speech.Voice(), key="7", call_sid=SID)
+    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=webhook.MIN_CONNECTIONS)
+    async with limited_server(limits, call) as (port, server):
+        assert server.pool.capacity == webhook.MIN_CONNECTIONS
+        held = await open_idle(port, webhook.MIN_CONNECTIONS + 8)
+        for _, writer in held[: 8]:  # some send part of their headers: slow, not busy
+            writer.write(b"POST /v/x HTTP/1.1\r\n")
+        path = f"/v/{call.token}"
+        fields = fields_for()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            async with http.post(
+                f"http://127.0.0.1:{port}{path}", data=urlencode(fields),
+                headers={SIG: signature.compute(KEY, PUBLIC + path, fields), "Content-Type": FORM},
+            ) as resp:
+                assert resp.status == 200
+                assert_gate(Reply(resp.status, resp.headers, await resp.read()), call, retry=False)
+        closed = [await closed_by_server(reader, 0.5) for reader, _ in held[:9]]
+        assert closed == [b""] * 9  # the oldest made room: the 8 over the cap, then one for the platform
+        assert len(server.pool.open) <= webhook.MIN_CONNECTIONS
+        for _, writer in held:
+            writer.close()
+
+
+async def test_at_the_cap_with_every_connection_in_a_handler_a_new_one_is_closed_at_once():
+    call = CallState(session_id="s", code=CODE, voice=speech.Voice(), key="7", call_sid=SID)
+    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=webhook.MIN_CONNECTIONS)
+    async with limited_server(limits, call) as (port, server):
+        busy = await open_idle(port, webhook.MIN_CONNECTIONS)
+        head = f"POST /v/{call.token} HTTP/1.1\r\nHost: a\r\nContent-Type: {FORM}\r\nContent-Length: 20\r\n\r\n"
+        for _, writer in busy:  # headers in, the body still to come: each holds a handler
+            writer.write(head.encode() + b"CallSid=")
+        for _ in range(1000):
+            if sum(c.phase == webhook._BUSY for c in server.pool.open) == webhook.MIN_CONNECTIONS:
+                break
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /health/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        assert await closed_by_server(reader) == b""  # closed at once, no answer
+        writer.close()
+        assert server.pool.refused >= 1
+        for reader, writer in busy:
+            assert not reader.at_eof()
+            writer.close()
+
+
+async def test_errors_in_the_loop_never_print_a_traceback(capfd):
+    """While serving, the loop's exception handler and asyncio's logger print nothing; the
+    reporter hears one debug line each (shown with -v)."""
+    heard: list[tuple[str, str]] = []
+
+    class Reporter:
+        def warn(self, text: str) -> None:
+            heard.append(("warn", text))
+
+        def debug(self, text: str) -> None:
+            heard.append(("debug", text))
+
+    loop = asyncio.get_running_loop()
+    before = loop.get_exception_handler()
+    sock = bind("127.0.0.1", 0)
+    async with Server(make_app(ServerConfig(PUBLIC, KEY)), sock, Reporter()):
+        loop.call_exception_handler({"message": "Fatal error on transport", "exception": ConnectionResetError("x")})
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("asyncio").exception("Task exception was never retrieved")
+    assert loop.get_exception_handler() is before
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err and "boom" not in err
+    assert ("debug", "event loop: Fatal error on transport (ConnectionResetError)") in heard
+    assert ("debug", "asyncio: Task exception was never retrieved") in heard
+    assert not [h for h in heard if h[0] == "warn"]
+
+
+def test_the_capacity_leaves_room_for_the_rest_of_the_process():
+    limits = Limits()
+    assert webhook.connection_capacity(limits, None, 10, 128) == 1000
+    assert webhook.connection_capacity(limits, 1024, 20, 128) == 1024 - 20 - 64 - 128
+    assert webhook.connection_capacity(limits, 1 << 20, 20, 128) == 1000
+    assert webhook.connection_capacity(limits, 100, 20, 128) == webhook.MIN_CONNECTIONS
 
 
 # --- hostile input ------------------------------------------------------------------------------------
@@ -1426,3 +2007,98 @@ async def test_hostile_input(caplog, capfd):
     if sum(tally.client_errors.values()) > FUZZ_TOTAL // 100:
         failures.append(f"too many requests without an answer: {dict(tally.client_errors)}")
     assert not failures, "\n".join(failures) + "\n" + summary
+
+
+# --- the callee steers the reading: /read (repeat, slower), within MAX_CODE_READS -------------------
+
+
+def reads_code(reply: Reply) -> bool:
+    return digit_runs(reply.xml()) == [CODE, CODE]
+
+
+async def passed_gate(hook: Hook) -> tuple[CallState, Reply]:
+    call = hook.call(key="7")
+    await hook.post(call)
+    reply = await hook.post(call, "/key", fields_for(Digits="7"))
+    assert reads_code(reply) and call.code_reads == 1
+    return call, reply
+
+
+async def test_the_repeat_key_reads_the_code_again(hook):
+    call, first = await passed_gate(hook)
+    gather = first.xml().find("Gather")
+    assert gather.get("action") == f"{PUBLIC}/v/{call.token}/read"
+    reply = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert reply.status == 200 and reads_code(reply)
+    assert reply.body == speech.code_document(CODE, call.voice, after_gate=True, action=f"{PUBLIC}/v/{call.token}/read")
+    assert call.code_reads == 2
+    assert events(call).count("delivered") == 1  # a repeat is not a new delivery
+
+
+async def test_the_slower_key_pauses_after_every_digit(hook):
+    call, _ = await passed_gate(hook)
+    reply = await hook.post(call, "/read", fields_for(Digits=speech.SLOWER_KEY))
+    assert reads_code(reply)
+    assert reply.body == speech.code_document(
+        CODE, call.voice, after_gate=True, slow=True, action=f"{PUBLIC}/v/{call.token}/read"
+    )
+    pauses = [el.get("length") for el in reply.xml().iter("Pause")]
+    assert pauses.count("1") >= 2 * (len(CODE) - 2) and "2" in pauses
+
+
+async def test_repeats_are_bounded_by_max_code_reads(hook):
+    assert webhook.MAX_CODE_READS == 3
+    call, _ = await passed_gate(hook)
+    second = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert second.xml().find("Gather") is not None
+    last = await hook.post(call, "/read", fields_for(Digits=speech.SLOWER_KEY))
+    assert reads_code(last)
+    assert last.xml().find("Gather") is None  # the last reading offers no more keys
+    assert call.code_reads == webhook.MAX_CODE_READS
+    for tail, digits in (("/read", speech.REPEAT_KEY), ("/read", speech.SLOWER_KEY), ("", ""), ("/key", "7")):
+        reply = await hook.post(call, tail, fields_for(Digits=digits) if digits else fields_for())
+        assert (reply.status, reply.text) == (410, "the code has been read enough times\n")  # issue 9: replay
+        no_code(reply)
+    assert call.code_reads == webhook.MAX_CODE_READS
+
+
+def shape_of(reply: Reply) -> list[tuple[str, str | None]]:
+    return [(child.tag, child.text) for child in reply.xml()]
+
+
+async def test_the_read_route_cannot_skip_the_gate(hook):
+    call = hook.call(key="7")
+    await hook.post(call)
+    for digits in (speech.REPEAT_KEY, speech.SLOWER_KEY, "7"):
+        reply = await hook.post(call, "/read", fields_for(Digits=digits))
+        assert_gate(reply, call, retry=False)
+    assert (call.delivered, call.code_reads) == (False, 0)
+
+
+async def test_a_key_that_does_nothing_offers_the_keys_then_ends(hook):
+    call, _ = await passed_gate(hook)
+    reply = await hook.post(call, "/read", fields_for(Digits="9"))
+    no_code(reply)
+    assert shape_of(reply) == [("Say", "That key does nothing here."), ("Gather", None), ("Say", "Goodbye."),
+                               ("Hangup", None)]
+    assert reply.xml().find("Gather").get("action") == f"{PUBLIC}/v/{call.token}/read"
+    for _ in range(GATE_TRIES - 2):
+        await hook.post(call, "/read", fields_for(Digits="#"))
+    reply = await hook.post(call, "/read", fields_for(Digits=""))
+    assert shape_of(reply) == [("Say", "Goodbye."), ("Hangup", None)]
+    assert call.code_reads == 1
+
+
+async def test_every_document_of_a_steered_call_keeps_signalwire_s_cxml_rules(hook):
+    from tests.test_speech import check_cxml
+
+    call = hook.call(key="7")
+    replies = [await hook.post(call), await hook.post(call, "/key", fields_for(Digits="3")),
+               await hook.post(call, "/key", fields_for(Digits="7"))]
+    for digits in ("9", speech.REPEAT_KEY, speech.SLOWER_KEY):
+        replies.append(await hook.post(call, "/read", fields_for(Digits=digits)))
+    beyond = await hook.post(call, "/read", fields_for(Digits=speech.REPEAT_KEY))
+    assert beyond.status == 410  # past MAX_CODE_READS: no document at all (issue 9: replay)
+    for reply in replies:
+        assert (reply.status, reply.headers["Content-Type"]) == (200, "application/xml; charset=utf-8")
+        check_cxml(reply.body)

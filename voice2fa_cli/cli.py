@@ -63,7 +63,7 @@ JSON_SHAPES: dict[str, dict] = {
                    error=None, exit_code=0),
     "sessions": dict(sessions=[], error=None, exit_code=0),
     "purge": dict(removed=None, error=None, exit_code=0),
-    "doctor": dict(ok=False, checks=[], problems=None, error=None, exit_code=0),
+    "doctor": dict(ok=False, problems=None, dotenv=None, checks=[], error=None, exit_code=0),
 }
 
 # `send --sandbox --outcome NAME`: the sandbox's scripted endings (sandbox.Scenario fields).
@@ -72,7 +72,7 @@ OUTCOMES: dict[str, dict] = {
     "busy": {"outcome": "busy"},
     "no-answer": {"outcome": "no-answer"},
     "failed": {"outcome": "failed"},
-    "voicemail": {"press": None},
+    "voicemail": {"outcome": "voicemail"},
     "wrong-key": {"press": "0"},
     "hangup": {"hang_up_after_fetch": True},
     "no-webhook": {"fetch": False},
@@ -108,6 +108,10 @@ def exit_codes(json_out: bool, verbose: bool | None = None, shape: str | None = 
     try:
         yield payload
     except Voice2faError as exc:
+        if verbose and getattr(exc, "more_info", None):
+            from voice2fa_cli.ui import sanitize
+
+            click.echo(f"debug: more about this error: {sanitize(exc.more_info)}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
     except Interrupted as exc:
         _fail(json_out, payload, exc.message, EXIT_INTERRUPTED)
@@ -150,13 +154,27 @@ def parse_ttl(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
     if value is None:
         return 600
-    m = re.fullmatch(r"([0-9]{1,5})([sm]?)", value.strip().lower())
+    m = re.fullmatch(r"([0-9]{1,5})([sm]?)", value.lower())
     if m is None:
         raise click.BadParameter("give seconds (e.g. 300) or minutes (e.g. 5m)")
     seconds = int(m.group(1)) * (60 if m.group(2) == "m" else 1)
     if not 30 <= seconds <= 600:
         raise click.BadParameter("must be between 30 seconds and 10 minutes")
     return seconds
+
+
+class Digits(click.IntRange):
+    """A whole number in a range, typed in ASCII digits only: Click's int() would also take
+    `+6`, ` 6`, `6_0` and other scripts' digits (`٦`, `６`)."""
+
+    def convert(self, value, param, ctx):
+        import re
+
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+            self.fail(f"{value!r} is not a whole number in the digits 0-9.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 
 
 def _no_hyphen_breaks(text: str) -> str:
@@ -259,19 +277,20 @@ def main() -> None:
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
 @click.option("--listen", metavar="HOST:PORT", help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
-@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the code.")
+@click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the code.")
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
-@click.option("--ring-timeout", type=click.IntRange(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
-@click.option("--max-attempts", type=click.IntRange(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
-@click.option("--language", help="Language of the call, e.g. fr-FR  [default: from the callee's country]")
-@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna).")
+@click.option("--ring-timeout", type=Digits(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
+@click.option("--max-attempts", type=Digits(1, 5), default=5, show_default=True, help="Wrong codes allowed before the session locks.")
+@click.option("--language", help="Language of the call, e.g. fr-FR  [default: the voice's, else from the callee's country]")
+@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna); a named voice brings its language.")
+@click.option("--caller-name", metavar="NAME", help="Who the call says is calling, e.g. \"Acme support\" [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence (plain text, at most 200 characters).")
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
 def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
-         language, voice, message, no_keypress, skip_preflight, quiet, verbose) -> None:
+         language, voice, caller_name, message, no_keypress, skip_preflight, quiet, verbose) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
@@ -281,15 +300,20 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
     """
     if outcome is not None and not sandbox:
         raise click.BadParameter("only with --sandbox (a real call ends as it ends)", param_hint="--outcome")
-    from voice2fa_cli import config, flow, phone, speech, ui
+    from voice2fa_cli import config, flow, speech, ui
 
     with exit_codes(json_out, verbose, shape="send") as payload:
         payload.update(sandbox=sandbox)
         env = config.load_environment()
-        target = phone.parse(number)
+        target = config.number_input(env, number)
         payload.update(number=target.e164)
-        voice_settings = _voice(speech, language, voice, message, target.region)
+        voice_settings, notice = _voice(speech, language, voice, message, target.region,
+                                        config.caller_name(env, caller_name))
         reporter = ui.Reporter(quiet=quiet, verbose=verbose, sandbox=sandbox, ring_timeout=ring_timeout)
+        if target.note:
+            reporter.info(target.note)
+        if notice:
+            reporter.warn(notice)
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
                                    keypress=not no_keypress, max_attempts=max_attempts,
                                    preflight=not skip_preflight)
@@ -323,11 +347,12 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
             raise NotDelivered(result.problem or "the code was not delivered")
         payload.update(attempts_left=result.session.attempts_left)
         if no_prompt:
-            reporter.verdict(True, f"delivered: check the code with `voice2fa verify {target.e164}`")
+            check = f"voice2fa verify --sandbox {target.e164}" if sandbox else f"voice2fa verify {target.e164}"
+            reporter.verdict(True, f"delivered: check the code with `{check}`")
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter)
+        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter, sandbox)
         payload.update(verified=verdict.verified, attempts_left=0 if verdict.verified else verdict.attempts_left)
         if not verdict.verified:
             raise Rejected(verdict.reason)
@@ -336,14 +361,15 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
             ui.emit_json(payload)
 
 
-def _voice(speech, language: str | None, voice: str | None, message: str | None, region: str):
+def _voice(speech, language: str | None, voice: str | None, message: str | None, region: str | None,
+           caller: str | None):
+    """The call's voice settings, and a notice for the operator when the call is not in the
+    callee's language. A language the call cannot speak is a usage error."""
     import re
 
     from voice2fa_cli import phrases
 
-    if language is None:
-        language = phrases.for_region(region)
-    elif not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
+    if language is not None and not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*", language):
         raise click.BadParameter("a language code such as en-US or fr-FR", param_hint="--language")
     if voice is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.:_\-]{0,63}", voice):
         raise click.BadParameter("a voice name such as man, woman or Polly.Joanna", param_hint="--voice")
@@ -353,10 +379,14 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
             raise click.BadParameter(
                 f"plain printable text of 1 to {speech.MAX_INTRO} characters", param_hint="--message"
             )
-    return speech.Voice(language=language, voice=voice, intro=message)
+    try:
+        choice = phrases.choose(language=language, voice=voice, region=region)
+    except phrases.LanguageError as exc:
+        raise click.UsageError(str(exc)) from None
+    return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
-def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
+def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, sandbox: bool):
     from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
@@ -375,7 +405,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
                 reporter.verdict(False, "a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(state_dir, number, code, session_id=session_id)
+        verdict = sessions_core.check(state_dir, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
         reporter.verdict(False, f"{verdict.reason}; try again")
@@ -384,21 +414,24 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter):
 @main.command(epilog=VERIFY_EXAMPLES)
 @click.argument("number")
 @click.option("--code", metavar="DIGITS", help="The code (visible in the process list: prefer stdin).")
+@click.option("--sandbox", is_flag=True, help="Check a code from `send --sandbox` (sandbox sessions only).")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout.")
-def verify(number, code, json_out) -> None:
+def verify(number, code, sandbox, json_out) -> None:
     """Check a code against the newest open session for NUMBER.
 
-    The code comes from --code, else one line of stdin when stdin is not a terminal, else a
-    prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the reason on stderr),
-    2 malformed number or code, or a broken state dir.
+    Real sessions only; with --sandbox, sandbox sessions only (a sandbox code never verifies a
+    real number). The code comes from --code, else one line of stdin when stdin is not a
+    terminal, else a prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the
+    reason on stderr), 2 malformed number or code, or a broken state dir.
     """
     from voice2fa_cli import config, otp, phone, ui
     from voice2fa_cli import sessions as sessions_core
     from voice2fa_cli.errors import ConfigError
 
     with exit_codes(json_out, shape="verify") as payload:
-        e164 = phone.quick_e164(number) or phone.parse(number).e164
-        payload.update(number=e164)
+        env = config.load_environment()
+        e164 = phone.quick_e164(number) or config.number_input(env, number).e164
+        payload.update(number=e164, sandbox=sandbox)
         if code is None:
             try:
                 code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
@@ -406,26 +439,23 @@ def verify(number, code, json_out) -> None:
                 raise Interrupted() from None
             if code is None:
                 env = config.load_environment()
-                pending = sessions_core.newest_open(config.state_dir(env), e164)
+                pending = sessions_core.newest_open(config.state_dir(env), e164, sandbox=sandbox)
                 if pending is not None:
-                    payload.update(session_id=pending.id, attempts_left=pending.attempts_left,
-                                   sandbox=bool(pending.sandbox))
+                    payload.update(session_id=pending.id, attempts_left=pending.attempts_left)
                 payload.update(reason="no code entered")
                 raise Rejected("no code entered")
         digits = otp.normalise(code)
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
-        env = config.load_environment()
-        verdict = sessions_core.check(config.state_dir(env), e164, digits)
+        verdict = sessions_core.check(config.state_dir(env), e164, digits, sandbox=sandbox)
         session = verdict.session
         payload.update(verified=verdict.verified, session_id=session.id if session else None, reason=verdict.reason,
-                       attempts_left=(0 if verdict.verified else verdict.attempts_left) if session else None,
-                       sandbox=bool(session.sandbox) if session else None)
+                       attempts_left=(0 if verdict.verified else verdict.attempts_left) if session else None)
         if not verdict.verified:
             raise Rejected(verdict.reason)
         if json_out:
             ui.emit_json(payload)
-        click.echo(f"verified: {e164}", err=True)
+        click.echo(f"verified: {e164}" + (" (a sandbox session: simulated, nothing was dialed)" if sandbox else ""), err=True)
 
 
 @main.group(invoke_without_command=True, epilog="""
@@ -439,10 +469,10 @@ Examples:
   voice2fa sessions purge
 """)
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
-@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True, help="How many sessions.")
+@click.option("--limit", type=Digits(1, 1000), default=20, show_default=True, help="How many sessions.")
 @click.pass_context
 def sessions(ctx, json_out, limit) -> None:
-    """List recent sessions, newest first (never codes).
+    """List recent sessions, real and sandbox, newest first (never codes).
 
     Times are local, expiry relative ("in 9 min"); --json gives UTC ISO 8601 times.
     """
@@ -501,22 +531,20 @@ def doctor(public_url, listen, json_out) -> None:
     Asks the API for the account only; dials nothing. Exit codes: 0 every check passed
     (warnings allowed), 2 otherwise.
     """
-    from voice2fa_cli import config, doctor as checks_module, ui
+    from voice2fa_cli import doctor as checks_module, ui
 
     with exit_codes(json_out, shape="doctor") as payload:
-        env = config.load_environment()
-        checks = run_async(checks_module.run(env, public_url, listen))
-        failed = [c.name for c in checks if c.status == "fail"]
-        problems = f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: {', '.join(failed)}"
+        report = run_async(checks_module.run(public_url, listen))
         if json_out:
-            ui.emit_json({**payload, "ok": not failed, "checks": [dict(c.__dict__) for c in checks],
-                          "problems": len(failed), "error": problems if failed else None,
-                          "exit_code": 2 if failed else 0})
+            ui.emit_json({**payload, **report.json(), "error": None if report.ok else report.summary(),
+                          "exit_code": 0 if report.ok else 2})
         else:
-            ui.doctor_table(checks)
-            if failed:
-                ui.error(problems)
-        if failed:
+            ui.doctor_table(report.checks)
+            if report.ok:
+                click.echo(report.summary(), err=True)
+            else:
+                ui.error(report.summary())
+        if not report.ok:
             sys.exit(2)
 
 
@@ -546,35 +574,42 @@ Examples:
   voice2fa preview +33612345678
   voice2fa preview --language de-DE --audio call.wav
   voice2fa preview --play --digits 8
+  voice2fa preview --caller-name "Acme support" \\
+    --voice Polly.Vicki
 """)
 @click.argument("number", required=False)
-@click.option("--language", help="Language of the call  [default: from NUMBER's country, else en-US]")
-@click.option("--voice", help="A SignalWire voice name, as `send --voice` takes it (checked here; --audio and --play use espeak-ng's own voice).")
+@click.option("--language", help="Language of the call  [default: the voice's, else from NUMBER's country, else en-US]")
+@click.option("--voice", help="A SignalWire voice name, as `send --voice` takes it; it brings its language (--audio and --play speak with espeak-ng's own voice).")
+@click.option("--caller-name", metavar="NAME", help="Who the call says is calling [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence.")
-@click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True, help="Length of the sample code.")
+@click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the sample code.")
 @click.option("--no-keypress", is_flag=True, help="Preview the call without the key-press gate.")
 @click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True), help="Write the call as a WAV file (espeak-ng).")
 @click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
-def preview(number, language, voice, message, digits, no_keypress, audio, play) -> None:
+def preview(number, language, voice, caller_name, message, digits, no_keypress, audio, play) -> None:
     """Show exactly what the callee would hear, with a sample code.
 
-    The transcript goes to stdout; --audio and --play speak it through espeak-ng.
+    The transcript goes to stdout, each line with its language, and the keys the callee may
+    press; --audio and --play speak it through espeak-ng, each line in its language.
     """
     from pathlib import Path
 
-    from voice2fa_cli import phone, speech
+    from voice2fa_cli import config, speech
     from voice2fa_cli import preview as previews
 
     with exit_codes(False):
-        region = phone.parse(number).region if number else None
-        voice_settings = _voice(speech, language, voice, message, region or "")
-        lines = previews.transcript(voice_settings, digits, not no_keypress)
-        click.echo("\n".join(lines))
+        env = config.load_environment()
+        region = config.number_input(env, number).region if number else None
+        voice_settings, notice = _voice(speech, language, voice, message, region, config.caller_name(env, caller_name))
+        if notice:
+            click.echo(f"warning: {notice}", err=True)
+        call = previews.call(voice_settings, digits, not no_keypress)
+        click.echo("\n".join(previews.transcript_lines(call)))
         if audio or play:
             import tempfile
 
             target = Path(audio) if audio else Path(tempfile.mkdtemp(prefix="voice2fa-")) / "preview.wav"
-            previews.synthesize(lines, voice_settings.language, target)
+            previews.synthesize(call, target)
             if audio:
                 click.echo(f"wrote {target}", err=True)
             if play:
@@ -584,3 +619,80 @@ def preview(number, language, voice, message, digits, no_keypress, audio, play) 
                     if not audio:
                         target.unlink(missing_ok=True)
                         target.parent.rmdir()
+
+
+@main.command("sandbox", epilog="""
+\b
+Examples:
+  # settings as .env lines
+  voice2fa sandbox --listen 127.0.0.1:8765 > .env
+  # settings as one JSON object
+  voice2fa sandbox --json
+  # every call is busy
+  voice2fa sandbox --outcome busy
+  # every create is rejected (a trial account)
+  voice2fa sandbox --api-error 400 --api-code 21219
+""")
+@click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
+              help="Where it listens (loopback only; port 0: any free port).")
+@click.option("--json", "json_out", is_flag=True, help="The settings as one JSON object on stdout.")
+@click.option("--outcome", type=click.Choice(["answer", "busy", "no-answer", "voicemail", "failed", "hold"]),
+              default="answer", show_default=True,
+              help="What the callee does: answer (and press the key asked for), busy, no answer, a voicemail "
+                   "(answers, presses nothing), fail, or ring until hung up.")
+@click.option("--press", default="asked", show_default=True, metavar="KEY|asked|none",
+              help="The key the callee presses at each prompt.")
+@click.option("--api-error", type=click.Choice(["400", "401", "404", "422", "429", "500", "503"]),
+              help="Answer the API with this error instead.")
+@click.option("--api-code", type=click.IntRange(1, 99999999), help="The error code with --api-error (e.g. 21211, 21219).")
+@click.option("--api-on", type=click.Choice(["create", "fetch", "update"]), default="create", show_default=True,
+              help="The request --api-error answers.")
+@click.option("--unsigned", is_flag=True, help="Send webhooks without X-SignalWire-Signature (no signing key).")
+def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsigned) -> None:
+    """Run the local SignalWire stand-in in the foreground, for any client.
+
+    Prints the settings that point a client at it (SIGNALWIRE_SPACE, project, token, caller
+    number, signing key) on stdout, then logs each call on stderr. Ctrl-C or SIGTERM stops it
+    (exit 0).
+    """
+    import asyncio
+    import ipaddress
+    import json
+
+    from voice2fa_cli import config
+    from voice2fa_cli.errors import ConfigError
+
+    with exit_codes(json_out):
+        where = config.parse_listen(listen, "--listen")
+        try:
+            loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConfigError(f"--listen {where}: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)")
+        if press not in ("asked", "none") and not (len(press) == 1 and press in "0123456789*#"):
+            raise ConfigError(f"--press {press[:10]!r}: give one key (0-9, * or #), asked or none")
+        if api_code is not None and api_error is None:
+            raise ConfigError("--api-code needs --api-error")
+
+        from voice2fa_cli.sandbox import Scenario
+        from voice2fa_cli.sandbox.foreground import serve, settings
+
+        scenario = Scenario(outcome=outcome, press=None if press == "none" else press,
+                            api_status=int(api_error) if api_error else None, api_code=api_code, api_on=api_on)
+
+        def ready(sb) -> None:
+            values = settings(sb)
+            if json_out:
+                click.echo(json.dumps(values))
+            else:
+                click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
+            sys.stdout.flush()
+            click.echo(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it", err=True)
+
+        try:
+            asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
+                              say=lambda line: click.echo(f"sandbox: {line}", err=True)))
+        except OSError as exc:
+            raise ConfigError(f"--listen {where}: cannot listen there ({exc.strerror or exc})") from None
+        click.echo("sandbox: stopped", err=True)

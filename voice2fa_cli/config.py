@@ -16,7 +16,8 @@ from voice2fa_cli import phone
 from voice2fa_cli.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
-DB_NAME = "sessions.sqlite3"  # in the state dir
+DB_NAME = "sessions.sqlite3"  # in the state dir: real sessions
+SANDBOX_DB_NAME = "sandbox.sqlite3"  # in the state dir: sandbox sessions, kept apart
 KEY_NAME = "key"  # in the state dir: the per-install HMAC key
 API_PATH = "/api/laml/2010-04-01"
 
@@ -75,19 +76,103 @@ class Settings:
 # --- reading the environment -------------------------------------------------------------
 
 
-def load_environment(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The real environment over the values of `.env` in `cwd` (which never override it)."""
+class Environment(dict):
+    """The real environment over `.env`, remembering which names came from `.env` and where
+    that file was: a setting that decides where credentials go is never taken from it."""
+
+    def __init__(self, values: Mapping[str, str] = (), dotenv: Path | None = None,
+                 from_dotenv: frozenset[str] = frozenset()) -> None:
+        super().__init__(values)
+        self.dotenv = dotenv
+        self.from_dotenv = from_dotenv
+
+
+MAX_DOTENV = 256 * 1024  # bytes; a .env is a few lines
+
+
+def load_environment(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> Environment:
+    """The real environment over the values of `.env` in `cwd` (which never override it).
+
+    The file is opened without following a symlink and without blocking (a FIFO would hang),
+    then checked through its descriptor: a regular file, owned by this user, not writable by
+    others. Anything else is refused (exit 2) rather than read."""
     environ = os.environ if environ is None else environ
     path = (cwd or Path.cwd()) / ".env"
+    text = read_dotenv(path)
+    if text is None:
+        return Environment(environ)
+    values = parse_dotenv(text, path)
+    return Environment({**values, **environ}, path, frozenset(k for k in values if k not in environ))
+
+
+def read_dotenv(path: Path) -> str | None:
+    """The text of `path`, None when there is none, or a ConfigError (one line) when it is not
+    a file the user alone controls."""
+    import errno
+    import stat
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        return dict(environ)
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(f"{path} is a symbolic link: voice2fa reads only a regular .env file; "
+                              "copy the file there instead") from None
+        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
+                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                    or stat.S_ISBLK(st.st_mode) else "not a regular file")
+            raise ConfigError(f"{path} is {kind}, not a regular file: remove it or replace it with a file")
+        if st.st_uid != os.geteuid():
+            raise ConfigError(f"{path} belongs to another user (uid {st.st_uid}): voice2fa reads only a .env "
+                              "of your own; remove it or run elsewhere")
+        if _writable_by_others(st):
+            raise ConfigError(f"{path} is writable by other users (mode {stat.S_IMODE(st.st_mode):o}): "
+                              f"run `chmod go-w {path}`")
+        if st.st_size > MAX_DOTENV:
+            raise ConfigError(f"{path} is larger than {MAX_DOTENV // 1024} KiB: a .env holds a few settings")
+        chunks, size = [], 0
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError as exc:
+                raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_DOTENV:
+                raise ConfigError(f"{path} is larger than {MAX_DOTENV // 1024} KiB: a .env holds a few settings")
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    try:
+        return b"".join(chunks).decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text: fix or remove it") from None
-    except OSError as exc:
-        raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
-    return {**parse_dotenv(text, path), **environ}
+
+
+def _writable_by_others(st: os.stat_result) -> bool:
+    """World-writable, or group-writable by a group that has members besides this user
+    (OpenSSH's rule: a user's private group is fine)."""
+    if st.st_mode & 0o002:
+        return True
+    if not st.st_mode & 0o020:
+        return False
+    try:
+        import grp
+        import pwd
+
+        group = grp.getgrgid(st.st_gid)
+        me = pwd.getpwuid(os.geteuid())
+    except (ImportError, KeyError):
+        return True
+    members = set(group.gr_mem)
+    return not (members <= {me.pw_name} and (members or st.st_gid == me.pw_gid))
 
 
 def parse_dotenv(text: str, path: Path | str = ".env") -> dict[str, str]:
@@ -127,13 +212,25 @@ def _require(env: Mapping[str, str], name: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
+    """A literal loopback address (127.0.0.0/8, ::1), or the name `localhost` itself (never a
+    name under it: `evil.localhost` is whatever a resolver makes of it)."""
     import ipaddress
 
-    host = host.strip("[]").rstrip(".").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    host = host.strip("[]").lower()
+    if host in ("localhost", "localhost."):
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def is_loopback_address(host: str) -> bool:
+    """A literal loopback address only: no name, `localhost` included, is looked up."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 
@@ -150,11 +247,20 @@ def _host_ok(host: str) -> bool:
     return bool(_HOST.fullmatch(host))
 
 
-def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
-    """`example.signalwire.com` (https) or `scheme://host[:port]` with no path → base URL."""
+SPACE_DOMAIN = ".signalwire.com"
+PLACEHOLDER_SPACES = frozenset({"example.signalwire.com"})  # example.env's, before it is filled in
+ALLOW_SPACE_HOST = "VOICE2FA_ALLOW_SPACE_HOST"
+
+
+def parse_space(value: str, name: str = "SIGNALWIRE_SPACE", allowed_host: str | None = None) -> str:
+    """`example.signalwire.com` (https) or `scheme://host[:port]` with no path → base URL.
+
+    The credentials go wherever this points, so the host must be a SignalWire Space
+    (`*.signalwire.com`), a literal loopback address (a local stand-in), or exactly
+    `allowed_host` (the operator's explicit choice, VOICE2FA_ALLOW_SPACE_HOST)."""
     from urllib.parse import urlsplit
 
-    if any(c.isspace() or ord(c) < 32 for c in value):
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
         raise ConfigError(f"{name} contains spaces or control characters: give a host such as example.signalwire.com")
     if "://" not in value:
         value = "https://" + value
@@ -168,7 +274,7 @@ def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
     host = parts.netloc.rsplit("@", 1)[-1]
     if "@" in parts.netloc:
         raise ConfigError(f"{name} must not carry credentials: use SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN")
-    if port == 0:
+    if port == 0 or (port is not None and not re.fullmatch(r".*:[0-9]{1,5}", host)):
         raise ConfigError(f"{name} has an invalid port: give a host such as example.signalwire.com")
     if port is not None:
         host = host[: host.rfind(":")]
@@ -179,10 +285,46 @@ def parse_space(value: str, name: str = "SIGNALWIRE_SPACE") -> str:
             f"{name} must have no path (the client appends {API_PATH}/…): give only the host, "
             "e.g. example.signalwire.com"
         )
+    host = host.lower()
+    bare = host.rstrip(".")
+    if bare in PLACEHOLDER_SPACES:
+        raise ConfigError(f"{name} is {bare}, the placeholder from example.env: put your own Space's domain "
+                          "(top of your SignalWire Dashboard)")
+    allowed = allowed_host is not None and bare.strip("[]") == allowed_host.strip("[]").rstrip(".").lower()
+    if not (allowed or is_loopback_address(host) or _is_space_host(bare)):
+        raise ConfigError(
+            f"{name} host {bare} is not a SignalWire Space (*.signalwire.com) nor a loopback address: "
+            f"the API credentials would be sent there; to use it anyway, set {ALLOW_SPACE_HOST}={bare} "
+            "in the real environment"
+        )
     if parts.scheme == "http" and not is_loopback(host):
         raise ConfigError(f"{name} uses http:// for a host that is not loopback: use https://")
     netloc = host if port is None else f"{host}:{port}"
-    return f"{parts.scheme}://{netloc.lower()}"
+    return f"{parts.scheme}://{netloc}"
+
+
+def _is_space_host(host: str) -> bool:
+    return host.endswith(SPACE_DOMAIN) and len(host) > len(SPACE_DOMAIN) and _host_ok(host)
+
+
+def allowed_space_host(env: Mapping[str, str]) -> str | None:
+    """VOICE2FA_ALLOW_SPACE_HOST, from the real environment only: a `.env` (a cloned project's,
+    say) that could name it could send the credentials anywhere."""
+    raw = value(env, ALLOW_SPACE_HOST)
+    if raw is None:
+        return None
+    if ALLOW_SPACE_HOST in getattr(env, "from_dotenv", ()):
+        raise ConfigError(f"{ALLOW_SPACE_HOST} is read only from the real environment, not from "
+                          f"{getattr(env, 'dotenv', '.env')}: export it in your shell")
+    if not _host_ok(raw.strip("[]")) and not is_loopback_address(raw):
+        raise ConfigError(f"{ALLOW_SPACE_HOST} {phone.shown(raw)} is not a host name: give the host alone, "
+                          "e.g. stand-in.internal")
+    return raw
+
+
+def space(env: Mapping[str, str]) -> str:
+    """SIGNALWIRE_SPACE, checked: where `send` and `doctor` send the credentials."""
+    return parse_space(_require(env, "SIGNALWIRE_SPACE"), "SIGNALWIRE_SPACE", allowed_space_host(env))
 
 
 def parse_public_url(value: str, name: str = "VOICE2FA_PUBLIC_URL") -> tuple[str, list[str]]:
@@ -218,7 +360,7 @@ def parse_listen(value: str, name: str = "--listen") -> Listen:
     """`HOST:PORT`, `[IPv6]:PORT`."""
     import ipaddress
 
-    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^:\s\[\]]+):(\d{1,5})", value.strip())
+    m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:([0-9]{1,5})|([^:\s\[\]]+):([0-9]{1,5})", value.strip())
     if not m:
         raise ConfigError(f"{name} {phone.shown(value)} is not HOST:PORT (e.g. 127.0.0.1:5000)")
     host = m.group(1) or m.group(3)
@@ -235,25 +377,58 @@ def parse_listen(value: str, name: str = "--listen") -> Listen:
     return Listen(host, port)
 
 
-def _number_setting(env: Mapping[str, str], name: str, low: float, high: float, default: float) -> float:
-    raw = value(env, name)
-    if raw is None:
-        return default
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {phone.shown(raw)}") from None
+# Every number a person types is ASCII digits: `str.isdigit`, `int` and `float` also take
+# superscripts, other scripts' digits, signs, blanks, underscores, exponents, nan and inf.
+_INTEGER = re.compile(r"[0-9]{1,9}")
+_DECIMAL = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?|\.[0-9]{1,9}")
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
+    """The variable as typed (not stripped: ` 5` is not a number); None when unset or blank."""
+    raw = env.get(name)
+    return None if raw is None or not raw.strip() else raw
+
+
+def parse_int(raw: str, name: str, low: int, high: int) -> int:
+    """A whole number from `low` to `high`, written in ASCII digits only, or a ConfigError."""
+    if not _INTEGER.fullmatch(raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}, not {phone.shown(raw)}")
+    return int(raw)
+
+
+def parse_seconds(raw: str, name: str, low: float, high: float) -> float:
+    """Seconds, `12` or `0.25` in ASCII digits (no sign, exponent, nan or inf), or a ConfigError."""
+    if not _DECIMAL.fullmatch(raw):
+        raise ConfigError(f"{name} must be a number of seconds, not {phone.shown(raw)}")
+    seconds = float(raw)
     if not low <= seconds <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g} seconds")
     return seconds
 
 
+def _seconds_setting(env: Mapping[str, str], name: str, low: float, high: float, default: float) -> float:
+    raw = _raw(env, name)
+    return default if raw is None else parse_seconds(raw, name, low, high)
+
+
+def poll_interval(env: Mapping[str, str]) -> float:
+    return _seconds_setting(env, "VOICE2FA_POLL_INTERVAL", 0.01, 5, Timing.poll_interval)
+
+
+def webhook_grace(env: Mapping[str, str]) -> float:
+    return _seconds_setting(env, "VOICE2FA_WEBHOOK_GRACE", 0.05, 120, Timing.webhook_grace)
+
+
+def api_timeout(env: Mapping[str, str]) -> float:
+    return _seconds_setting(env, "VOICE2FA_API_TIMEOUT", 0.05, 120, Timing.api_timeout)
+
+
 def timing(env: Mapping[str, str], ring_timeout: int | None = None) -> Timing:
     return Timing(
         ring_timeout=ring_timeout if ring_timeout is not None else Timing.ring_timeout,
-        poll_interval=_number_setting(env, "VOICE2FA_POLL_INTERVAL", 0.01, 5, Timing.poll_interval),
-        webhook_grace=_number_setting(env, "VOICE2FA_WEBHOOK_GRACE", 0.05, 120, Timing.webhook_grace),
-        api_timeout=_number_setting(env, "VOICE2FA_API_TIMEOUT", 0.05, 120, Timing.api_timeout),
+        poll_interval=poll_interval(env),
+        webhook_grace=webhook_grace(env),
+        api_timeout=api_timeout(env),
     )
 
 
@@ -276,7 +451,7 @@ def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[s
         return frozenset({caller_region})
     import phonenumbers
 
-    codes = [c.upper() for c in re.split(r"[\s,]+", raw) if c]
+    codes = [c.upper() if c.isascii() else c for c in re.split(r"[\s,]+", raw) if c]
     bad = [c for c in codes if c not in phonenumbers.SUPPORTED_REGIONS]
     if bad or not codes:
         shown_bad = ", ".join(phone.shown(c) for c in bad[:3]) or "nothing"
@@ -287,12 +462,79 @@ def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[s
 
 
 def max_calls_per_hour(env: Mapping[str, str]) -> int:
-    raw = value(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
+    raw = _raw(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
+    return 30 if raw is None else parse_int(raw, "VOICE2FA_MAX_CALLS_PER_HOUR", 1, 10000)
+
+
+DEFAULT_REGION = "VOICE2FA_DEFAULT_REGION"
+
+
+def default_region(env: Mapping[str, str]) -> phone.Region:
+    """The country of a number written without a country code, the same for `send`, `verify`
+    and `sessions`: VOICE2FA_DEFAULT_REGION, else the caller ID's (SIGNALWIRE_NUMBER) country,
+    else US. Only looked at when a number has no country code."""
+    raw = value(env, DEFAULT_REGION)
+    if raw is not None:
+        import phonenumbers
+
+        code = raw.upper() if raw.isascii() else raw
+        if code not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError(f"{DEFAULT_REGION} {phone.shown(raw)} is not an ISO country code: "
+                              "give one such as US, GB or FR")
+        return phone.Region(code, DEFAULT_REGION)
+    if value(env, "SIGNALWIRE_NUMBER") is not None:
+        return phone.Region(caller(env).region, "SIGNALWIRE_NUMBER")
+    return phone.Region("US", None)
+
+
+def number_input(env: Mapping[str, str], text: str, what: str = "the number") -> phone.Number:
+    """A number a person typed for `send`, `verify` or `sessions`, to the same E.164 in all
+    three: international when it starts with +, 00 or the default region's international
+    prefix (011 in North America), else national to `default_region`."""
+    return phone.parse(text, what, region=lambda: default_region(env))
+
+
+def caller(env: Mapping[str, str]) -> phone.Number:
+    """SIGNALWIRE_NUMBER, the caller ID: always E.164 (the `+` may be left out)."""
+    return phone.parse(_require(env, "SIGNALWIRE_NUMBER"), "SIGNALWIRE_NUMBER")
+
+
+def project(env: Mapping[str, str]) -> str:
+    found = _require(env, "SIGNALWIRE_PROJECT")
+    if ":" in found or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in found):
+        raise ConfigError("SIGNALWIRE_PROJECT has a colon, space or control character: " + HINTS["SIGNALWIRE_PROJECT"])
+    return found
+
+
+def token(env: Mapping[str, str]) -> str:
+    found = _require(env, "SIGNALWIRE_TOKEN")
+    if any(ord(c) < 32 or ord(c) == 127 for c in found):
+        raise ConfigError("SIGNALWIRE_TOKEN has a control character: " + HINTS["SIGNALWIRE_TOKEN"])
+    return found
+
+
+def signing_key(env: Mapping[str, str]) -> str | None:
+    return value(env, "SIGNALWIRE_SIGNING_KEY")
+
+
+def public_url_setting(env: Mapping[str, str], flag: str | None) -> tuple[str, list[str]]:
+    """The public URL (flag over VOICE2FA_PUBLIC_URL) and its warnings."""
+    if flag is not None:
+        return parse_public_url(flag, "--public-url")
+    return parse_public_url(_require(env, "VOICE2FA_PUBLIC_URL"), "VOICE2FA_PUBLIC_URL")
+
+
+def caller_name(env: Mapping[str, str], flag: str | None) -> str | None:
+    """Who the call says is calling (--caller-name, else VOICE2FA_CALLER_NAME); None: a neutral call."""
+    from voice2fa_cli.phrases import clean_caller_name
+
+    name, raw = ("--caller-name", flag) if flag is not None else ("VOICE2FA_CALLER_NAME", value(env, "VOICE2FA_CALLER_NAME"))
     if raw is None:
-        return 30
-    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
-        raise ConfigError("VOICE2FA_MAX_CALLS_PER_HOUR must be a whole number from 1 to 10000")
-    return int(raw)
+        return None
+    try:
+        return clean_caller_name(raw, name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def listen(env: Mapping[str, str], flag: str | None) -> Listen:
@@ -311,27 +553,23 @@ def send_settings(
     listen_flag: str | None = None,
     ring_timeout: int | None = None,
 ) -> Settings:
-    """Everything `send` needs to call through SignalWire, checked, or a ConfigError."""
-    space = parse_space(_require(env, "SIGNALWIRE_SPACE"))
-    project = _require(env, "SIGNALWIRE_PROJECT")
-    if ":" in project or any(c.isspace() or ord(c) < 32 for c in project):
-        raise ConfigError("SIGNALWIRE_PROJECT has a colon, space or control character: " + HINTS["SIGNALWIRE_PROJECT"])
-    token = _require(env, "SIGNALWIRE_TOKEN")
-    if any(ord(c) < 32 for c in token):
-        raise ConfigError("SIGNALWIRE_TOKEN has a control character: " + HINTS["SIGNALWIRE_TOKEN"])
-    caller_number = phone.parse(_require(env, "SIGNALWIRE_NUMBER"), "SIGNALWIRE_NUMBER")
+    """Everything `send` needs to call through SignalWire, checked, or a ConfigError. Each
+    setting is read by its own function above, the same ones `doctor` runs row by row."""
+    space_url = space(env)
+    project_id = project(env)
+    api_token = token(env)
+    caller_number = caller(env)
     warnings: list[str] = []
     if not caller_number.known:
         warnings.append(f"SIGNALWIRE_NUMBER {caller_number.e164} is not known to be an assigned number")
-    url_value = public_url if public_url is not None else _require(env, "VOICE2FA_PUBLIC_URL")
-    url, url_warnings = parse_public_url(url_value, "--public-url" if public_url is not None else "VOICE2FA_PUBLIC_URL")
+    url, url_warnings = public_url_setting(env, public_url)
     warnings += url_warnings
     return Settings(
-        space=space,
-        project=project,
-        token=token,
+        space=space_url,
+        project=project_id,
+        token=api_token,
         caller=caller_number.e164,
-        signing_key=value(env, "SIGNALWIRE_SIGNING_KEY"),
+        signing_key=signing_key(env),
         public_url=url,
         listen=listen(env, listen_flag),
         state_dir=state_dir(env),
@@ -340,3 +578,4 @@ def send_settings(
         max_calls_per_hour=max_calls_per_hour(env),
         warnings=tuple(warnings),
     )
+

@@ -1,146 +1,234 @@
 """`voice2fa doctor`: every check that can be made before a call costs money, each with its fix.
 
-Doctor asks the API nothing but the account, starts the callback server on --listen and
-fetches its health path through the public URL, and looks at the state dir. Nothing is dialed.
+Each setting is read by the very function `send` uses (config.py), one row per setting, and
+every row is shown even when others fail. Then the checks: the API is asked for the account
+only, the callback server is started on --listen and its health path fetched through the
+public URL, and the store in the state dir is opened as `verify` opens it. Nothing is dialed.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from voice2fa_cli import config, phone
-from voice2fa_cli.errors import ConfigError, ProviderError
+from voice2fa_cli import config
+from voice2fa_cli.errors import ConfigError, ProviderError, StoreError
 
-OK, WARN, FAIL = "ok", "warn", "fail"
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
 
 @dataclass(frozen=True)
 class Check:
     name: str
-    status: str  # ok | warn | fail
+    status: str  # ok | warn | fail | skip (not checked: something it needs failed)
     detail: str
     fix: str | None = None
 
 
-def _mask(value: str) -> str:
-    return f"set ({len(value)} characters)"
+@dataclass(frozen=True)
+class Report:
+    checks: list[Check]
+    dotenv: Path | None  # the .env that was read, if any
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """The last line: ready, or how many problems."""
+        problems = self.problems
+        if problems:
+            names = ", ".join(c.name for c in problems)
+            return f"{len(problems)} problem{'s' if len(problems) != 1 else ''}: {names}"
+        warnings = sum(c.status == WARN for c in self.checks)
+        return "ready" + (f" ({warnings} warning{'s' if warnings != 1 else ''})" if warnings else "")
+
+    def json(self) -> dict:
+        return {
+            "ok": self.ok,
+            "problems": len(self.problems),
+            "dotenv": str(self.dotenv) if self.dotenv else None,
+            "checks": [c.__dict__ for c in self.checks],
+        }
 
 
-async def run(env: Mapping[str, str], public_url: str | None, listen_flag: str | None) -> list[Check]:
-    checks: list[Check] = []
+def _setting(checks: list[Check], name: str, read: Callable[[], object], show: Callable[[object], str],
+             warn: Callable[[object], str | None] = lambda _: None):
+    """One row: the setting read by send's own function; its value, or None when it failed."""
+    try:
+        got = read()
+    except ConfigError as exc:
+        checks.append(Check(name, FAIL, exc.message, exc.hint))
+        return None
+    warning = warn(got)
+    checks.append(Check(name, WARN if warning else OK, show(got) + (f" ({warning})" if warning else "")))
+    return got
+
+
+def _default(env: Mapping[str, str], name: str, text: str) -> str | None:
+    return None if config.value(env, name) is not None else text
+
+
+def load(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> tuple[Mapping[str, str], Check]:
+    """The environment as `send` reads it, and the `.env` row; a refused `.env` is a failed row
+    (the real environment alone is used for the rest)."""
+    where = (cwd or Path.cwd()) / ".env"
+    try:
+        env = config.load_environment(cwd, environ)
+    except ConfigError as exc:
+        return config.Environment(os.environ if environ is None else environ), Check(".env", FAIL, exc.message)
+    if env.dotenv is None:
+        return env, Check(".env", OK, f"none in {where.parent} (the environment only)")
+    count = len(env.from_dotenv)
+    return env, Check(".env", OK, f"read {env.dotenv}: {count} setting{'s' if count != 1 else ''} taken from it "
+                                  "(the real environment wins over it)")
+
+
+async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None = None,
+              environ: Mapping[str, str] | None = None) -> Report:
+    env, dotenv_row = load(cwd, environ)
+    checks: list[Check] = [dotenv_row]
     add = checks.append
 
-    space = None
-    raw = config.value(env, "SIGNALWIRE_SPACE")
-    try:
-        if raw is None:
-            raise ConfigError("not set")
-        space = config.parse_space(raw)
-        add(Check("SIGNALWIRE_SPACE", WARN if space.startswith("http://") else OK,
-                  space + (" (plain http: a local stand-in only)" if space.startswith("http://") else "")))
-    except ConfigError as exc:
-        add(Check("SIGNALWIRE_SPACE", FAIL, exc.message, config.HINTS["SIGNALWIRE_SPACE"]))
-
-    project = config.value(env, "SIGNALWIRE_PROJECT")
-    add(Check("SIGNALWIRE_PROJECT", OK, project[:8] + "…") if project else
-        Check("SIGNALWIRE_PROJECT", FAIL, "not set", config.HINTS["SIGNALWIRE_PROJECT"]))
-    token = config.value(env, "SIGNALWIRE_TOKEN")
-    add(Check("SIGNALWIRE_TOKEN", OK, _mask(token)) if token else
-        Check("SIGNALWIRE_TOKEN", FAIL, "not set", config.HINTS["SIGNALWIRE_TOKEN"]))
-
-    caller = config.value(env, "SIGNALWIRE_NUMBER")
-    if caller is None:
-        add(Check("SIGNALWIRE_NUMBER", FAIL, "not set", config.HINTS["SIGNALWIRE_NUMBER"]))
-    else:
-        try:
-            number = phone.parse(caller, "SIGNALWIRE_NUMBER")
-            add(Check("SIGNALWIRE_NUMBER", OK if number.known else WARN,
-                      number.e164 + ("" if number.known else " (possible, but not known to be assigned)")))
-        except ConfigError as exc:
-            add(Check("SIGNALWIRE_NUMBER", FAIL, exc.message, config.HINTS["SIGNALWIRE_NUMBER"]))
-
-    key = config.value(env, "SIGNALWIRE_SIGNING_KEY")
-    add(Check("SIGNALWIRE_SIGNING_KEY", OK, _mask(key)) if key else
+    space = _setting(checks, "SIGNALWIRE_SPACE", lambda: config.space(env), str,
+                     lambda s: "plain http: a local stand-in only" if s.startswith("http://") else None)
+    project = _setting(checks, "SIGNALWIRE_PROJECT", lambda: config.project(env), lambda p: p[:8] + "…")
+    token = _setting(checks, "SIGNALWIRE_TOKEN", lambda: config.token(env), lambda t: f"set ({len(t)} characters)")
+    caller = _setting(checks, "SIGNALWIRE_NUMBER", lambda: config.caller(env), lambda n: n.e164,
+                      lambda n: None if n.known else "possible, but not known to be assigned")
+    key = config.signing_key(env)
+    add(Check("SIGNALWIRE_SIGNING_KEY", OK, f"set ({len(key)} characters)") if key else
         Check("SIGNALWIRE_SIGNING_KEY", WARN, "not set: webhook signatures are not checked",
               "copy the signing key from the API page of your SignalWire Dashboard"))
-
-    # Credentials: the account, and nothing else, is asked of the API.
-    if space and project and token:
-        from voice2fa_cli.signalwire import Client
+    if config.value(env, "VOICE2FA_CALLER_NAME") is None:  # who the call says is calling
+        add(Check("VOICE2FA_CALLER_NAME", WARN, "not set: the call does not say who is calling",
+                  "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support"))
+    else:
+        _setting(checks, "VOICE2FA_CALLER_NAME", lambda: config.caller_name(env, None), str)
+    url = _setting(checks, "VOICE2FA_PUBLIC_URL", lambda: config.public_url_setting(env, public_url),
+                   lambda u: u[0] + (" (from --public-url)" if public_url is not None else ""),
+                   lambda u: "; ".join(u[1]) or None)
+    where = _setting(checks, "VOICE2FA_LISTEN", lambda: config.listen(env, listen_flag),
+                     lambda w: f"{w}" + (" (from --listen)" if listen_flag is not None else ""))
+    sock = None
+    if where is not None:
+        from voice2fa_cli.webhook import bind
 
         try:
-            async with Client(f"{space}{config.API_PATH}/Accounts/{project}", project, token,
-                              timeout=config.timing(env).api_timeout) as client:
-                account = await client.fetch_account()
-            add(Check("credentials", OK, f"accepted (account {str(account.get('status') or 'active')})"))
-        except ProviderError as exc:
-            add(Check("credentials", FAIL, exc.message, "check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"))
-    else:
-        add(Check("credentials", FAIL, "not checked: the Space, project or token is missing"))
-
-    checks.extend(await _reachability(env, public_url, listen_flag))
-    checks.extend(_state(env))
-    return checks
-
-
-async def _reachability(env: Mapping[str, str], public_url: str | None, listen_flag: str | None) -> list[Check]:
-    out: list[Check] = []
-    name = "--public-url" if public_url is not None else "VOICE2FA_PUBLIC_URL"
+            sock = bind(where.host, where.port, "--listen" if listen_flag is not None else "VOICE2FA_LISTEN")
+        except ConfigError as exc:
+            checks[-1] = Check("VOICE2FA_LISTEN", FAIL, exc.message,
+                               "stop the program that holds it, or choose another port with --listen or "
+                               "VOICE2FA_LISTEN (and point the tunnel at it)" if "in use" in exc.message else None)
     try:
-        where = config.listen(env, listen_flag)
-        out.append(Check("listen", OK, str(where)))
-    except ConfigError as exc:
-        return [Check("listen", FAIL, exc.message, "give HOST:PORT, e.g. 127.0.0.1:5000")]
-    raw = public_url if public_url is not None else config.value(env, "VOICE2FA_PUBLIC_URL")
-    if raw is None:
-        out.append(Check("public URL", FAIL, "VOICE2FA_PUBLIC_URL is not set", config.HINTS["VOICE2FA_PUBLIC_URL"]))
-        return out
+        add(_state(env))
+        _setting(checks, "VOICE2FA_ALLOWED_COUNTRIES",
+                 lambda: config.allowed_countries(env, caller.region if caller else "US"),
+                 lambda c: ",".join(sorted(c)) + (" (default: the caller ID's country)"
+                                                  if config.value(env, "VOICE2FA_ALLOWED_COUNTRIES") is None else ""))
+        _setting(checks, "VOICE2FA_MAX_CALLS_PER_HOUR", lambda: config.max_calls_per_hour(env),
+                 lambda n: f"{n}" + (" (default)" if config.value(env, "VOICE2FA_MAX_CALLS_PER_HOUR") is None else ""))
+        if config.value(env, config.DEFAULT_REGION) is None and caller is None and \
+                config.value(env, "SIGNALWIRE_NUMBER") is not None:
+            add(Check(config.DEFAULT_REGION, SKIP, "not set: the caller ID's country, once SIGNALWIRE_NUMBER is fixed"))
+        else:
+            _setting(checks, config.DEFAULT_REGION, lambda: config.default_region(env),
+                     lambda r: f"{r.describe()}: numbers without a country code are read as dialed there")
+        allowed = config.value(env, config.ALLOW_SPACE_HOST)
+        if allowed is None:
+            add(Check(config.ALLOW_SPACE_HOST, OK, "not set: credentials go only to *.signalwire.com or loopback"))
+        else:
+            _setting(checks, config.ALLOW_SPACE_HOST, lambda: config.allowed_space_host(env),
+                     lambda h: f"{h}", lambda h: "the API credentials may be sent to this host")
+        timeout = _setting(checks, "VOICE2FA_API_TIMEOUT", lambda: config.api_timeout(env), _seconds(env, "VOICE2FA_API_TIMEOUT"))
+        _setting(checks, "VOICE2FA_POLL_INTERVAL", lambda: config.poll_interval(env), _seconds(env, "VOICE2FA_POLL_INTERVAL"))
+        _setting(checks, "VOICE2FA_WEBHOOK_GRACE", lambda: config.webhook_grace(env), _seconds(env, "VOICE2FA_WEBHOOK_GRACE"))
+        timeout = timeout if timeout is not None else config.Timing.api_timeout
+
+        add(await _credentials(space, project, token, timeout))
+        add(await _tunnel(url[0] if url else None, where, sock, timeout))
+    finally:
+        if sock is not None:
+            sock.close()
+    return Report(checks, getattr(env, "dotenv", None))
+
+
+def _seconds(env: Mapping[str, str], name: str) -> Callable[[object], str]:
+    return lambda s: f"{s:g} s" + (" (default)" if config.value(env, name) is None else "")
+
+
+async def _credentials(space: str | None, project: str | None, token: str | None, timeout: float) -> Check:
+    if not (space and project and token):
+        missing = [n for n, v in (("SIGNALWIRE_SPACE", space), ("SIGNALWIRE_PROJECT", project),
+                                  ("SIGNALWIRE_TOKEN", token)) if not v]
+        return Check("credentials", SKIP, f"not checked: {', '.join(missing)} above must be fixed first")
+    from voice2fa_cli.signalwire import Client
+
+    host = space.split("://", 1)[1]
     try:
-        url, warnings = config.parse_public_url(raw, name)
-    except ConfigError as exc:
-        out.append(Check("public URL", FAIL, exc.message))
-        return out
+        async with Client(f"{space}{config.API_PATH}/Accounts/{project}", project, token, timeout=timeout) as client:
+            account = await client.fetch_account()
+    except ProviderError as exc:
+        if exc.auth_refused:
+            fix = "check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN against the API page of your SignalWire Dashboard"
+        elif exc.unreachable:
+            fix = (f"check this machine's network connection, and that {host} is your Space's domain "
+                   "(SIGNALWIRE_SPACE)")
+        elif exc.timed_out:
+            fix = f"check this machine's network connection to {host}, or raise VOICE2FA_API_TIMEOUT"
+        else:
+            fix = None
+        return Check("credentials", FAIL, exc.message, fix)
+    return Check("credentials", OK, f"accepted by {host} (account {str(account.get('status') or 'active')})")
+
+
+async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:
+    if url is None or sock is None:
+        failed = " and ".join(n for n, bad in (("VOICE2FA_PUBLIC_URL", url is None), ("VOICE2FA_LISTEN", sock is None))
+                              if bad)
+        return Check("tunnel", SKIP, f"not checked: {failed} above must be fixed first")
     from voice2fa_cli import flow
-    from voice2fa_cli.webhook import Server, ServerConfig, bind, make_app
+    from voice2fa_cli.webhook import Server, ServerConfig, make_app
 
     server_config = ServerConfig(url, None)
+    fix = (f"start a tunnel that forwards to {where} (e.g. `ngrok http {where.port}`) and set VOICE2FA_PUBLIC_URL "
+           "(or --public-url) to its URL")
     try:
-        sock = bind(where.host, where.port)
         async with Server(make_app(server_config), sock):
-            await flow.preflight(server_config, where, config.timing(env).api_timeout)
+            await flow.preflight(server_config, where, timeout, hint=f"is the tunnel running and forwarding to {where}?")
     except ConfigError as exc:
-        out.append(Check("public URL", FAIL, exc.message,
-                         f"start a tunnel to {where} (e.g. `ngrok http {where.port}`) and set {name} to its URL"))
-        return out
-    detail = f"{url} reaches this machine's {where}"
-    out.append(Check("public URL", WARN if warnings else OK, detail + ("; " + "; ".join(warnings) if warnings else "")))
-    return out
+        return Check("tunnel", FAIL, exc.message, fix)
+    return Check("tunnel", OK, f"{url} reaches this machine's {where}")
 
 
-def _state(env: Mapping[str, str]) -> list[Check]:
-    from voice2fa_cli.config import DB_NAME, KEY_NAME
+def _state(env: Mapping[str, str]) -> Check:
+    """The state dir, opened the way `verify` and `sessions` open it."""
+    name = "VOICE2FA_STATE_DIR"
+    try:
+        path = config.state_dir(env)
+    except ConfigError as exc:
+        return Check(name, FAIL, exc.message)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Check(name, OK, f"{path} (not created yet: the first send creates it)")
+    except OSError as exc:
+        return Check(name, FAIL, f"{path} cannot be used: {exc.strerror}",
+                     "set VOICE2FA_STATE_DIR to a directory of your own")
+    if not stat.S_ISDIR(st.st_mode):
+        return Check(name, FAIL, f"the state dir {path} exists and is not a directory",
+                     "move that file away, or set VOICE2FA_STATE_DIR to a directory of your own")
+    from voice2fa_cli import sessions
 
     try:
-        state_dir = config.state_dir(env)
-    except ConfigError as exc:
-        return [Check("state dir", FAIL, exc.message)]
-    out: list[Check] = []
-    for path, what, want in ((state_dir, "state dir", 0o700), (state_dir / KEY_NAME, "key file", 0o600),
-                             (state_dir / DB_NAME, "database", 0o600)):
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            out.append(Check(what, WARN, f"{path} does not exist yet (the first send creates it)"))
-            continue
-        except OSError as exc:
-            out.append(Check(what, FAIL, f"{path}: {exc.strerror}"))
-            continue
-        mode = stat.S_IMODE(st.st_mode)
-        if stat.S_ISLNK(st.st_mode) or st.st_uid != os.getuid() or mode & 0o077:
-            out.append(Check(what, FAIL, f"{path} is mode {mode:o}", f"chmod {want:o} {path}"))
-        else:
-            out.append(Check(what, OK, f"{path} (mode {mode:o})"))
-    return out
+        _, rows = sessions.recent_sessions(path, 1)
+    except StoreError as exc:
+        return Check(name, FAIL, exc.message, exc.hint)
+    return Check(name, OK, f"{path}" + ("" if rows else " (no sessions yet)"))

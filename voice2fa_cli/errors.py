@@ -56,6 +56,9 @@ class ProviderError(Voice2faError):
     exit_code = EXIT_PROVIDER
     timed_out = False  # no answer: the request may have reached the platform
     dialed = True  # False only when a call request was refused before anything was dialed
+    unreachable = False  # the platform was never reached (name, connection, TLS): a network problem
+    auth_refused = False  # the platform refused the credentials (401/403)
+    more_info: str | None = None  # the platform's link about the error (shown with -v)
 
 
 class PolicyRefused(Voice2faError):

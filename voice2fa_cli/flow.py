@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import socket
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from voice2fa_cli import config, otp
-from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
+from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import Voice
 from voice2fa_cli.store import Session, Store
@@ -39,6 +42,40 @@ class SendOptions:
     preflight: bool = True
 
 
+class StoreThread:
+    """The store worked from one thread of its own, one call at a time and in order: a busy or
+    slow store (another process holding the write lock, a slow disk) never blocks the event
+    loop, so the webhook keeps answering the platform meanwhile."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
+
+    @classmethod
+    async def open(cls, state_dir: Path, *, sandbox: bool = False) -> StoreThread:
+        pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
+        try:
+            store = await asyncio.get_running_loop().run_in_executor(
+                pool, functools.partial(Store.open, state_dir, sandbox=sandbox)
+            )
+        finally:
+            pool.shutdown(wait=False)
+        return cls(store)
+
+    async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(getattr(self.store, method), *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def __aenter__(self) -> StoreThread:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.run("close")
+        finally:
+            self._pool.shutdown(wait=False)
+
+
 @dataclass(frozen=True)
 class SendResult:
     session: Session
@@ -56,21 +93,24 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     number = options.number
     if number.region not in settings.allowed_countries:
         allowed = ",".join(sorted(settings.allowed_countries))
+        national = (f" (it has no country code and was read as dialed in {number.national.describe()}: "
+                    f"write it with + and its country code, or set VOICE2FA_DEFAULT_REGION)"
+                    if number.national is not None else "")
         raise PolicyRefused(
             f"calls to {number.region} ({number.e164}) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is "
-            f"{allowed}; add {number.region} to allow them"
+            f"{allowed}; add {number.region} to allow them" + national
         )
-    with Store.open(settings.state_dir) as store:
-        reservation = store.reserve_call(number.e164, settings.max_calls_per_hour)
+    async with await StoreThread.open(settings.state_dir) as store:
+        reservation = await store.run("reserve_call", number.e164, settings.max_calls_per_hour)
         try:
             sock = bind(settings.listen.host, settings.listen.port)
             return await _call(settings, options, store, reporter, sock)
         except ConfigError:
-            store.release_call(reservation)  # --listen or the preflight failed: nothing was dialed
+            await store.run("release_call", reservation)  # --listen or the preflight failed: nothing was dialed
             raise
         except ProviderError as exc:
             if not exc.dialed:
-                store.release_call(reservation)
+                await store.run("release_call", reservation)
             raise
 
 
@@ -88,7 +128,7 @@ async def send_sandbox(
 
     state_dir = config.state_dir(env)
     timing = config.timing(env, ring_timeout)
-    with Store.open(state_dir) as store:
+    async with await StoreThread.open(state_dir, sandbox=True) as store:  # sandbox sessions: their own store
         sock = bind(listen.host, listen.port)
         try:
             host, port = sock.getsockname()[:2]
@@ -113,7 +153,7 @@ async def send_sandbox(
                     state_dir=state_dir,
                     timing=timing,
                 )
-                return await _call(settings, options, store, reporter, sock, sandbox=True, published=live)
+                return await _call(settings, options, store, reporter, sock, published=live)
         finally:
             sock.close()
 
@@ -129,10 +169,9 @@ _UNDELIVERED = {
 async def _call(
     settings: config.Settings,
     options: SendOptions,
-    store: Store,
+    store: StoreThread,
     reporter: Reporter,
     sock: socket.socket,
-    sandbox: bool = False,
     published: list | None = None,
 ) -> SendResult:
     from voice2fa_cli.signalwire import Client
@@ -150,14 +189,14 @@ async def _call(
     app = make_app(server_config)
     register(app, call)
     timing = settings.timing
-    async with Server(app, sock), Client(
+    async with Server(app, sock, reporter), Client(
         settings.api_base, settings.project, settings.token, timeout=timing.api_timeout
     ) as client:
         if options.preflight:
             await preflight(server_config, settings.listen, timing.api_timeout)
             reporter.debug(f"preflight: {settings.public_url} reaches this server")
         started = time.monotonic()
-        reporter.step("dialing", 0.0, options.number.e164)
+        reporter.step("dialing", 0.0, options.number.described)
         created = await client.create_call(
             to=options.number.e164,
             caller=settings.caller,
@@ -170,7 +209,8 @@ async def _call(
         reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
         session = None
         try:
-            session = store.create_session(
+            session = await store.run(
+                "create_session",
                 session_id=call.session_id,
                 number=options.number.e164,
                 code=call.code,
@@ -178,25 +218,28 @@ async def _call(
                 max_attempts=options.max_attempts,
                 call_sid=created.sid,
                 call_status=created.status,
-                sandbox=sandbox,
             )
             reporter.step("created", time.monotonic() - started, created.sid)
             reporter.step("expires", time.monotonic() - started, repr(session.expires_at))
             problem = await _Follower(call, client, store, reporter, timing, started).run()
-        except BaseException:
+        except BaseException as exc:
             # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
             # ringing: hang up first, then record what is known.
             if not call.ended:
+                call.hung_up = True
                 with contextlib.suppress(Exception, asyncio.CancelledError):
                     await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
                     reporter.step("hung-up", time.monotonic() - started)
             if session is not None:
                 with contextlib.suppress(Exception):
-                    store.record_call(
+                    await store.run(
+                        "record_call",
                         session.id,
                         state=None if call.delivered else "undelivered",
                         call_status=call.status if call.ended else "canceled",
                     )
+            if isinstance(exc, StoreError):  # a call was placed: never exit 2 ("nothing was called")
+                raise NotDelivered(f"the call was hung up because the store failed: {exc.message}") from None
             raise
     if problem is None and not call.delivered:
         problem = _UNDELIVERED.get(call.status)
@@ -212,11 +255,15 @@ async def _call(
                 problem = f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
             else:
                 problem = "the call ended before the code was read"
-    store.record_call(
-        session.id, state=None if call.delivered else "undelivered", call_status=call.status
-    )
+    try:
+        await store.run(
+            "record_call", session.id, state=None if call.delivered else "undelivered", call_status=call.status
+        )
+        stored = await store.run("get", session.id)
+    except StoreError as exc:
+        raise NotDelivered(f"the call ended but the store failed: {exc.message}") from None
     return SendResult(
-        session=store.get(session.id) or session,
+        session=stored or session,
         call_sid=created.sid,
         call_status=call.status,
         delivered=call.delivered,
@@ -225,16 +272,21 @@ async def _call(
     )
 
 
-async def preflight(server_config, listen: config.Listen, timeout: float) -> None:
+async def preflight(server_config, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
     """Fetch this run's health path through the public URL and check that this very server
-    answered (the nonce), before anything is dialed. ConfigError (exit 2) otherwise."""
+    answered: its body must be the proof only this process can make (an HMAC of the nonce under
+    a secret that never leaves it), so an echo of the path does not pass. Before anything is
+    dialed; ConfigError (exit 2) otherwise."""
+    import hmac
+
     import aiohttp
 
-    from voice2fa_cli.webhook import health_url
+    from voice2fa_cli.webhook import health_answer, health_url
 
     url = health_url(server_config)
     shown = server_config.public_url
-    hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
+    if hint is None:
+        hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
             async with http.get(url, allow_redirects=False) as resp:
@@ -246,14 +298,14 @@ async def preflight(server_config, listen: config.Listen, timeout: float) -> Non
         raise ConfigError(f"the public URL {shown} cannot be reached ({type(exc).__name__}): {hint}") from None
     if status != 200:
         raise ConfigError(f"the public URL {shown} answered {status}, not this voice2fa: {hint}")
-    if server_config.health_nonce.encode() not in body:
+    if not hmac.compare_digest(body, health_answer(server_config)):
         raise ConfigError(f"the public URL {shown} reaches another server, not this voice2fa: {hint}")
 
 
 class _Follower:
     """Follows a call to its end: callbacks first, the REST API when they go quiet."""
 
-    def __init__(self, call, client, store: Store, reporter: Reporter, timing: config.Timing, started: float):
+    def __init__(self, call, client, store: StoreThread, reporter: Reporter, timing: config.Timing, started: float):
         self.call = call
         self.client = client
         self.store = store
@@ -264,19 +316,23 @@ class _Follower:
         self.recorded_delivery = False
         self.answered_at: float | None = None
 
-    def _drain(self) -> None:
+    async def _drain(self) -> None:
+        """Report what happened since the last look; record the delivery once. Events that
+        arrive while the store records are reported too before returning."""
         call = self.call
-        for index, (at, event) in enumerate(call.history[self.seen :], self.seen):
-            if event == "heard":
-                self.reporter.heard(list(call.transcript.get(index, ())))
-                continue
-            if event == "in-progress" and self.answered_at is None:
-                self.answered_at = at
-            detail = f"{call.duration} s" if event in ("completed",) and call.duration is not None else None
-            self.reporter.step(event, at - self.started, detail)
-        self.seen = len(call.history)
-        if call.delivered and not self.recorded_delivery:
-            self.store.record_call(call.session_id, state="delivered")
+        while True:
+            for index, (at, event) in enumerate(call.history[self.seen :], self.seen):
+                if event == "heard":
+                    self.reporter.heard(list(call.transcript.get(index, ())))
+                    continue
+                if event == "in-progress" and self.answered_at is None:
+                    self.answered_at = at
+                detail = f"{call.duration} s" if event in ("completed",) and call.duration is not None else None
+                self.reporter.step(event, at - self.started, detail)
+            self.seen = len(call.history)
+            if not call.delivered or self.recorded_delivery:
+                return
+            await self.store.run("record_call", call.session_id, state="delivered")
             self.recorded_delivery = True
 
     async def run(self) -> str | None:
@@ -286,7 +342,7 @@ class _Follower:
         give_up = self.started + timing.ring_timeout + timing.webhook_grace + MAX_TTL
         poll_failures = 0
         while True:
-            self._drain()
+            await self._drain()
             if call.ended:
                 return None
             now = time.monotonic()
@@ -329,12 +385,31 @@ class _Follower:
             last_news = time.monotonic()
 
     async def _hang_up(self) -> None:
-        call = self.call
+        """Hang up, then wait (up to the grace period) for the platform's final status and its
+        CallDuration: a callback, or the call polled when callbacks stay quiet. That is what gets
+        recorded; only when neither comes is the outcome inferred."""
+        call, timing = self.call, self.timing
+        call.hung_up = True  # no document from now on; the status route still answers
         self.reporter.debug(f"hanging up {call.call_sid}")
         with contextlib.suppress(ProviderError):
             await self.client.hang_up(call.call_sid)
-        call.set_status("completed" if call.fetched or self.answered_at else "canceled")
-        self._drain()
+        deadline = time.monotonic() + timing.webhook_grace
+        next_poll = time.monotonic() + timing.poll_interval
+        while not call.ended:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if await _woken(call.changed, min(deadline, next_poll) - now):
+                call.changed.clear()
+                continue
+            if time.monotonic() >= next_poll:
+                next_poll = time.monotonic() + timing.poll_interval
+                with contextlib.suppress(ProviderError):
+                    polled = await self.client.fetch_call(call.call_sid)
+                    call.set_status(polled.status, duration=polled.duration)
+        if not call.ended:
+            call.set_status("completed" if call.fetched or self.answered_at else "canceled")
+        await self._drain()
 
 
 async def _woken(event: asyncio.Event, timeout: float) -> bool:

@@ -17,7 +17,7 @@ from voice2fa_cli.errors import ProviderError
 FINAL_STATUSES = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
-_HINTS = {
+_HINTS = {  # SignalWire error codes (fern/products/compatibility-api/pages/rest-api/core/error-codes.mdx)
     21211: "the number called is not valid for SignalWire",
     21210: "SIGNALWIRE_NUMBER is not a number of this project: pick one from the Phone Numbers page",
     21219: "a trial account can call only verified numbers: verify this number or upgrade the account",
@@ -70,7 +70,9 @@ class Client:
             error.timed_out = True
             raise error from None
         except aiohttp.ClientError as exc:
-            raise ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}") from None
+            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}")
+            error.unreachable = True
+            raise error from None
         data = _json(body)
         if 200 <= status < 300:
             if not isinstance(data, dict):
@@ -139,18 +141,65 @@ def _describe(exc: aiohttp.ClientError) -> str:
 
 
 def _error(status: int, data: object, what: str) -> ProviderError:
-    fields = data if isinstance(data, dict) else {}
-    code = fields.get("code")
-    message = fields.get("message")
-    message = str(message)[:300] if message else None
+    code, message, more_info = _reason(data)
     if status in (401, 403):
-        return ProviderError(CREDENTIALS)
-    if status == 429:
-        return ProviderError("SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again")
-    if status >= 500:
-        return ProviderError(f"SignalWire failed on {what} ({status}): try again later")
-    detail = f"SignalWire rejected {what} ({status}"
-    detail += f", error {code}" if code is not None else ""
-    detail += f"): {message}" if message else ")"
-    hint = _HINTS.get(code) if isinstance(code, int) else None
-    return ProviderError(detail + (f" — {hint}" if hint else ""))
+        error = ProviderError(CREDENTIALS)
+        error.auth_refused = True
+    elif status == 429:
+        error = ProviderError("SignalWire is rate-limiting this account (429 Too Many Requests): wait and try again")
+    elif status >= 500:
+        error = ProviderError(f"SignalWire failed on {what} ({status}): try again later")
+    else:
+        detail = f"SignalWire rejected {what} ({status}"
+        detail += f", error {code}" if code is not None else ""
+        detail += f"): {message}" if message else ")"
+        hint = _HINTS.get(code) if code is not None else None
+        error = ProviderError(detail + (f" — {hint}" if hint else ""))
+    error.more_info = more_info
+    return error
+
+
+def _reason(data: object) -> tuple[int | None, str | None, str | None]:
+    """(code, message, more_info) from either documented error body (SignalWire's
+    specs/compatibility-api/_shared/errors.tsp): CompatibilityErrorResponse {code: int,
+    message, more_info, status}, or CompatibilityErrorArrayResponse {errors: [{code: string,
+    message, more_info}]} (a rejected create). Codes as int or digit string; anything else in
+    the body is ignored, never trusted."""
+    if not isinstance(data, dict):
+        return None, None, None
+    items: list[dict] = [data]
+    errors = data.get("errors")
+    if isinstance(errors, list):
+        items = [item for item in errors[:10] if isinstance(item, dict)]
+        if not items:
+            return None, None, None
+    first = items[0]
+    messages = [text for item in items if (text := _text(item.get("message")))]
+    message = "; ".join(messages)[:300] or None
+    return _code(first.get("code")), message, _link(first.get("more_info"))
+
+
+def _code(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and 0 < value < 10**8:
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 8:
+        return int(value)
+    return None
+
+
+def _text(value: object) -> str | None:
+    """Platform text made one printable line (it is shown on the operator's terminal)."""
+    if not isinstance(value, str):
+        return None
+    return " ".join("".join(c if c.isprintable() else " " for c in value[:2000]).split()) or None
+
+
+def _link(value: object) -> str | None:
+    """`more_info` kept only when it is a plain http(s) link (shown with -v)."""
+    if not isinstance(value, str) or len(value) > 500 or not value.isascii() or not value.isprintable():
+        return None
+    if not value.startswith(("https://", "http://")) or any(c in value for c in " <>\"'`"):
+        return None
+    return value

@@ -1,7 +1,16 @@
 """What the call says, as cXML built with ElementTree (so text is always escaped), and the
 reverse: a cXML document rendered as the lines a callee hears (for the sandbox and previews).
 
-The code is spoken digit by digit, each digit its own <Say>, and read twice.
+Only what SignalWire's cXML reference allows (signalwire/docs,
+fern/products/compatibility-api/pages/cxml/voice/say.mdx, gather.mdx, pause.mdx, hangup.mdx):
+<Say> with voice/language, <Pause length> in whole seconds, <Gather> holding only <Say> and
+<Pause>, <Hangup> at the top level. No SSML: the standard voices and Polly voices differ in
+what they accept, and separate <Say>s with <Pause> between them need no markup.
+
+The call: the opening (who calls and why, and what to do with the code), the key-press gate,
+then the code: each digit its own <Say>, in groups of three or four with a pause between the
+groups, read twice, inside a <Gather> so that while it is read the callee can press
+REPEAT_KEY (read it again) or SLOWER_KEY (again, with a pause after every digit).
 """
 
 from __future__ import annotations
@@ -13,34 +22,82 @@ from voice2fa_cli import phrases
 from voice2fa_cli.phrases import DEFAULT_LANGUAGE
 
 MAX_INTRO = 200
+REPEAT_KEY = "1"
+SLOWER_KEY = "2"
+KEY_WINDOW = 12  # seconds a <Gather> waits for a key once its prompt has been said
+GROUP_PAUSE = 1  # seconds between groups of digits
+SLOW_DIGIT_PAUSE = 1  # seconds after every digit when read slower
+SLOW_GROUP_PAUSE = 2
+READINGS_PAUSE = 1  # seconds between the first reading and "Once again"
 
 
 @dataclass(frozen=True)
 class Voice:
-    language: str = DEFAULT_LANGUAGE  # of the digits; the sentences too when translated
+    language: str = DEFAULT_LANGUAGE  # of every sentence and digit of the call
     voice: str | None = None
-    intro: str | None = None  # a custom first sentence, plain text
+    intro: str | None = None  # replaces the opening sentence, plain text
+    caller: str | None = None  # who calls, as the callee knows them (phrases.clean_caller_name)
 
-    def _say(self, parent: ET.Element, text: str, language: str) -> ET.Element:
-        el = ET.SubElement(parent, "Say", {"language": language})
+    def __post_init__(self) -> None:
+        if not phrases.is_translated(self.language):
+            raise ValueError(f"no phrases in {self.language!r}: choose the language with phrases.choose()")
+
+    def _say(self, parent: ET.Element, text: str) -> ET.Element:
+        el = ET.SubElement(parent, "Say", {"language": self.language})
         if self.voice:
             el.set("voice", self.voice)
         el.text = text
         return el
 
     def say(self, parent: ET.Element, name: str, **values: str) -> ET.Element:
-        """A translated sentence (English where no translation exists)."""
-        language = phrases.text_language(self.language)
-        return self._say(parent, phrases.phrase(language, name, **values), language)
-
-    def say_text(self, parent: ET.Element, text: str) -> ET.Element:
-        return self._say(parent, text, phrases.text_language(self.language))
+        """A translated sentence; its named variant when the caller is known."""
+        if self.caller and f"{name}_named" in phrases.PHRASE_NAMES:
+            return self._say(parent, phrases.phrase(self.language, f"{name}_named", caller=self.caller, **values))
+        return self._say(parent, phrases.phrase(self.language, name, **values))
 
     def say_digit(self, parent: ET.Element, digit: str) -> ET.Element:
-        return self._say(parent, digit, self.language)
+        return self._say(parent, digit)
 
-    def opening(self, parent: ET.Element) -> ET.Element:
-        return self.say_text(parent, self.intro) if self.intro else self.say(parent, "intro")
+    def opening(self, parent: ET.Element) -> None:
+        """Who calls and why (or the operator's own sentence), then what to do with the code."""
+        if self.intro:
+            self._say(parent, self.intro)
+        else:
+            self.say(parent, "hello")
+        self.say(parent, "instruct")
+
+
+def groups(code: str) -> list[str]:
+    """The code in groups of three or four digits, the longer ones last: 6 → 3+3, 7 → 3+4,
+    8 → 4+4, 9 → 3+3+3, 10 → 3+3+4."""
+    count = -(-len(code) // 4)
+    size, extra = divmod(len(code), count)
+    out, at = [], 0
+    for i in range(count):
+        n = size + (1 if i >= count - extra else 0)
+        out.append(code[at : at + n])
+        at += n
+    return out
+
+
+def _pause(parent: ET.Element, seconds: int) -> None:
+    ET.SubElement(parent, "Pause", {"length": str(seconds)})
+
+
+def _read_code(parent: ET.Element, code: str, voice: Voice, slow: bool) -> None:
+    for g, group in enumerate(groups(code)):
+        if g:
+            _pause(parent, SLOW_GROUP_PAUSE if slow else GROUP_PAUSE)
+        for d, digit in enumerate(group):
+            if slow and d:
+                _pause(parent, SLOW_DIGIT_PAUSE)
+            voice.say_digit(parent, digit)
+
+
+def _gather(parent: ET.Element, action_url: str) -> ET.Element:
+    return ET.SubElement(parent, "Gather", {
+        "input": "dtmf", "numDigits": "1", "timeout": str(KEY_WINDOW), "action": action_url, "method": "POST",
+    })
 
 
 def _document() -> ET.Element:
@@ -51,21 +108,23 @@ def _serialise(root: ET.Element) -> bytes:
     return ET.tostring(root, encoding="UTF-8", xml_declaration=True)
 
 
-def code_document(code: str, voice: Voice, *, after_gate: bool = False) -> bytes:
-    """Intro, the code digit by digit, the code again, goodbye, hang up. After the key-press
-    gate (which said the intro already) it starts with "Your code is"."""
+def code_document(code: str, voice: Voice, *, after_gate: bool = False, slow: bool = False,
+                  action: str | None = None) -> bytes:
+    """The code, read twice, then goodbye. Without the gate it starts with the opening. With an
+    `action` URL (repeats left) the readings are inside a <Gather>: a key pressed while the code
+    is read goes there, and the call ends by offering REPEAT_KEY and SLOWER_KEY."""
     root = _document()
-    if after_gate:
-        voice.say(root, "code")
-    else:
+    if not after_gate:
         voice.opening(root)
-    for reading in range(2):
-        if reading:
-            ET.SubElement(root, "Pause", {"length": "1"})
-            voice.say(root, "again")
-        for digit in code:
-            voice.say_digit(root, digit)
-    ET.SubElement(root, "Pause", {"length": "1"})
+    body = _gather(root, action) if action else root
+    voice.say(body, "code_slow" if slow else "code")
+    _read_code(body, code, voice, slow)
+    _pause(body, READINGS_PAUSE)
+    voice.say(body, "again")
+    _read_code(body, code, voice, slow)
+    if action:
+        _pause(body, 1)
+        voice.say(body, "options", repeat=REPEAT_KEY, slower=SLOWER_KEY)
     voice.say(root, "goodbye")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
@@ -75,21 +134,29 @@ def gate_document(key: str, action_url: str, voice: Voice, *, retry: bool = Fals
     """Ask for one key press before the code is read (a voicemail box presses nothing)."""
     root = _document()
     if retry:
-        voice.say(root, "wrong_key", key=key)
+        voice.say(root, "wrong_key")
     else:
         voice.opening(root)
-    gather = ET.SubElement(
-        root, "Gather", {"numDigits": "1", "method": "POST", "action": action_url, "timeout": "8"}
-    )
-    voice.say(gather, "press", key=key)
+    voice.say(_gather(root, action_url), "press", key=key)
     voice.say(root, "no_key")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
 
 
-def goodbye_document(voice: Voice) -> bytes:
+def unknown_key_document(action_url: str, voice: Voice) -> bytes:
+    """A key that neither repeats nor slows the code: say so, offer the keys again."""
     root = _document()
+    voice.say(root, "no_such_key")
+    voice.say(_gather(root, action_url), "options", repeat=REPEAT_KEY, slower=SLOWER_KEY)
     voice.say(root, "goodbye")
+    ET.SubElement(root, "Hangup")
+    return _serialise(root)
+
+
+def goodbye_document(voice: Voice, *, no_more: bool = False) -> bytes:
+    """The end; `no_more`: the callee asked for the code again once too often."""
+    root = _document()
+    voice.say(root, "no_more" if no_more else "goodbye")
     ET.SubElement(root, "Hangup")
     return _serialise(root)
 
@@ -140,7 +207,7 @@ def render(document: bytes | str) -> Heard:
                 if text:
                     lines.append(text)
             elif child.tag == "Pause":
-                flush()
+                pass  # a pause between groups of digits: the reading stays one line
             elif child.tag == "Gather":
                 flush()
                 start = len(lines)

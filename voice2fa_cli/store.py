@@ -2,7 +2,17 @@
 
 Only a keyed hash of each code is stored (HMAC-SHA256 under a per-install key kept in a 0600
 file). Every check-and-update runs in one `BEGIN IMMEDIATE` transaction, so racing processes
-see one success. The directory is 0700 and every file 0600, created that way.
+see one success. The directory is 0700 and every file 0600, created that way, and all of them
+are opened through one checked descriptor of the state dir (statedir.py).
+
+Real and sandbox sessions live in two databases side by side (`sessions.sqlite3`,
+`sandbox.sqlite3`): a sandbox send never supersedes, counts toward or is counted by anything real.
+
+Time: sessions are ordered by a sequence the store assigns, never by the wall clock. A code's
+life is measured on the boot clock (CLOCK_BOOTTIME, which no one can set) when the session was
+created in this boot; otherwise on the wall clock, where a clock set back before the session was
+created, or behind the highest time the store has seen past its expiry, ends it. A clock step
+can shorten a code's life, never lengthen it.
 """
 
 from __future__ import annotations
@@ -10,20 +20,20 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-import stat
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from voice2fa_cli import otp
-from voice2fa_cli.config import DB_NAME, KEY_NAME
+from voice2fa_cli.config import DB_NAME, KEY_NAME, SANDBOX_DB_NAME
 from voice2fa_cli.errors import PolicyRefused, StoreError
 from voice2fa_cli.sessions import Verdict
+from voice2fa_cli.statedir import Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 KEY_BYTES = 32
 MAX_ATTEMPTS = 5
 
@@ -32,6 +42,9 @@ MAX_ATTEMPTS = 5
 NUMBER_FAILURE_LIMIT = 10
 FAILURE_WINDOW = 3600.0
 LOCK_SECONDS = 3600.0
+
+# SQLite's primary result codes (sqlite3 names them only from Python 3.11)
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
 OPEN_STATES = ("calling", "delivered")
 _CLOSED_REASONS = {
@@ -69,7 +82,49 @@ _SCHEMA = [
     CREATE TABLE calls (number TEXT NOT NULL, at REAL NOT NULL);
     CREATE INDEX calls_by_time ON calls (at);
     """,
+    # version 2: a sequence the store assigns orders sessions; the boot clock at creation; the
+    # highest wall-clock time seen; sandbox sessions move to their own database.
+    """
+    ALTER TABLE sessions ADD COLUMN seq INTEGER;
+    UPDATE sessions SET seq = rowid;
+    ALTER TABLE sessions ADD COLUMN boot TEXT;
+    ALTER TABLE sessions ADD COLUMN uptime REAL;
+    CREATE INDEX sessions_by_seq ON sessions (number, seq);
+    CREATE TABLE meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
+    DELETE FROM sessions WHERE sandbox = 1;
+    """,
 ]
+
+Uptime = Callable[[], "tuple[str, float] | None"]
+
+
+def boot_clock() -> Uptime:
+    """This boot's id and a clock nobody can set (Linux CLOCK_BOOTTIME, counting suspend);
+    a callable answering None where the system has neither."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            boot = f.read().strip()
+        time.clock_gettime(time.CLOCK_BOOTTIME)
+    except (OSError, AttributeError, ValueError):
+        return lambda: None
+    return lambda: (boot, time.clock_gettime(time.CLOCK_BOOTTIME))
+
+
+@dataclass(frozen=True)
+class _Now:
+    wall: float  # the clock as it is
+    high: float  # the highest wall-clock time the store has seen (≥ wall)
+    up: tuple[str, float] | None  # (boot id, boot clock)
+
+
+def _expired(now: _Now, created_at: float, expires_at: float, boot: str | None, uptime: float | None) -> bool:
+    """A clock step shortens a code's life, never lengthens it."""
+    if now.wall >= expires_at:
+        return True
+    if now.up is not None and boot is not None and uptime is not None and now.up[0] == boot:
+        elapsed = now.up[1] - uptime  # this boot: the boot clock cannot be set back
+        return not 0 <= elapsed < expires_at - created_at
+    return now.wall < created_at or now.high >= expires_at
 
 
 @dataclass(frozen=True)
@@ -105,75 +160,36 @@ def clock_text(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
-# --- files ---------------------------------------------------------------------------------
+# --- the store -----------------------------------------------------------------------------
 
 
-def _check_private(path: Path, what: str, want: int) -> None:
+def _disk_full(path: Path) -> bool:
+    """After an I/O error: is the file system holding `path` out of space? (SQLite reports a
+    full disk met while growing its -shm as an I/O error.)"""
     try:
-        st = path.lstat()
-    except OSError as exc:
-        raise StoreError(f"cannot read the {what} {path}: {exc.strerror}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files")
-    if st.st_uid != os.getuid():
-        raise StoreError(f"the {what} {path} belongs to another user: use a state dir of your own")
-    if st.st_mode & 0o077:
-        raise StoreError(
-            f"the {what} {path} is open to other users (mode {stat.S_IMODE(st.st_mode):o}): "
-            f"run `chmod {want:o} {path}`"
-        )
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
-def _ensure_dir(path: Path) -> None:
+def _load_key(state: StateDir, create: bool) -> bytes:
+    if create and not state.exists(KEY_NAME):
+        state.create_file(KEY_NAME, secrets.token_bytes(KEY_BYTES))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        if not path.is_dir():
-            raise StoreError(f"the state dir {path} exists and is not a directory") from None
-    except OSError as exc:
-        raise StoreError(f"cannot create the state dir {path}: {exc.strerror}") from None
-    _check_private(path, "state dir", 0o700)
-
-
-def _create_private(path: Path, content: bytes = b"") -> bool:
-    """Create `path` 0600 with `content`, atomically; False if it already exists."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-            return True
-        except FileExistsError:
-            return False
-    except OSError as exc:
-        raise StoreError(f"cannot create {path}: {exc.strerror}") from None
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def _load_key(path: Path, create: bool) -> bytes:
-    if create and not path.exists():
-        _create_private(path, secrets.token_bytes(KEY_BYTES))
-    _check_private(path, "key file", 0o600)
-    try:
-        key = path.read_bytes()
-    except OSError as exc:
-        raise StoreError(f"cannot read the key file {path}: {exc.strerror}") from None
+        key = state.read_file(KEY_NAME, "key file", 1 << 16)
+    except Missing as exc:
+        raise StoreError(f"cannot read the key file {exc}: No such file or directory") from None
     if len(key) != KEY_BYTES:
-        raise StoreError(f"the key file {path} is damaged ({len(key)} bytes, not {KEY_BYTES})")
+        raise StoreError(f"the key file {state.path / KEY_NAME} is damaged ({len(key)} bytes, not {KEY_BYTES})")
     return key
 
 
-# --- the store -----------------------------------------------------------------------------
+def _open_database(state: StateDir, name: str) -> int:
+    try:
+        return state.open_file(name, "database", os.O_RDWR)
+    except Missing as exc:
+        raise StoreError(f"cannot read the database {exc}: No such file or directory") from None
 
 
 class NoStore(Exception):
@@ -181,33 +197,69 @@ class NoStore(Exception):
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection, key: bytes, path: Path, clock: Callable[[], float]):
+    def __init__(self, conn: sqlite3.Connection, key: bytes, path: Path, clock: Callable[[], float],
+                 sandbox: bool = False, uptime: Uptime | None = None, state: StateDir | None = None):
         self._conn = conn
         self._key = key
+        self._state = state
         self.path = path
         self.clock = clock
+        self.uptime = uptime or boot_clock()
+        self.sandbox = sandbox
 
     @classmethod
-    def open(cls, state_dir: Path, *, create: bool = True, clock: Callable[[], float] = time.time) -> Store:
-        db = state_dir / DB_NAME
-        if not create and not db.exists():
-            raise NoStore(str(state_dir))
-        _ensure_dir(state_dir)
-        key = _load_key(state_dir / KEY_NAME, create)
-        if create and not db.exists():
-            _create_private(db)
-        _check_private(db, "database", 0o600)
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        create: bool = True,
+        sandbox: bool = False,
+        clock: Callable[[], float] = time.time,
+        uptime: Uptime | None = None,
+        busy_timeout: float = 30.0,
+    ) -> Store:
+        """The real sessions, or with `sandbox` the sandbox's (a database of their own)."""
+        name = SANDBOX_DB_NAME if sandbox else DB_NAME
         try:
-            conn = sqlite3.connect(db, isolation_level=None, timeout=30, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the database {db}: {exc}") from None
-        store = cls(conn, key, db, clock)
-        with store._errors():
-            store._prepare()
+            state = StateDir.open(state_dir, create=create, needs=name)
+        except Missing:
+            raise NoStore(str(state_dir)) from None
+        try:
+            db = state.path / name
+            key = _load_key(state, create)
+            if create and not state.exists(name):
+                state.create_file(name)
+            state.check_side_files(name)
+            fd = _open_database(state, name)
+            try:
+                checked = os.fstat(fd)
+            finally:
+                # Before SQLite opens it: closing any descriptor of a file drops every POSIX
+                # lock this process holds on it, SQLite's included.
+                os.close(fd)
+            before = open_descriptors()
+            try:
+                conn = sqlite3.connect(state.sqlite_path(name), isolation_level=None, timeout=busy_timeout,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open the database {db}: {exc}") from None
+            store = cls(conn, key, db, clock, sandbox, uptime, state)
+            try:
+                with store._errors():
+                    store._prepare(busy_timeout)  # this opens the -wal and the -shm too
+                state.check_opened(name, before, checked)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            state.close()
+            raise
         return store
 
     def close(self) -> None:
         self._conn.close()
+        if self._state is not None:
+            self._state.close()
 
     def __enter__(self) -> Store:
         return self
@@ -221,17 +273,24 @@ class Store:
             yield
         except sqlite3.DatabaseError as exc:
             text = str(exc)
-            if "not a database" in text or "malformed" in text:
-                msg = f"the database {self.path} is damaged or not voice2fa's: move it away to start afresh"
-            elif "readonly" in text or "read-only" in text:
-                msg = f"the database {self.path} is read-only: check the permissions of its directory"
-            elif "full" in text:
+            code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+            if code == _FULL or "full" in text or (code == _IOERR or "I/O error" in text) and _disk_full(self.path):
                 msg = f"the disk holding {self.path} is full: free some space and try again"
-            elif "locked" in text or "busy" in text:
+            elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
+                msg = f"the database {self.path} is damaged or not voice2fa's: move it away to start afresh"
+            elif code == _READONLY or "readonly" in text or "read-only" in text:
+                msg = f"the database {self.path} is read-only: check the permissions of its directory"
+            elif code in (_BUSY, _LOCKED) or "locked" in text or "busy" in text:
                 msg = f"the database {self.path} stayed locked by another voice2fa: try again"
             else:
                 msg = f"the database {self.path} cannot be used: {text}"
             raise StoreError(msg) from None
+
+    def _end(self) -> None:
+        """Roll back whatever SQLite left open (after an error it may have rolled back itself)."""
+        if self._conn.in_transaction:
+            with suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -239,10 +298,19 @@ class Store:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._end()  # the first error is the one that tells what happened
                 raise
-            self._conn.execute("COMMIT")
+
+    def _now(self, c: sqlite3.Connection) -> _Now:
+        """The time, inside a write transaction: also raises the store's high-water mark."""
+        wall = self.clock()
+        row = c.execute("SELECT value FROM meta WHERE name = 'clock'").fetchone()
+        if row is None or wall > row[0]:
+            c.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('clock', ?)", (wall,))
+            return _Now(wall, wall, self.uptime())
+        return _Now(wall, row[0], self.uptime())
 
     def _header(self) -> tuple[int, int, int]:
         """application_id, user_version and the number of schema objects, read together."""
@@ -263,10 +331,10 @@ class Store:
                 f"the database {self.path} was written by a newer voice2fa (schema {version}): upgrade voice2fa"
             )
 
-    def _switch_to_wal(self) -> None:
+    def _switch_to_wal(self, busy_timeout: float) -> None:
         """The switch needs an exclusive lock and SQLite does not wait for it through the busy
-        handler: when other processes open a new store at the same moment, retry (≤ 30 s)."""
-        deadline = time.monotonic() + 30
+        handler: when other processes open a new store at the same moment, retry (≤ the busy timeout)."""
+        deadline = time.monotonic() + busy_timeout
         while True:
             try:
                 self._conn.execute("PRAGMA journal_mode = WAL")
@@ -276,17 +344,19 @@ class Store:
                     raise
                 time.sleep(0.005 + secrets.randbelow(20) / 1000)
 
-    def _prepare(self) -> None:
+    def _prepare(self, busy_timeout: float) -> None:
         c = self._conn
-        c.execute("PRAGMA busy_timeout = 30000")
+        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         c.execute("BEGIN")  # one consistent read: another process may be creating the schema
         try:
             header = self._header()
-        finally:
             c.execute("COMMIT")
+        except BaseException:
+            self._end()  # the first error is the one that tells what happened
+            raise
         self._validate(*header)
         if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._switch_to_wal()
+            self._switch_to_wal(busy_timeout)
         c.execute("PRAGMA synchronous = NORMAL")
         if header[1] < SCHEMA_VERSION:
             with self._tx():
@@ -312,21 +382,24 @@ class Store:
         max_attempts: int = MAX_ATTEMPTS,
         call_sid: str | None,
         call_status: str | None,
-        sandbox: bool,
     ) -> Session:
-        """Store a new session for a call that was placed, superseding the number's open ones."""
+        """Store a new session for a call that was placed, superseding the number's open ones
+        (in this store only: real and sandbox sessions never meet)."""
         digest = otp.digest(self._key, session_id, code)
         with self._tx() as c:
-            now = self.clock()  # inside the write lock: the newest session is the last committed
+            now = self._now(c)  # inside the write lock: the newest session is the last committed
+            boot, uptime = now.up if now.up is not None else (None, None)
             c.execute(
                 "UPDATE sessions SET state = 'superseded', closed_at = ? "
                 f"WHERE number = ? AND state IN {OPEN_STATES}",
-                (now, number),
+                (now.wall, number),
             )
             c.execute(
                 "INSERT INTO sessions (id, number, created_at, expires_at, digest, max_attempts, state,"
-                " call_sid, call_status, sandbox) VALUES (?, ?, ?, ?, ?, ?, 'calling', ?, ?, ?)",
-                (session_id, number, now, now + ttl, digest, max_attempts, call_sid, call_status, int(sandbox)),
+                " call_sid, call_status, sandbox, seq, boot, uptime) VALUES (?, ?, ?, ?, ?, ?, 'calling', ?, ?, ?,"
+                " (SELECT coalesce(max(seq), 0) + 1 FROM sessions), ?, ?)",
+                (session_id, number, now.wall, now.wall + ttl, digest, max_attempts, call_sid, call_status,
+                 int(self.sandbox), boot, uptime),
             )
         return self.get(session_id)  # type: ignore[return-value]
 
@@ -335,7 +408,7 @@ class Store:
         call; raises PolicyRefused (exit 5). Returns the reservation, to release if the
         platform refuses the call (then nothing was dialed)."""
         with self._tx() as c:
-            now = self.clock()
+            now = self._now(c).wall
             until = _lock_end(c, number, now)
             if until is not None:
                 raise PolicyRefused(
@@ -367,7 +440,7 @@ class Store:
         """Remove expired sessions and calls older than any limit; keep the failures
         the number lockout needs. Returns how many sessions were removed."""
         with self._tx() as c:
-            now = self.clock()
+            now = self._now(c).wall
             removed = c.execute(
                 "DELETE FROM sessions WHERE expires_at <= ?", (now,)
             ).rowcount
@@ -395,7 +468,7 @@ class Store:
     def newest(self, number: str) -> Session | None:
         with self._errors():
             row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM sessions WHERE number = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                f"SELECT {_COLUMNS} FROM sessions WHERE number = ? ORDER BY seq DESC LIMIT 1",
                 (number,),
             ).fetchone()
         return _session(row) if row else None
@@ -408,17 +481,18 @@ class Store:
         """Check `code` against the newest session of `number` (or against `session_id`, one of
         its sessions), atomically."""
         with self._tx() as c:
-            now = self.clock()
+            clock = self._now(c)
+            now = clock.wall
             until = _lock_end(c, number, now)
             if session_id is None:
                 row = c.execute(
-                    f"SELECT {_COLUMNS}, digest FROM sessions WHERE number = ?"
-                    " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions WHERE number = ? ORDER BY seq DESC LIMIT 1",
                     (number,),
                 ).fetchone()
             else:
                 row = c.execute(
-                    f"SELECT {_COLUMNS}, digest FROM sessions WHERE number = ? AND id = ?", (number, session_id)
+                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions WHERE number = ? AND id = ?",
+                    (number, session_id),
                 ).fetchone()
             session = _session(row) if row else None
             if until is not None:
@@ -429,6 +503,9 @@ class Store:
                 return Verdict(False, _CLOSED_REASONS[session.state], session)
             if now >= session.expires_at:
                 return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
+            if _expired(clock, session.created_at, session.expires_at, row[-3], row[-2]):
+                return Verdict(False, "expired: the code is older than its lifetime (the system clock was set back);"
+                               " send a new code", session)
             if otp.matches(self._key, session.id, code, row[-1]):
                 c.execute("UPDATE sessions SET state = 'verified', closed_at = ? WHERE id = ?", (now, session.id))
                 return Verdict(True, "verified", self._reread(c, session.id), session.attempts_left)
@@ -453,7 +530,7 @@ class Store:
     def recent(self, limit: int = 50) -> list[Session]:
         with self._errors():
             rows = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM sessions ORDER BY created_at DESC, rowid DESC LIMIT ?", (limit,)
+                f"SELECT {_COLUMNS} FROM sessions ORDER BY seq DESC LIMIT ?", (limit,)
             ).fetchall()
         return [_session(r) for r in rows]
 

@@ -15,7 +15,7 @@ from typing import TextIO
 import click
 
 LABELS = {
-    "dialing": "dialing {detail}",
+    "dialing": "calling {detail}",
     "created": "call {detail}",
     "initiated": "call placed",
     "queued": "queued",
@@ -32,6 +32,26 @@ LABELS = {
     "canceled": "call canceled",
     "hung-up": "hung up the call",
 }
+
+
+def sanitize(text: object, markup: bool = False) -> str:
+    """Text that came from the network (platform messages, call statuses, what the sandbox
+    heard), safe to show: control characters removed (line breaks and tabs become spaces; no
+    ESC, so no terminal escape sequence survives), and, with `markup`, Rich markup escaped
+    for a Rich call that would otherwise interpret it. Used at the rendering edge."""
+    import unicodedata
+
+    cleaned = "".join(
+        " " if ch in "\t\n\r\v\f\x85\u2028\u2029"
+        else "" if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co")
+        else ch
+        for ch in str(text)
+    )
+    if markup:
+        from rich.markup import escape
+
+        cleaned = escape(cleaned)
+    return cleaned
 
 
 class PipeGuard:
@@ -173,8 +193,9 @@ def local_time(ts: float, now: float) -> str:
     return time.strftime("%b %d %H:%M", here)
 
 
-_RUN = re.compile(r"(?<![\w])\d(?:[ ,.;:·…\-]{0,3}\d)*(?![\w])")
-_ONLY_DIGITS = re.compile(r"[\d ,.;:·…\-]*\d[\d ,.;:·…\-]*")
+_SEPARATORS = " ,.;:·…\\-–—"  # between the digits of a code as it is written out
+_RUN = re.compile(rf"(?<![\w])\d(?:[{_SEPARATORS}]{{0,3}}\d)*(?![\w])")
+_ONLY_DIGITS = re.compile(rf"[\d{_SEPARATORS}]*\d[\d{_SEPARATORS}]*")
 _PRESS = re.compile(r"\[presses (\S+)\]")
 TIMES = {1: "once", 2: "twice", 3: "three times"}
 
@@ -239,10 +260,12 @@ class _Waiting:
     def __init__(self, text: str, since: float, limit: float | None, clock) -> None:
         self.text, self.since, self.limit, self.clock = text, since, limit, clock
 
-    def __rich__(self) -> str:
+    def __rich__(self):
+        from rich.text import Text  # plain text: never read as Rich markup
+
         waited = int(self.clock() - self.since)
         limit = f" of {self.limit:g} s" if self.limit else ""
-        return f"{self.text}… {waited} s{limit}"
+        return Text(f"{self.text}… {waited} s{limit}")
 
 
 class Reporter:
@@ -265,7 +288,7 @@ class Reporter:
     def _spin(self, text: str, limit: float | None = None) -> None:
         if self._console is None or self.quiet:
             return
-        waiting = _Waiting(text, self.clock(), limit, self.clock)
+        waiting = _Waiting(sanitize(text), self.clock(), limit, self.clock)
         if self._status is None:
             self._status = self._console.status(waiting, spinner="dots")
             self._status.start()
@@ -279,7 +302,7 @@ class Reporter:
             self._status = None
 
     def _line(self, text: str, style: str | None = None, indent: int = 0) -> None:
-        for line in fit(text, width(self.stream, self._console), indent):
+        for line in fit(sanitize(text), width(self.stream, self._console), indent):
             if self._console is not None:
                 self._console.out(line, style=style, highlight=False)
             else:
@@ -355,7 +378,7 @@ class Reporter:
 
 def error(message: str, hint: str | None = None) -> None:
     """One line on stderr: what went wrong and, when known, what to do."""
-    text = f"error: {message}" + (f" ({hint})" if hint else "")
+    text = sanitize(f"error: {message}" + (f" ({hint})" if hint else ""))
     out = console(sys.stderr)
     for line in fit(text, width(sys.stderr, out), 2):
         if out is not None:
@@ -432,7 +455,7 @@ def _from_iso(text: str | None) -> float | None:
 # (key, title, priority: the lowest goes first when the terminal is narrow)
 SESSION_COLUMNS = (
     ("session_id", "SESSION", 9), ("number", "NUMBER", 8), ("state", "STATE", 7), ("expires", "EXPIRES", 6),
-    ("mode", "MODE", 5), ("attempts_left", "LEFT", 4), ("created", "CREATED", 3),
+    ("kind", "KIND", 5), ("attempts_left", "LEFT", 4), ("created", "CREATED", 3),
 )
 
 
@@ -448,10 +471,10 @@ def session_table(rows: list[dict], now: float | None = None) -> None:
     for row in rows:
         expires, created = _from_iso(row["expires_at"]), _from_iso(row["created_at"])
         cells.append({
-            **{k: str(v) for k, v in row.items()},
+            **{k: sanitize(v) for k, v in row.items()},
             "expires": relative(expires, now) if expires is not None else "",
             "created": local_time(created, now) if created is not None else "",
-            "mode": "sandbox" if row.get("sandbox") else "live",
+            "kind": "sandbox" if row.get("sandbox") else "real",
         })
     columns = list(SESSION_COLUMNS)
     limit = width(sys.stdout)
@@ -467,7 +490,7 @@ def session_table(rows: list[dict], now: float | None = None) -> None:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
 
 
-MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"), "skip": ("-", "dim")}
 
 
 def doctor_table(checks) -> None:
@@ -483,11 +506,11 @@ def doctor_table(checks) -> None:
         indent = name_width + 4 if name_width else 4
         lines = []
         if name_width:
-            lines += fit(f"{mark} {c.name.ljust(name_width)}  {c.detail}", columns, indent)
+            lines += fit(f"{mark} {c.name.ljust(name_width)}  {sanitize(c.detail)}", columns, indent)
         else:
-            lines += [f"{mark} {c.name}"] + fit(" " * indent + c.detail, columns)
+            lines += [f"{mark} {c.name}"] + fit(" " * indent + sanitize(c.detail), columns)
         if c.fix and c.status != "ok":
-            lines += fit(" " * indent + f"fix: {c.fix}", columns, 5)
+            lines += fit(" " * indent + f"fix: {sanitize(c.fix)}", columns, 5)
         for line in lines:
             if out is not None:
                 out.out(line, style=style if c.status != "ok" else None, highlight=False)
