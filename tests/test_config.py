@@ -11,6 +11,7 @@ import pytest
 from voice2fa_cli import config
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError
+from voice2fa_cli.stores import StoreSpec
 
 TOKEN = "PT9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 SIGNING_KEY = "PSK_4b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e"
@@ -461,7 +462,9 @@ def test_send_settings_from_a_complete_environment(tmp_path):
         allowed_countries=frozenset({"US"}),
         max_calls_per_hour=30,
         warnings=(UNASSIGNED,),
+        store=StoreSpec(state_dir=tmp_path / "state"),
     )
+    assert settings.store.describe() == f"SQLite in {tmp_path / 'state'}"
     assert settings.api_base == "https://acme.signalwire.com/api/laml/2010-04-01/Accounts/a1b2c3d4-0000-4000-8000-123456789abc"
 
 

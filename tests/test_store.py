@@ -1,8 +1,10 @@
-"""voice2fa_cli.store: sessions in SQLite, through the public API only.
+"""The stores, through their public API only: the behaviour tests run against both backends
+(the embedded SQLite store and the shared Redis store, on a real redis-server), the file tests
+against SQLite (test_store_redis.py has the Redis-only ones).
 
 Every test drives the store with a clock it controls (never sleeping) and re-reads what was
-stored through a fresh `Store`, as another voice2fa process would see it. The races use real
-processes started together behind a barrier.
+stored through a fresh store, as another voice2fa process (or machine) would see it. The races
+use real processes started together behind a barrier.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import voice2fa_command
+from tests.redis_server import REDIS_SERVER, RedisServer
 from voice2fa_cli import store as store_mod
 from voice2fa_cli.errors import EXIT_USAGE, StoreError
 from voice2fa_cli.store import NoStore, Store, clock_text
+from voice2fa_cli.stores import StoreSpec, open_store
 
 NUMBER = "+15551234567"
 OTHER = "+15557654321"
@@ -83,18 +87,40 @@ def clock() -> list[float]:
     return [T0]
 
 
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def where(request, state_dir, tmp_path) -> StoreSpec:
+    """The store under test: SQLite in the state dir, or a real Redis (emptied) with a shared
+    key file. Every behaviour test runs against both."""
+    if request.param == "sqlite":
+        return StoreSpec(state_dir=state_dir)
+    pytest.importorskip("redis")
+    server = request.getfixturevalue("redis_server")
+    server.flush()
+    key_file = tmp_path / "shared.key"
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o600)
+    return StoreSpec(state_dir=state_dir, url=server.url, key_file=key_file)
+
+
 @pytest.fixture
-def store(state_dir, clock):
-    s = Store.open(state_dir, create=True, clock=lambda: clock[0])
+def store(where, clock):
+    s = open_store(where, clock=lambda: clock[0])
     yield s
     s.close()
 
 
-def fresh(state_dir: Path, clock: list[float] | None = None) -> Store:
-    """Another view of the same state dir, as a second process would open it."""
-    if clock is None:
-        return Store.open(state_dir, create=False)
-    return Store.open(state_dir, create=False, clock=lambda: clock[0])
+def fresh(where: StoreSpec | Path, clock: list[float] | None = None):
+    """Another view of the same store, as a second process (or machine) would open it."""
+    return open_store(where, create=False, clock=None if clock is None else (lambda: clock[0]))
 
 
 # --- creating, reading back -------------------------------------------------------------------
@@ -109,10 +135,10 @@ def assert_refused(state_dir, message: str) -> None:
         assert info.value.exit_code == 2
 
 
-def test_create_session_stores_what_was_given(store, state_dir, clock):
+def test_create_session_stores_what_was_given(store, where, clock):
     created = add(store, "s1", call_sid="CA1", call_status="queued", max_attempts=3)
 
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         stored = other.get("s1")
     assert stored == created
     assert stored == store_mod.Session(
@@ -122,7 +148,7 @@ def test_create_session_stores_what_was_given(store, state_dir, clock):
     assert stored.attempts_left == 3
 
 
-def test_get_newest_and_recent(store, state_dir, clock):
+def test_get_newest_and_recent(store, where, clock):
     add(store, "a", NUMBER)
     clock[0] = T0 + 1
     add(store, "b", OTHER)
@@ -130,7 +156,7 @@ def test_get_newest_and_recent(store, state_dir, clock):
     add(store, "c", NUMBER)
     add(store, "d", NUMBER)  # same instant as c: insertion order decides
 
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         assert other.get("nope") is None
         assert other.newest(NUMBER).id == "d"
         assert other.newest(OTHER).id == "b"
@@ -158,7 +184,7 @@ def test_key_is_kept_across_opens(state_dir, clock):
 # --- checking one session ---------------------------------------------------------------------
 
 
-def test_right_code_verifies_once(store, state_dir, clock):
+def test_right_code_verifies_once(store, where, clock):
     add(store, "s1")
     clock[0] = T0 + 30
 
@@ -166,7 +192,7 @@ def test_right_code_verifies_once(store, state_dir, clock):
     assert (first.verified, first.reason, first.attempts_left) == (True, "verified", 5)
     assert first.session.state == "verified"
 
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         again = other.check(NUMBER, CODE)
         assert (again.verified, again.reason) == (False, USED)
         stored = other.get("s1")
@@ -175,7 +201,7 @@ def test_right_code_verifies_once(store, state_dir, clock):
     assert (by_id.verified, by_id.reason) == (False, USED)
 
 
-def test_code_is_good_until_just_before_expires_at_and_expired_at_it(store, state_dir, clock):
+def test_code_is_good_until_just_before_expires_at_and_expired_at_it(store, where, clock):
     add(store, "s1")
     add(store, "s2", OTHER)
 
@@ -190,11 +216,11 @@ def test_code_is_good_until_just_before_expires_at_and_expired_at_it(store, stat
     clock[0] = T0 + TTL + 3600
     later = store.check(NUMBER, CODE)
     assert (later.verified, later.reason) == (False, f"expired at {clock_text(T0 + TTL)}: send a new code")
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         assert other.get("s1").state != "verified"
 
 
-def test_wrong_codes_count_down_then_lock_the_session(store, state_dir, clock):
+def test_wrong_codes_count_down_then_lock_the_session(store, where, clock):
     add(store, "s1")
     got = []
     for i in range(5):
@@ -211,42 +237,42 @@ def test_wrong_codes_count_down_then_lock_the_session(store, state_dir, clock):
 
     right = store.check(NUMBER, CODE)
     assert (right.verified, right.reason) == (False, LOCKED)
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         assert (other.check(NUMBER, CODE).reason) == LOCKED
         stored = other.get("s1")
     assert (stored.state, stored.attempts, stored.attempts_left) == ("locked", 5, 0)
 
 
 @pytest.mark.parametrize("max_attempts", [1, 2, 3, 4, 5])
-def test_max_attempts(store, state_dir, clock, max_attempts):
+def test_max_attempts(store, where, clock, max_attempts):
     add(store, "s1", max_attempts=max_attempts)
     reasons = [store.check(NUMBER, f"00000{i}").reason for i in range(max_attempts)]
     assert reasons == [wrong(left) for left in range(max_attempts - 1, 0, -1)] + [WRONG_THEN_LOCKED]
     assert store.check(NUMBER, CODE).reason == LOCKED
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         stored = other.get("s1")
     assert (stored.state, stored.attempts, stored.max_attempts) == ("locked", max_attempts, max_attempts)
 
 
-def test_right_code_after_some_wrong_ones_verifies(store, state_dir, clock):
+def test_right_code_after_some_wrong_ones_verifies(store, where, clock):
     add(store, "s1")
     assert store.check(NUMBER, "111111").reason == wrong(4)
     assert store.check(NUMBER, "222222").reason == wrong(3)
     v = store.check(NUMBER, CODE)
     assert (v.verified, v.reason, v.attempts_left) == (True, "verified", 3)
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         stored = other.get("s1")
     assert (stored.state, stored.attempts) == ("verified", 2)
 
 
-def test_newer_session_supersedes_older_open_ones(store, state_dir, clock):
+def test_newer_session_supersedes_older_open_ones(store, where, clock):
     add(store, "s1", code="111111")
     add(store, "s2", code="222222")
     add(store, "o1", OTHER, code="333333")
     clock[0] = T0 + 5
     add(store, "s3", code="444444")
 
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         states = {s.id: s.state for s in other.recent()}
     assert states == {"s1": "superseded", "s2": "superseded", "o1": "calling", "s3": "calling"}
 
@@ -307,43 +333,43 @@ def test_sessions_created_concurrently_keep_newest_and_open_in_agreement(state_d
         assert (v.verified, v.reason) == (True, "verified")
 
 
-def test_new_session_does_not_reopen_closed_ones(store, state_dir, clock):
+def test_new_session_does_not_reopen_closed_ones(store, where, clock):
     add(store, "s1", code="111111")
     assert store.check(NUMBER, "111111").verified
     add(store, "s2", code="222222")
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         assert other.get("s1").state == "verified"
         assert other.get("s2").state == "calling"
 
 
-def test_undelivered_session_is_closed(store, state_dir, clock):
+def test_undelivered_session_is_closed(store, where, clock):
     add(store, "s1")
     store.record_call("s1", state="undelivered", call_status="busy")
     v = store.check(NUMBER, CODE)
     assert (v.verified, v.reason) == (False, UNDELIVERED)
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         stored = other.get("s1")
         assert other.check(NUMBER, CODE).reason == UNDELIVERED
     assert (stored.state, stored.call_status, stored.attempts) == ("undelivered", "busy", 0)
 
 
-def test_delivered_session_stays_open(store, state_dir, clock):
+def test_delivered_session_stays_open(store, where, clock):
     add(store, "s1", call_status="queued")
     store.record_call("s1", state="delivered")
     store.record_call("s1", call_status="completed")
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         stored = other.get("s1")
     assert (stored.state, stored.call_status) == ("delivered", "completed")
     v = store.check(NUMBER, CODE)
     assert (v.verified, v.reason) == (True, "verified")
 
 
-def test_record_call_never_reopens_a_closed_session(store, state_dir, clock):
+def test_record_call_never_reopens_a_closed_session(store, where, clock):
     add(store, "s1")
     assert store.check(NUMBER, CODE).verified
     store.record_call("s1", state="delivered", call_status="completed")
     store.record_call("s1", state="undelivered")
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         stored = other.get("s1")
     assert (stored.state, stored.call_status) == ("verified", "completed")
     assert store.check(NUMBER, CODE).reason == USED
@@ -380,9 +406,9 @@ def test_near_misses_are_wrong(store, entered):
 _numbers = itertools.count()
 
 
-def test_property_check_accepts_exactly_the_right_code(tmp_path):
+def test_property_check_accepts_exactly_the_right_code(where):
     clock = [T0]
-    s = Store.open(tmp_path / "prop", clock=lambda: clock[0])
+    s = open_store(where, clock=lambda: clock[0])
     @settings(max_examples=60, deadline=None)
     @given(st.integers(6, 10).flatmap(lambda n: st.tuples(
         st.text(alphabet="0123456789", min_size=n, max_size=n),
@@ -410,7 +436,7 @@ def test_property_check_accepts_exactly_the_right_code(tmp_path):
 # --- per-number failures across sessions --------------------------------------------------------
 
 
-def test_ten_wrong_codes_in_an_hour_lock_the_number(store, state_dir, clock):
+def test_ten_wrong_codes_in_an_hour_lock_the_number(store, where, clock):
     # 10 failures spread over four sessions and 50 minutes.
     plan = [("a", 3), ("b", 3), ("c", 3), ("d", 1)]
     t = T0
@@ -435,7 +461,7 @@ def test_ten_wrong_codes_in_an_hour_lock_the_number(store, state_dir, clock):
     for entered in ("222222", "000000", "222222"):
         v = store.check(NUMBER, entered)
         assert (v.verified, v.reason) == (False, number_locked(NUMBER, until))
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         assert other.number_locked_until(NUMBER) == until
         e = other.get("e")
         assert (e.state, e.attempts) == ("calling", 0)
@@ -474,7 +500,7 @@ def test_nine_failures_do_not_lock(store, clock):
     assert (v.verified, v.reason) == (True, "verified")
 
 
-def test_failures_older_than_the_window_do_not_count(store, state_dir, clock):
+def test_failures_older_than_the_window_do_not_count(store, where, clock):
     add(store, "a", code="111111")
     for _ in range(5):
         store.check(NUMBER, "999999")
@@ -486,7 +512,7 @@ def test_failures_older_than_the_window_do_not_count(store, state_dir, clock):
     tenth = store.check(NUMBER, "999999")  # the tenth failure, but the first nine are over an hour old
     assert (tenth.verified, tenth.reason) == (False, WRONG_THEN_LOCKED)
     assert store.number_locked_until(NUMBER) is None
-    with fresh(state_dir, clock) as other:
+    with fresh(where, clock) as other:
         assert other.number_locked_until(NUMBER) is None
     add(store, "c", code="333333")
     v = store.check(NUMBER, "333333")
@@ -872,9 +898,9 @@ def _context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
-def _race_check(state_dir: str, number: str, code: str, barrier, results) -> None:
+def _race_check(where: StoreSpec | str, number: str, code: str, barrier, results) -> None:
     try:
-        s = Store.open(Path(state_dir), create=False)
+        s = open_store(where if isinstance(where, StoreSpec) else Path(where), create=False)
         barrier.wait(20)
         v = s.check(number, code)
         s.close()
@@ -883,10 +909,10 @@ def _race_check(state_dir: str, number: str, code: str, barrier, results) -> Non
         results.put(("error", repr(exc)))
 
 
-def _race_create(state_dir: str, session_id: str, number: str, code: str, barrier, results) -> None:
+def _race_create(where: StoreSpec | str, session_id: str, number: str, code: str, barrier, results) -> None:
     try:
         barrier.wait(20)
-        s = Store.open(Path(state_dir), create=True)
+        s = open_store(where if isinstance(where, StoreSpec) else Path(where), create=True)
         created = s.create_session(session_id=session_id, number=number, code=code, ttl=TTL,
                                    call_sid=None, call_status=None)
         s.close()
@@ -911,40 +937,40 @@ def _run_race(target, argss: list[tuple]) -> list[tuple]:
     return got
 
 
-def test_race_right_code_succeeds_once(state_dir):
-    with Store.open(state_dir) as s:
+def test_race_right_code_succeeds_once(where):
+    with open_store(where) as s:
         add(s, "s1")
-    got = _run_race(_race_check, [(str(state_dir), NUMBER, CODE)] * RACERS)
+    got = _run_race(_race_check, [(where, NUMBER, CODE)] * RACERS)
     assert sorted(got) == sorted([(True, "verified")] + [(False, USED)] * (RACERS - 1))
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         stored = other.get("s1")
     assert (stored.state, stored.attempts) == ("verified", 0)
 
 
-def test_race_wrong_codes_never_exceed_max_attempts(state_dir):
-    with Store.open(state_dir) as s:
+def test_race_wrong_codes_never_exceed_max_attempts(where):
+    with open_store(where) as s:
         add(s, "s1", max_attempts=5)
     wrongs = [f"{100000 + i}" for i in range(RACERS)]
-    got = _run_race(_race_check, [(str(state_dir), NUMBER, w) for w in wrongs])
+    got = _run_race(_race_check, [(where, NUMBER, w) for w in wrongs])
     assert all(v is False for v, _ in got), got
     reasons = sorted(r for _, r in got)
     assert reasons == sorted(
         [wrong(4), wrong(3), wrong(2), wrong(1), WRONG_THEN_LOCKED] + [LOCKED] * (RACERS - 5)
     )
     assert sum(r.startswith("wrong code") for r in reasons) == 5
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         stored = other.get("s1")
         assert other.number_locked_until(NUMBER) is None  # 5 failures, under the per-number limit
     assert (stored.state, stored.attempts) == ("locked", 5)
 
 
-def test_race_create_sessions_for_different_numbers(state_dir):
-    with Store.open(state_dir):
+def test_race_create_sessions_for_different_numbers(where):
+    with open_store(where):
         pass
     numbers = [f"+1555000{i:04d}" for i in range(RACERS)]
-    got = _run_race(_race_create, [(str(state_dir), f"s{i}", n, f"{200000 + i}") for i, n in enumerate(numbers)])
+    got = _run_race(_race_create, [(where, f"s{i}", n, f"{200000 + i}") for i, n in enumerate(numbers)])
     assert sorted(got) == sorted((f"s{i}", "calling") for i in range(RACERS))
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         assert sorted((s.id, s.number, s.state) for s in other.recent()) == sorted(
             (f"s{i}", n, "calling") for i, n in enumerate(numbers)
         )
@@ -966,14 +992,14 @@ def test_race_create_sessions_on_first_use(tmp_path, round_):
             assert other.check(n, f"{300000 + i}").verified  # every process used the same key
 
 
-def test_race_create_sessions_for_one_number_leaves_one_open(state_dir):
-    with Store.open(state_dir):
+def test_race_create_sessions_for_one_number_leaves_one_open(where):
+    with open_store(where):
         pass
-    got = _run_race(_race_create, [(str(state_dir), f"s{i}", NUMBER, f"{400000 + i}") for i in range(RACERS)])
+    got = _run_race(_race_create, [(where, f"s{i}", NUMBER, f"{400000 + i}") for i in range(RACERS)])
     # Each process got its session back (it may already be superseded by a faster one).
     assert sorted(sid for sid, _ in got) == sorted(f"s{i}" for i in range(RACERS))
     assert {state for _, state in got} <= {"calling", "superseded"}
-    with fresh(state_dir) as other:
+    with fresh(where) as other:
         sessions = other.recent()
         assert len(sessions) == RACERS
         open_ = [s for s in sessions if s.state == "calling"]
@@ -1044,13 +1070,17 @@ class Clocks:
     def reboot(self, boot: str) -> None:
         self.boot, self.up = boot, 5.0
 
-    def open(self, state_dir: Path) -> Store:
+    def open(self, where: StoreSpec | Path):
+        """SQLite also reads the boot clock; Redis has only the server's time (here the test's)."""
+        if isinstance(where, StoreSpec) and where.shared:
+            return open_store(where, clock=lambda: self.wall)
+        state_dir = where.state_dir if isinstance(where, StoreSpec) else where
         return Store.open(state_dir, clock=lambda: self.wall, uptime=lambda: (self.boot, self.up))
 
 
-def test_a_clock_step_back_of_120_s_keeps_the_newest_session_the_newest(state_dir):
+def test_a_clock_step_back_of_120_s_keeps_the_newest_session_the_newest(where):
     clocks = Clocks()
-    with clocks.open(state_dir) as s:
+    with clocks.open(where) as s:
         add(s, "first", code="111111")
         clocks.run(5)
         clocks.step(-120)
@@ -1063,16 +1093,16 @@ def test_a_clock_step_back_of_120_s_keeps_the_newest_session_the_newest(state_di
 
 
 @pytest.mark.parametrize("back", [120, 3600])
-def test_a_clock_step_back_never_revives_an_expired_code(state_dir, back):
+def test_a_clock_step_back_never_revives_an_expired_code(where, back):
     clocks = Clocks()
-    with clocks.open(state_dir) as s:
+    with clocks.open(where) as s:
         add(s, "s1")
         clocks.run(TTL + 100)
         assert s.check(NUMBER, CODE).reason == f"expired at {clock_text(T0 + TTL)}: send a new code"
         clocks.step(-back)  # the wall clock now says the code has life left
         v = s.check(NUMBER, CODE)
         assert (v.verified, v.reason) == (False, CLOCK_BACK)
-    with clocks.open(state_dir) as other:  # another process sees the same
+    with clocks.open(where) as other:  # another process sees the same
         assert other.check(NUMBER, CODE).verified is False
 
 
@@ -1087,9 +1117,9 @@ def test_a_clock_step_back_in_the_middle_never_lengthens_the_ttl(state_dir):
         assert (v.verified, v.reason) == (False, CLOCK_BACK)
 
 
-def test_a_code_sent_after_a_clock_step_back_lives_its_whole_ttl(state_dir):
+def test_a_code_sent_after_a_clock_step_back_lives_its_whole_ttl(where):
     clocks = Clocks()
-    with clocks.open(state_dir) as s:
+    with clocks.open(where) as s:
         add(s, "old", code="111111")
         clocks.run(10)
         clocks.step(-3600)
@@ -1135,12 +1165,12 @@ def test_across_a_reboot_the_wall_clock_still_counts(state_dir):
 # --- real and sandbox sessions apart (issue 9) ----------------------------------------------------
 
 
-def test_sandbox_sessions_live_in_their_own_database(state_dir, clock):
-    with Store.open(state_dir, clock=lambda: clock[0]) as real:
+def test_sandbox_sessions_live_in_their_own_database(where, clock):
+    with open_store(where, clock=lambda: clock[0]) as real:
         add(real, "real", code="111111")
         reservation = real.reserve_call(NUMBER, 30)
         assert reservation
-    with Store.open(state_dir, sandbox=True, clock=lambda: clock[0]) as sandbox:
+    with open_store(where, sandbox=True, clock=lambda: clock[0]) as sandbox:
         add(sandbox, "sim", code="222222")  # never supersedes the real session
         assert sandbox.sandbox and sandbox.get("sim").sandbox
         assert sandbox.get("real") is None
@@ -1149,34 +1179,35 @@ def test_sandbox_sessions_live_in_their_own_database(state_dir, clock):
                 add(sandbox, f"sim{i}", code="333333")
             sandbox.check(NUMBER, "000000")
         assert sandbox.number_locked_until(NUMBER) is not None
-    with Store.open(state_dir, clock=lambda: clock[0]) as real:
+    with open_store(where, clock=lambda: clock[0]) as real:
         assert real.get("sim") is None
         assert real.get("real").state == "calling" and not real.get("real").sandbox
         assert real.number_locked_until(NUMBER) is None  # …never lock the real number
         assert real.check(NUMBER, "222222").reason == wrong(4)
         assert real.check(NUMBER, "111111").verified
-    assert sorted(p.name for p in state_dir.iterdir() if p.suffix == ".sqlite3") == [
-        store_mod.SANDBOX_DB_NAME, store_mod.DB_NAME
-    ]
-    assert store_mod.SANDBOX_DB_NAME == "sandbox.sqlite3"
+    if not where.shared:  # SQLite: a database of their own
+        assert sorted(p.name for p in where.state_dir.iterdir() if p.suffix == ".sqlite3") == [
+            store_mod.SANDBOX_DB_NAME, store_mod.DB_NAME
+        ]
+        assert store_mod.SANDBOX_DB_NAME == "sandbox.sqlite3"
 
 
-def test_sessions_checks_real_or_sandbox_and_lists_both(state_dir):
+def test_sessions_checks_real_or_sandbox_and_lists_both(where):
     import time
 
     from voice2fa_cli import sessions
 
     now = time.time()  # sessions.check reads the real clock
-    with Store.open(state_dir, clock=lambda: now) as real:
+    with open_store(where, clock=lambda: now) as real:
         add(real, "real", code="111111")
-    with Store.open(state_dir, sandbox=True, clock=lambda: now + 1) as sandbox:
+    with open_store(where, sandbox=True, clock=lambda: now + 1) as sandbox:
         add(sandbox, "sim", code="222222")
-    _, listed = sessions.recent_sessions(state_dir, 10)
+    _, listed = sessions.recent_sessions(where, 10)
     assert [(s.id, s.sandbox) for s in listed] == [("sim", True), ("real", False)]
-    assert sessions.check(state_dir, NUMBER, "222222").reason == wrong(4)
-    assert sessions.check(state_dir, NUMBER, "111111", sandbox=True).reason == wrong(4)
-    assert sessions.check(state_dir, NUMBER, "222222", sandbox=True).verified
-    assert sessions.check(state_dir, NUMBER, "111111").verified
+    assert sessions.check(where, NUMBER, "222222").reason == wrong(4)
+    assert sessions.check(where, NUMBER, "111111", sandbox=True).reason == wrong(4)
+    assert sessions.check(where, NUMBER, "222222", sandbox=True).verified
+    assert sessions.check(where, NUMBER, "111111").verified
 
 
 def test_a_version_1_database_loses_its_sandbox_sessions_and_keeps_its_order(state_dir):
@@ -1210,12 +1241,12 @@ def tiny_disk(tmp_path):
     """A 256 KiB tmpfs (root, where mount is allowed), unmounted afterwards."""
     where = tmp_path / "disk"
     where.mkdir(mode=0o700)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(where)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", where],
                           capture_output=True)
     if done.returncode != 0:
         pytest.skip("cannot mount a tmpfs here")
     yield where
-    subprocess.run(["umount", str(where)], check=True)
+    subprocess.run(["umount", where], check=True)
 
 
 def _fill(where: Path) -> None:
@@ -1248,13 +1279,19 @@ def test_a_full_disk_says_so(tiny_disk):
         assert s.check(NUMBER, CODE).verified
 
 
-def test_verify_sandbox_without_a_sandbox_session_says_so(state_dir):
+def test_verify_sandbox_without_a_sandbox_session_says_so(where):
     from voice2fa_cli import sessions
 
-    with Store.open(state_dir) as real:
+    with open_store(where) as real:
         add(real, "real")
-    v = sessions.check(state_dir, NUMBER, CODE, sandbox=True)
+    v = sessions.check(where, NUMBER, CODE, sandbox=True)
     assert (v.verified, v.reason) == (
         False, f"no sandbox session for {NUMBER}: run `voice2fa send --sandbox {NUMBER}` first"
     )
-    assert not (state_dir / store_mod.SANDBOX_DB_NAME).exists()  # checking creates nothing
+    if not where.shared:
+        assert not (where.state_dir / store_mod.SANDBOX_DB_NAME).exists()  # checking creates nothing
+    with open_store(where, sandbox=True) as sandbox:  # a sandbox store that holds another number only
+        add(sandbox, "other", OTHER)
+    assert sessions.check(where, NUMBER, CODE, sandbox=True).reason == (
+        f"no sandbox session for {NUMBER}: run `voice2fa send --sandbox {NUMBER}` first"
+    )

@@ -335,7 +335,7 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
                 reporter.warn(f"{target.e164} is not known to be an assigned number; dialing anyway")
             reporter.debug(f"space {settings.space}, project {settings.project}, caller {settings.caller}")
             reporter.debug(f"listening on {settings.listen}, public URL {settings.public_url}, "
-                           f"language {voice_settings.language}, state dir {settings.state_dir}")
+                           f"language {voice_settings.language}, store: {settings.store.describe()}")
             call = flow.send(settings, options, reporter)
         try:
             result = run_async(call)
@@ -352,7 +352,7 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
             if json_out:
                 ui.emit_json(payload)
             return
-        verdict = _prompt_and_check(ui, config.state_dir(env), target.e164, result.session.id, reporter, sandbox)
+        verdict = _prompt_and_check(ui, config.store_spec(env), target.e164, result.session.id, reporter, sandbox)
         payload.update(verified=verdict.verified, attempts_left=0 if verdict.verified else verdict.attempts_left)
         if not verdict.verified:
             raise Rejected(verdict.reason)
@@ -386,7 +386,7 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
     return speech.Voice(language=choice.language, voice=voice, intro=message, caller=caller), choice.notice
 
 
-def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, sandbox: bool):
+def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox: bool):
     from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
@@ -405,7 +405,7 @@ def _prompt_and_check(ui, state_dir, number: str, session_id: str, reporter, san
                 reporter.verdict(False, "a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(state_dir, number, code, session_id=session_id, sandbox=sandbox)
+        verdict = sessions_core.check(store, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
         reporter.verdict(False, f"{verdict.reason}; try again")
@@ -439,7 +439,7 @@ def verify(number, code, sandbox, json_out) -> None:
                 raise Interrupted() from None
             if code is None:
                 env = config.load_environment()
-                pending = sessions_core.newest_open(config.state_dir(env), e164, sandbox=sandbox)
+                pending = sessions_core.newest_open(config.store_spec(env), e164, sandbox=sandbox)
                 if pending is not None:
                     payload.update(session_id=pending.id, attempts_left=pending.attempts_left)
                 payload.update(reason="no code entered")
@@ -447,7 +447,7 @@ def verify(number, code, sandbox, json_out) -> None:
         digits = otp.normalise(code)
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
-        verdict = sessions_core.check(config.state_dir(env), e164, digits, sandbox=sandbox)
+        verdict = sessions_core.check(config.store_spec(env), e164, digits, sandbox=sandbox)
         session = verdict.session
         payload.update(verified=verdict.verified, session_id=session.id if session else None, reason=verdict.reason,
                        attempts_left=(0 if verdict.verified else verdict.attempts_left) if session else None)
@@ -483,7 +483,7 @@ def sessions(ctx, json_out, limit) -> None:
 
     with exit_codes(json_out, shape="sessions") as payload:
         env = config.load_environment()
-        now, rows = sessions_core.recent_sessions(config.state_dir(env), limit)
+        now, rows = sessions_core.recent_sessions(config.store_spec(env), limit)
         listed = [ui.session_json(row, now) for row in rows]
         if json_out:
             ui.emit_json({**payload, "sessions": listed})
@@ -506,7 +506,7 @@ def purge(json_out) -> None:
 
     with exit_codes(json_out, shape="purge") as payload:
         env = config.load_environment()
-        removed = sessions_core.purge(config.state_dir(env))
+        removed = sessions_core.purge(config.store_spec(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
         if json_out:
             ui.emit_json({**payload, "removed": removed})

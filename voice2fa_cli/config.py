@@ -11,9 +11,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voice2fa_cli import phone
 from voice2fa_cli.errors import ConfigError
+
+if TYPE_CHECKING:
+    from voice2fa_cli.stores import StoreSpec
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
 DB_NAME = "sessions.sqlite3"  # in the state dir: real sessions
@@ -67,6 +71,7 @@ class Settings:
     allowed_countries: frozenset[str] = frozenset()
     max_calls_per_hour: int = 30
     warnings: tuple[str, ...] = ()
+    store: StoreSpec | None = None  # where sessions live; None: the SQLite store under state_dir
 
     @property
     def api_base(self) -> str:
@@ -577,5 +582,13 @@ def send_settings(
         allowed_countries=allowed_countries(env, caller_number.region),
         max_calls_per_hour=max_calls_per_hour(env),
         warnings=tuple(warnings),
+        store=store_spec(env),
     )
+
+
+def store_spec(env: Mapping[str, str]) -> StoreSpec:
+    """Where sessions live: VOICE2FA_STORE and its companions, checked (see stores)."""
+    from voice2fa_cli import stores
+
+    return stores.spec(env, state_dir(env))
 

@@ -129,6 +129,7 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
                                "VOICE2FA_LISTEN (and point the tunnel at it)" if "in use" in exc.message else None)
     try:
         add(_state(env))
+        checks.extend(_store(env))
         _setting(checks, "VOICE2FA_ALLOWED_COUNTRIES",
                  lambda: config.allowed_countries(env, caller.region if caller else "US"),
                  lambda c: ",".join(sorted(c)) + (" (default: the caller ID's country)"
@@ -158,6 +159,50 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
         if sock is not None:
             sock.close()
     return Report(checks, getattr(env, "dotenv", None))
+
+
+def _store(env: Mapping[str, str]) -> list[Check]:
+    """Where sessions live. With the shared store: the connection, the key against the
+    store's fingerprint, and whether the server keeps its data across a restart."""
+    name = "VOICE2FA_STORE"
+    try:
+        spec = config.store_spec(env)
+    except ConfigError as exc:
+        return [Check(name, FAIL, exc.message, exc.hint)]
+    if not spec.shared:
+        return [Check(name, OK, "not set: sessions in SQLite in the state dir (this machine only)")]
+    from voice2fa_cli.stores import open_store
+
+    try:
+        store = open_store(spec)
+    except StoreError as exc:
+        fix = None
+        if "another key" in exc.message:
+            fix = "copy the key file every other machine uses and set VOICE2FA_KEY_FILE to it"
+        elif "cannot be reached" in exc.message or "did not answer" in exc.message:
+            fix = "start Redis, or check the host, port or socket in VOICE2FA_STORE and the network to it"
+        return [Check(name, FAIL, exc.message, fix)]
+    with store:
+        try:
+            aof, rdb = store.persistence()
+        except StoreError as exc:
+            return [Check(name, FAIL, exc.message)]
+        mine = store.fingerprint
+    rows = [Check(name, OK, f"{spec.describe()}: reached, and it was set up with this machine's key")]
+    if spec.key_file is None:
+        rows.append(Check("VOICE2FA_KEY_FILE", WARN,
+                          f"not set: this machine's own key (fingerprint {mine}); other machines are refused",
+                          "copy the key file to every machine (chmod 600) and set VOICE2FA_KEY_FILE to it"))
+    else:
+        rows.append(Check("VOICE2FA_KEY_FILE", OK, f"{spec.key_file} (fingerprint {mine})"))
+    if aof or rdb:
+        kept = " and ".join(w for w, on in (("the append-only file", aof), ("RDB snapshots", rdb)) if on)
+        rows.append(Check("store persistence", OK, f"the server keeps its data in {kept}"))
+    else:
+        rows.append(Check("store persistence", WARN,
+                          "neither AOF nor RDB: lockouts, send counts and open codes vanish when Redis restarts",
+                          "run Redis with `appendonly yes` (or `save` snapshots)"))
+    return rows
 
 
 def _seconds(env: Mapping[str, str], name: str) -> Callable[[object], str]:

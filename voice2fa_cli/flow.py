@@ -20,6 +20,7 @@ from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, Provid
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import Voice
 from voice2fa_cli.store import Session, Store
+from voice2fa_cli.stores import StoreSpec
 
 MAX_TTL = 600
 
@@ -52,11 +53,13 @@ class StoreThread:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
 
     @classmethod
-    async def open(cls, state_dir: Path, *, sandbox: bool = False) -> StoreThread:
+    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False) -> StoreThread:
+        from voice2fa_cli.stores import open_store
+
         pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
         try:
             store = await asyncio.get_running_loop().run_in_executor(
-                pool, functools.partial(Store.open, state_dir, sandbox=sandbox)
+                pool, functools.partial(open_store, where, sandbox=sandbox)
             )
         finally:
             pool.shutdown(wait=False)
@@ -100,7 +103,7 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
             f"calls to {number.region} ({number.e164}) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is "
             f"{allowed}; add {number.region} to allow them" + national
         )
-    async with await StoreThread.open(settings.state_dir) as store:
+    async with await StoreThread.open(settings.store or settings.state_dir) as store:
         reservation = await store.run("reserve_call", number.e164, settings.max_calls_per_hour)
         try:
             sock = bind(settings.listen.host, settings.listen.port)
@@ -128,7 +131,7 @@ async def send_sandbox(
 
     state_dir = config.state_dir(env)
     timing = config.timing(env, ring_timeout)
-    async with await StoreThread.open(state_dir, sandbox=True) as store:  # sandbox sessions: their own store
+    async with await StoreThread.open(config.store_spec(env), sandbox=True) as store:  # sandbox sessions: their own store
         sock = bind(listen.host, listen.port)
         try:
             host, port = sock.getsockname()[:2]

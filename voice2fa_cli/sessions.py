@@ -6,6 +6,7 @@ store itself is imported only when a database exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING
 from voice2fa_cli.config import DB_NAME, SANDBOX_DB_NAME
 
 if TYPE_CHECKING:
+    from voice2fa_cli.stores import StoreSpec
     from voice2fa_cli.store import Session
 
 
@@ -29,43 +31,57 @@ class Verdict:
         return not self.verified and self.session is not None and self.session.is_open and self.attempts_left > 0
 
 
-def _no_session(number: str, sandbox: bool) -> Verdict:
+def no_session(number: str, sandbox: bool) -> Verdict:
+    """The verdict when the number has no session (in the sandbox's store, or the real one)."""
     where = "sandbox session" if sandbox else "open session"
     send = f"voice2fa send --sandbox {number}" if sandbox else f"voice2fa send {number}"
     return Verdict(False, f"no {where} for {number}: run `{send}` first", None)
 
 
-def check(state_dir: Path, number: str, code: str, session_id: str | None = None, *, sandbox: bool = False) -> Verdict:
+def check(where: StoreSpec | Path, number: str, code: str, session_id: str | None = None, *,
+          sandbox: bool = False) -> Verdict:
     """Check a code against the newest session of `number` (or the given session): real
-    sessions only, or with `sandbox` the sandbox's only."""
-    if not (state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
-        return _no_session(number, sandbox)  # a fast answer; the store checks everything it opens
-    from voice2fa_cli.store import NoStore, Store
+    sessions only, or with `sandbox` the sandbox's only. `where`: the store settings, or the
+    state dir of the SQLite store."""
+    from voice2fa_cli.stores import StoreSpec, open_store
+
+    spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
+    if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
+        return no_session(number, sandbox)  # a fast answer; the store checks everything it opens
+    from voice2fa_cli.store import NoStore
 
     try:
-        store = Store.open(state_dir, create=False, sandbox=sandbox)
+        store = open_store(spec, create=False, sandbox=sandbox)
     except NoStore:
-        return _no_session(number, sandbox)
+        return no_session(number, sandbox)
     with store:
         return store.check(number, code, session_id=session_id)
 
 
-def recent_sessions(state_dir: Path, limit: int) -> tuple[float, list[Session]]:
+def _both_stores(where: StoreSpec | Path) -> Iterator:
+    """The real store, then the sandbox's, each open for the caller's block; one that holds
+    nothing yet (SQLite) is skipped."""
+    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores import open_store
+
+    for sandbox in (False, True):
+        try:
+            store = open_store(where, create=False, sandbox=sandbox)
+        except NoStore:
+            continue
+        with store:
+            yield store
+
+
+def recent_sessions(where: StoreSpec | Path, limit: int) -> tuple[float, list[Session]]:
     """The time of reading (to tell expired sessions) and the newest sessions, real and
     sandbox together (each says which it is), newest first."""
     import time
 
-    from voice2fa_cli.store import NoStore, Store
-
     now, lists = time.time(), []
-    for sandbox in (False, True):
-        try:
-            store = Store.open(state_dir, create=False, sandbox=sandbox)
-        except NoStore:
-            continue
-        with store:
-            now = store.clock()
-            lists.append(store.recent(limit))
+    for store in _both_stores(where):
+        now = store.clock()
+        lists.append(store.recent(limit))
     return now, _merge(lists, limit)
 
 
@@ -79,29 +95,21 @@ def _merge(lists: list[list[Session]], limit: int) -> list[Session]:
     return out
 
 
-def purge(state_dir: Path) -> int:
+def purge(where: StoreSpec | Path) -> int:
     """Remove expired sessions from both stores; how many."""
-    from voice2fa_cli.store import NoStore, Store
-
-    removed = 0
-    for sandbox in (False, True):
-        try:
-            store = Store.open(state_dir, create=False, sandbox=sandbox)
-        except NoStore:
-            continue
-        with store:
-            removed += store.purge()
-    return removed
+    return sum(store.purge() for store in _both_stores(where))
 
 
-def newest_open(state_dir: Path, number: str, *, sandbox: bool = False) -> Session | None:
+def newest_open(where: StoreSpec | Path, number: str, *, sandbox: bool = False) -> Session | None:
     """The session a code for `number` would be checked against, or None (creates nothing)."""
-    if not (state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
-        return None
-    from voice2fa_cli.store import NoStore, Store
+    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores import StoreSpec, open_store
 
+    spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
+    if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
+        return None
     try:
-        store = Store.open(state_dir, create=False, sandbox=sandbox)
+        store = open_store(spec, create=False, sandbox=sandbox)
     except NoStore:
         return None
     with store:

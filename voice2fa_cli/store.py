@@ -29,7 +29,7 @@ from pathlib import Path
 from voice2fa_cli import otp
 from voice2fa_cli.config import DB_NAME, KEY_NAME, SANDBOX_DB_NAME
 from voice2fa_cli.errors import PolicyRefused, StoreError
-from voice2fa_cli.sessions import Verdict
+from voice2fa_cli.sessions import Verdict, no_session
 from voice2fa_cli.statedir import Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
@@ -47,7 +47,8 @@ LOCK_SECONDS = 3600.0
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
 OPEN_STATES = ("calling", "delivered")
-_CLOSED_REASONS = {
+CLOCK_BACK = "expired: the code is older than its lifetime (the system clock was set back); send a new code"
+CLOSED_REASONS = {
     "verified": "this code was already used: send a new one",
     "locked": "locked: too many wrong codes; send a new one",
     "superseded": "superseded by a newer code: use the newest one",
@@ -498,14 +499,13 @@ class Store:
             if until is not None:
                 return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(until)}", session)
             if session is None:
-                return Verdict(False, f"no open session for {number}: run `voice2fa send {number}` first", None)
-            if session.state in _CLOSED_REASONS:
-                return Verdict(False, _CLOSED_REASONS[session.state], session)
+                return no_session(number, self.sandbox)
+            if session.state in CLOSED_REASONS:
+                return Verdict(False, CLOSED_REASONS[session.state], session)
             if now >= session.expires_at:
                 return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
             if _expired(clock, session.created_at, session.expires_at, row[-3], row[-2]):
-                return Verdict(False, "expired: the code is older than its lifetime (the system clock was set back);"
-                               " send a new code", session)
+                return Verdict(False, CLOCK_BACK, session)
             if otp.matches(self._key, session.id, code, row[-1]):
                 c.execute("UPDATE sessions SET state = 'verified', closed_at = ? WHERE id = ?", (now, session.id))
                 return Verdict(True, "verified", self._reread(c, session.id), session.attempts_left)
@@ -554,3 +554,10 @@ def _locked_until(failure_times: list[float], now: float) -> float | None:
             if until > now:
                 return until
     return None
+
+
+def install_key(state_dir: Path) -> bytes:
+    """This install's HMAC key from the state dir, made on first use (the shared store's key
+    when no VOICE2FA_KEY_FILE is set)."""
+    with StateDir.open(state_dir, create=True) as state:
+        return _load_key(state, True)
