@@ -98,3 +98,20 @@ def _merge(lists: list[list[Session]], limit: int) -> list[Session]:
 def purge(where: StoreSpec | Path) -> int:
     """Remove expired sessions from both stores; how many."""
     return sum(store.purge() for store in _both_stores(where))
+
+
+def newest_open(where: StoreSpec | Path, number: str, *, sandbox: bool = False) -> Session | None:
+    """The session a code for `number` would be checked against, or None (creates nothing)."""
+    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores import StoreSpec, open_store
+
+    spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
+    if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
+        return None
+    try:
+        store = open_store(spec, create=False, sandbox=sandbox)
+    except NoStore:
+        return None
+    with store:
+        session = store.newest(number)
+        return session if session is not None and session.is_open and store.clock() < session.expires_at else None
