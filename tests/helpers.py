@@ -89,15 +89,35 @@ def voice2fa_command() -> list[str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], input: str | None = "", cwd: Path | None = None, timeout: float = 60):
-    return subprocess.run(
+    """The installed CLI; a --json output is checked against its schema (tests/json_schemas.py)."""
+    from tests import json_schemas
+
+    result = subprocess.run(
         voice2fa_command() + args, env=env, input=input, capture_output=True, text=True, timeout=timeout, cwd=cwd
     )
+    json_schemas.check(args, result.stdout)
+    return result
+
+
+class CheckedPopen(subprocess.Popen):
+    """A CLI process whose --json output is checked against its schema when it is collected."""
+
+    def __init__(self, args: list[str], *rest, **kwargs) -> None:
+        self.cli_args = args
+        super().__init__(voice2fa_command() + args, *rest, **kwargs)
+
+    def communicate(self, *args, **kwargs):
+        from tests import json_schemas
+
+        out, err = super().communicate(*args, **kwargs)
+        if self.returncode is not None and out is not None and self.returncode >= 0:
+            json_schemas.check(self.cli_args, out)
+        return out, err
 
 
 def start_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(
-        voice2fa_command() + args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, cwd=cwd,
+    return CheckedPopen(
+        args, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
     )
 
 

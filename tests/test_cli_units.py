@@ -82,3 +82,41 @@ def test_importing_the_cli_imports_no_aiohttp_rich_or_phonenumbers():
     code = "import sys, voice2fa_cli.cli; print(sorted(m for m in ('aiohttp', 'rich', 'phonenumbers', 'sqlite3') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_a_pipe_guard_swallows_a_closed_pipe_once_and_for_all(tmp_path):
+    import io
+    import os
+
+    from voice2fa_cli import ui
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    stream = io.TextIOWrapper(io.FileIO(write_end, "w"), write_through=True)
+    guard = ui.PipeGuard(stream)
+    assert guard.write("first line\n") == len("first line\n")  # EPIPE: swallowed
+    assert guard.reader_gone
+    guard.write("more\n")
+    guard.flush()  # now /dev/null: nothing raised
+    assert os.path.samefile(f"/proc/self/fd/{write_end}", os.devnull)
+    stream.close()
+
+
+def test_a_usage_error_with_json_still_prints_the_shape(capfd):
+    from tests import json_schemas
+
+    with pytest.raises(SystemExit) as info:
+        cli.main.main(["verify", "+15551234567", "--json", "--code"], prog_name="voice2fa")
+    assert info.value.code == 2
+    out = capfd.readouterr().out
+    data = json_schemas.check(["verify", "--json"], out)
+    assert (data["exit_code"], data["error"]) == (2, "Option '--code' requires an argument.")
+
+
+def test_every_json_shape_matches_its_schema():
+    from tests import json_schemas
+
+    for command, shape in cli.JSON_SHAPES.items():
+        schema = json_schemas.schema("sessions-purge" if command == "purge" else command)
+        assert list(shape) == list(schema["properties"]), command
+        assert set(schema["required"]) == set(shape), command

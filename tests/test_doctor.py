@@ -209,8 +209,10 @@ def test_json_for_scripts_matches_the_rows(sandbox, cli_env):
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert (data["ok"], data["problems"], data["dotenv"]) == (True, 0, None)
+    assert result.stderr == ""  # --json: data only (issue 10); the same rows as the table
+    table = run_cli(["doctor"], cli_env)
     assert [(c["name"], {"ok": "✓", "warn": "!", "fail": "✗", "skip": "-"}[c["status"]]) for c in data["checks"]] == (
-        list(rows(result.stderr).items())
+        list(rows(table.stderr).items())
     )
     by_name = {c["name"]: c for c in data["checks"]}
     assert by_name["SIGNALWIRE_SIGNING_KEY"]["status"] == "warn"
@@ -228,12 +230,12 @@ def test_the_dotenv_read_is_named(sandbox, cli_env, tmp_path):
     work = tmp_path / "project"
     work.mkdir()
     (work / ".env").write_text("VOICE2FA_MAX_CALLS_PER_HOUR=9\nSIGNALWIRE_NUMBER=+15550100000\n")
-    result = run_cli(["doctor", "--json"], cli_env, cwd=work)
+    result = run_cli(["doctor"], cli_env, cwd=work)
     assert result.returncode == 0, result.stderr
     assert table(result.stderr)[".env"][:2] == (
         "✓", f"read {work / '.env'}: 1 setting taken from it (the real environment wins over it)"
     )
-    assert json.loads(result.stdout)["dotenv"] == str(work / ".env")
+    assert json.loads(run_cli(["doctor", "--json"], cli_env, cwd=work).stdout)["dotenv"] == str(work / ".env")
 
 
 def test_a_refused_dotenv_is_a_row_and_the_rest_is_still_checked(sandbox, cli_env, tmp_path):

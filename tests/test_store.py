@@ -1023,9 +1023,7 @@ def test_race_cli_verify_succeeds_once(state_dir):
         for _ in range(RACERS)
     ]
     try:
-        # The start line: each process has printed its prompt and waits on stdin.
-        for p in procs:
-            assert p.stderr.readline() == "Code: \n"
+        # Off a terminal verify prints no prompt (issue 10): the processes race from their start.
         for p in procs:
             p.stdin.write(CODE + "\n")
             p.stdin.flush()

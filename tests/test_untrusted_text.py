@@ -98,7 +98,7 @@ def test_doctor_shows_the_platforms_message_cleaned(hostile_env):
 @pytest.mark.parametrize("fancy", [False, True])
 def test_call_statuses_and_heard_lines_are_cleaned(monkeypatch, fancy):
     stream = io.StringIO()
-    monkeypatch.setattr(ui, "fancy", lambda s: fancy)
+    monkeypatch.setattr(ui, "live", lambda s: fancy)  # a terminal, or not (issue 10: ui.live)
     reporter = ui.Reporter(stream=stream)
     reporter.step("\x1b]0;x\x07[red]weird\x1b[2J", 1.0)
     reporter.heard(["\x1b[2Jhello [link=http://evil]x[/link]\x07"])

@@ -17,22 +17,76 @@ from voice2fa_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_REJECTED, 
 SEND_EXAMPLES = """
 \b
 Examples:
-  voice2fa send --sandbox +15551234567     try the whole flow, no account needed
-  voice2fa send +15551234567               call, then type the code read back
-  voice2fa send +15551234567 --no-prompt --json | jq -r .session_id
+  # try the whole flow, no account needed
+  voice2fa send --sandbox +15551234567
+  # see how a busy line ends, and its exit code (3)
+  voice2fa send --sandbox +15551234567 --outcome busy
+  # call, then type the code the person reads back
+  voice2fa send +15551234567
+  # call now, check later with `voice2fa verify`
+  voice2fa send +15551234567 --no-prompt --json \\
+    | jq -r .session_id
 """
 
 VERIFY_EXAMPLES = """
 \b
 Examples:
-  voice2fa verify +15551234567                       prompt for the code
-  printf '%s\\n' "$CODE" | voice2fa verify +15551234567  stdin: stays out of the process list
-  voice2fa verify +15551234567 --json < code.txt | jq .verified
+  # prompt for the code
+  voice2fa verify +15551234567
+  # stdin: the code stays out of the process list
+  printf '%s\\n' "$CODE" | voice2fa verify +15551234567
+  # for scripts
+  voice2fa verify +15551234567 --json < code.txt \\
+    | jq .verified
 """
+
+MAIN_EXAMPLES = """
+\b
+Examples:
+  # try it on this machine, no account needed
+  voice2fa send --sandbox +15551234567
+  # check the setup before a call costs money
+  voice2fa doctor
+  # call a number and check the code read back
+  voice2fa send +15551234567
+  # recent sessions, newest first
+  voice2fa sessions
+  # shell completion (bash, zsh or fish)
+  eval "$(voice2fa completion bash)"
+"""
+
+# Every --json output has one shape per command: these keys, on every outcome (schemas/*.json).
+JSON_SHAPES: dict[str, dict] = {
+    "send": dict(session_id=None, number=None, call_sid=None, call_status=None, verified=None, expires_at=None,
+                 delivered=None, attempts_left=None, sandbox=False, error=None, exit_code=0),
+    "verify": dict(number=None, verified=False, session_id=None, reason=None, attempts_left=None, sandbox=None,
+                   error=None, exit_code=0),
+    "sessions": dict(sessions=[], error=None, exit_code=0),
+    "purge": dict(removed=None, error=None, exit_code=0),
+    "doctor": dict(ok=False, problems=None, dotenv=None, checks=[], error=None, exit_code=0),
+}
+
+# `send --sandbox --outcome NAME`: the sandbox's scripted endings (sandbox.Scenario fields).
+OUTCOMES: dict[str, dict] = {
+    "answer": {},
+    "busy": {"outcome": "busy"},
+    "no-answer": {"outcome": "no-answer"},
+    "failed": {"outcome": "failed"},
+    "voicemail": {"outcome": "voicemail"},
+    "wrong-key": {"press": "0"},
+    "hangup": {"hang_up_after_fetch": True},
+    "no-webhook": {"fetch": False},
+    "lost-callbacks": {"callbacks": False},
+    "auth-error": {"api_status": 401},
+    "rate-limited": {"api_status": 429},
+    "server-error": {"api_status": 500},
+}
 
 
 class Interrupted(Exception):
-    pass
+    def __init__(self, message: str = "interrupted") -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _fail(json_out: bool, payload: dict, message: str, code: int, hint: str | None = None) -> None:
@@ -46,10 +100,11 @@ def _fail(json_out: bool, payload: dict, message: str, code: int, hint: str | No
 
 
 @contextmanager
-def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
+def exit_codes(json_out: bool, verbose: bool | None = None, shape: str | None = None) -> Iterator[dict]:
     """Turn domain errors into one line on stderr (and JSON on stdout) and the exit code.
-    An unexpected exception is one line too (exit 70); its traceback only with -v."""
-    payload: dict = {}
+    An unexpected exception is one line too (exit 70); its traceback only with -v.
+    `shape`: the command whose JSON keys the payload starts with (JSON_SHAPES)."""
+    payload: dict = dict(JSON_SHAPES[shape]) if shape else {}
     try:
         yield payload
     except Voice2faError as exc:
@@ -58,8 +113,8 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
 
             click.echo(f"debug: more about this error: {sanitize(exc.more_info)}", err=True)
         _fail(json_out, payload, exc.message, exc.exit_code, exc.hint)
-    except Interrupted:
-        _fail(json_out, payload, "interrupted", EXIT_INTERRUPTED)
+    except Interrupted as exc:
+        _fail(json_out, payload, exc.message, EXIT_INTERRUPTED)
     except (click.ClickException, click.exceptions.Exit, click.Abort):
         raise  # usage errors: OneLineErrors renders them
     except Exception as exc:  # a bug: say so in one line, never a traceback unless asked
@@ -68,7 +123,8 @@ def exit_codes(json_out: bool, verbose: bool = False) -> Iterator[dict]:
 
             traceback.print_exc()
         _fail(json_out, payload, f"internal error ({type(exc).__name__})", EXIT_INTERNAL,
-              "a bug in voice2fa: run with -v for the traceback and report it")
+              "a bug in voice2fa: run with -v for the traceback and report it" if verbose is not None else
+              "a bug in voice2fa: please report it")
 
 
 def run_async(coro):
@@ -119,19 +175,79 @@ class Digits(click.IntRange):
         return super().convert(value, param, ctx)
 
 
-class OneLineErrors(click.Group):
-    """Click's usage errors as one line with a hint, like every other failure (exit 2)."""
 
-    def main(self, *args, **kwargs):
+
+def _no_hyphen_breaks(text: str) -> str:
+    return text.replace("-", "\u2011")  # a non-breaking hyphen while wrapping; back to "-" at the end
+
+
+class HelpFormatter(click.HelpFormatter):
+    """Click's help formatter that never breaks a line at a hyphen (en-US, no-answer,
+    espeak-ng): lines break between words only, at any terminal width."""
+
+    def write_usage(self, prog: str, args: str = "", prefix: str | None = None) -> None:
+        super().write_usage(_no_hyphen_breaks(prog), _no_hyphen_breaks(args), prefix)
+
+    def write_text(self, text: str) -> None:
+        super().write_text(_no_hyphen_breaks(text))
+
+    def write_dl(self, rows, col_max: int = 30, col_spacing: int = 2) -> None:
+        super().write_dl([(_no_hyphen_breaks(a), _no_hyphen_breaks(b)) for a, b in rows], col_max, col_spacing)
+
+    def getvalue(self) -> str:
+        return super().getvalue().replace("\u2011", "-")
+
+
+class Context(click.Context):
+    formatter_class = HelpFormatter
+
+
+class Command(click.Command):
+    context_class = Context
+
+
+class Group(click.Group):
+    """A group whose command list shows each command's whole first sentence, never cut."""
+
+    context_class = Context
+    command_class = Command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit=1000)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+Group.group_class = Group
+
+
+class OneLineErrors(Group):
+    """Click's usage errors as one line with a hint, like every other failure (exit 2); the
+    streams guarded against readers that go away; a bare `voice2fa` prints the help."""
+
+    def main(self, args=None, *rest, **kwargs):
+        from voice2fa_cli import ui
+
+        ui.guard_pipes()
+        argv = list(sys.argv[1:] if args is None else args)
         kwargs["standalone_mode"] = False
         try:
-            code = super().main(*args, **kwargs)
+            code = super().main(argv, *rest, **kwargs)
         except click.UsageError as exc:
             if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:
-                click.echo(exc.ctx.get_help(), err=True)  # bare `voice2fa`: the help, as usage
-                sys.exit(exc.exit_code)
+                click.echo(exc.ctx.get_help())  # bare `voice2fa`: the help, and no error
+                sys.exit(0)
             command = exc.ctx.command_path if exc.ctx else "voice2fa"
             click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            words = [word for word in argv if not word.startswith("-")]
+            shape = "purge" if words[:2] == ["sessions", "purge"] else (words[0] if words else None)
+            if "--json" in argv and shape in JSON_SHAPES:
+                ui.emit_json({**JSON_SHAPES[shape], "error": exc.format_message(), "exit_code": exc.exit_code})
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             click.echo(f"error: {exc.format_message()}", err=True)
@@ -142,7 +258,7 @@ class OneLineErrors(click.Group):
         sys.exit(code or 0)
 
 
-@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, epilog=MAIN_EXAMPLES, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="voice2fa", message="%(prog)s %(version)s")
 def main() -> None:
     """Prove by a phone call that a person holds a phone number.
@@ -155,6 +271,8 @@ def main() -> None:
 @main.command(epilog=SEND_EXAMPLES)
 @click.argument("number")
 @click.option("--sandbox", is_flag=True, help="Use a local stand-in of SignalWire: no account, nothing dialed.")
+@click.option("--outcome", type=click.Choice(list(OUTCOMES)), metavar="OUTCOME",
+              help="With --sandbox: how the simulated call ends: " + ", ".join(OUTCOMES) + ".  [default: answer]")
 @click.option("--no-prompt", is_flag=True, help="Return once the call has ended; check later with `verify`.")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
@@ -171,23 +289,27 @@ def main() -> None:
 @click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
-def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
+def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout, max_attempts,
          language, voice, caller_name, message, no_keypress, skip_preflight, quiet, verbose) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
 
     Exit codes: 0 verified (with --no-prompt: code delivered), 1 rejected, 2 usage or
-    configuration, 3 code not delivered, 4 SignalWire or network failure, 130 interrupted.
+    configuration, 3 code not delivered, 4 SignalWire or network failure, 5 refused by policy
+    before dialing (send limit, country, locked number), 70 internal error (a bug),
+    130 interrupted.
     """
+    if outcome is not None and not sandbox:
+        raise click.BadParameter("only with --sandbox (a real call ends as it ends)", param_hint="--outcome")
     from voice2fa_cli import config, flow, speech, ui
 
-    with exit_codes(json_out, verbose) as payload:
+    with exit_codes(json_out, verbose, shape="send") as payload:
+        payload.update(sandbox=sandbox)
         env = config.load_environment()
         target = config.number_input(env, number)
-        payload.update(session_id=None, number=target.e164, call_sid=None, call_status=None,
-                       verified=None, expires_at=None, sandbox=sandbox)
+        payload.update(number=target.e164)
         voice_settings, notice = _voice(speech, language, voice, message, target.region,
                                         config.caller_name(env, caller_name))
-        reporter = ui.Reporter(quiet=quiet, verbose=verbose)
+        reporter = ui.Reporter(quiet=quiet, verbose=verbose, sandbox=sandbox, ring_timeout=ring_timeout)
         if target.note:
             reporter.info(target.note)
         if notice:
@@ -196,9 +318,12 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
                                    keypress=not no_keypress, max_attempts=max_attempts,
                                    preflight=not skip_preflight)
         if sandbox:
+            from voice2fa_cli.sandbox import Scenario
+
             where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
-            reporter.info("sandbox: a local stand-in of SignalWire places a simulated call; nothing is dialed")
-            call = flow.send_sandbox(env, options, reporter, where, ring_timeout)
+            reporter.info("sandbox: a simulated call to a local stand-in of SignalWire; nothing is dialed")
+            scenario = Scenario(**OUTCOMES[outcome]) if outcome else None
+            call = flow.send_sandbox(env, options, reporter, where, ring_timeout, scenario=scenario)
         else:
             settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
             for warning in settings.warnings:
@@ -217,19 +342,18 @@ def send(number, sandbox, no_prompt, json_out, public_url, listen, digits, ttl, 
         finally:
             reporter.finish()
         payload.update(session_id=result.session.id, call_sid=result.call_sid, call_status=result.call_status,
-                       expires_at=ui.iso(result.session.expires_at), delivered=result.delivered)
+                       expires_at=ui.iso(result.session.expires_at), delivered=result.delivered, attempts_left=0)
         if not result.delivered:
             raise NotDelivered(result.problem or "the code was not delivered")
+        payload.update(attempts_left=result.session.attempts_left)
         if no_prompt:
             check = f"voice2fa verify --sandbox {target.e164}" if sandbox else f"voice2fa verify {target.e164}"
-            reporter.verdict(True, f"code delivered; check it with `{check}`")
+            reporter.verdict(True, f"delivered: check the code with `{check}`")
             if json_out:
                 ui.emit_json(payload)
             return
         verdict = _prompt_and_check(ui, config.store_spec(env), target.e164, result.session.id, reporter, sandbox)
-        payload.update(verified=verdict.verified)
-        if verdict.session is not None:
-            payload.update(attempts_left=verdict.session.attempts_left)
+        payload.update(verified=verdict.verified, attempts_left=0 if verdict.verified else verdict.attempts_left)
         if not verdict.verified:
             raise Rejected(verdict.reason)
         reporter.verdict(True, f"verified: {target.e164}")
@@ -267,20 +391,24 @@ def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox
     from voice2fa_cli import sessions as sessions_core
 
     interactive = sys.stdin.isatty()
+    still_open = f"the session stays open: `voice2fa verify {number}`"
     while True:
-        entry = ui.read_code(interactive)
+        try:
+            entry = ui.read_code(interactive)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; {still_open}") from None
         if entry is None:
             raise Rejected(f"no code entered; the session stays open for `voice2fa verify {number}`")
         code = otp.normalise(entry)
         if code is None:
             if interactive:
-                reporter.warn("a code is 6 to 10 digits; try again")
+                reporter.verdict(False, "a code is 6 to 10 digits; try again")
                 continue
             raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
         verdict = sessions_core.check(store, number, code, session_id=session_id, sandbox=sandbox)
         if not (interactive and verdict.may_retry):
             return verdict
-        reporter.warn(verdict.reason)
+        reporter.verdict(False, f"{verdict.reason}; try again")
 
 
 @main.command(epilog=VERIFY_EXAMPLES)
@@ -300,78 +428,103 @@ def verify(number, code, sandbox, json_out) -> None:
     from voice2fa_cli import sessions as sessions_core
     from voice2fa_cli.errors import ConfigError
 
-    with exit_codes(json_out) as payload:
+    with exit_codes(json_out, shape="verify") as payload:
         env = config.load_environment()
         e164 = phone.quick_e164(number) or config.number_input(env, number).e164
-        payload.update(number=e164, verified=False, session_id=None, sandbox=sandbox)
+        payload.update(number=e164, sandbox=sandbox)
         if code is None:
-            code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
+            try:
+                code = ui.read_code(sys.stdin.isatty(), ui.VERIFY_PROMPT)
+            except KeyboardInterrupt:
+                raise Interrupted() from None
             if code is None:
+                env = config.load_environment()
+                pending = sessions_core.newest_open(config.store_spec(env), e164, sandbox=sandbox)
+                if pending is not None:
+                    payload.update(session_id=pending.id, attempts_left=pending.attempts_left)
+                payload.update(reason="no code entered")
                 raise Rejected("no code entered")
         digits = otp.normalise(code)
         if digits is None:
             raise ConfigError("the code must be 6 to 10 digits")
         verdict = sessions_core.check(config.store_spec(env), e164, digits, sandbox=sandbox)
-        payload.update(verified=verdict.verified, session_id=verdict.session.id if verdict.session else None,
-                       reason=verdict.reason)
+        session = verdict.session
+        payload.update(verified=verdict.verified, session_id=session.id if session else None, reason=verdict.reason,
+                       attempts_left=(0 if verdict.verified else verdict.attempts_left) if session else None)
+        if not verdict.verified:
+            raise Rejected(verdict.reason)
         if json_out:
             ui.emit_json(payload)
-        if not verdict.verified:
-            ui.error(verdict.reason)
-            sys.exit(EXIT_REJECTED)
         click.echo(f"verified: {e164}" + (" (a sandbox session: simulated, nothing was dialed)" if sandbox else ""), err=True)
 
 
-@main.group(invoke_without_command=True)
+@main.group(invoke_without_command=True, epilog="""
+\b
+Examples:
+  voice2fa sessions
+  voice2fa sessions --limit 5
+  # the open ones, for scripts
+  voice2fa sessions --json \\
+    | jq '.sessions[] | select(.state == "open")'
+  voice2fa sessions purge
+""")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 @click.option("--limit", type=Digits(1, 1000), default=20, show_default=True, help="How many sessions.")
 @click.pass_context
 def sessions(ctx, json_out, limit) -> None:
     """List recent sessions, real and sandbox, newest first (never codes).
 
-    \b
-    Examples:
-      voice2fa sessions
-      voice2fa sessions --json | jq '.sessions[] | select(.state == "open")'
-      voice2fa sessions purge
+    Times are local, expiry relative ("in 9 min"); --json gives UTC ISO 8601 times.
     """
     if ctx.invoked_subcommand is not None:
         return
     from voice2fa_cli import config, ui
     from voice2fa_cli import sessions as sessions_core
 
-    with exit_codes(json_out):
+    with exit_codes(json_out, shape="sessions") as payload:
         env = config.load_environment()
         now, rows = sessions_core.recent_sessions(config.store_spec(env), limit)
         listed = [ui.session_json(row, now) for row in rows]
         if json_out:
-            ui.emit_json({"sessions": listed})
+            ui.emit_json({**payload, "sessions": listed})
         else:
-            ui.session_table(listed)
+            ui.session_table(listed, now)
 
 
-@sessions.command()
-def purge() -> None:
+@sessions.command(epilog="""
+\b
+Examples:
+  voice2fa sessions purge
+  # for scripts: how many were removed
+  voice2fa sessions purge --json | jq .removed
+""")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+def purge(json_out) -> None:
     """Remove expired sessions (the failure counts behind number lockouts are kept)."""
-    from voice2fa_cli import config
+    from voice2fa_cli import config, ui
     from voice2fa_cli import sessions as sessions_core
 
-    with exit_codes(False):
+    with exit_codes(json_out, shape="purge") as payload:
         env = config.load_environment()
         removed = sessions_core.purge(config.store_spec(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
+        if json_out:
+            ui.emit_json({**payload, "removed": removed})
 
 
 @main.command(epilog="""
 \b
 Examples:
   voice2fa doctor
-  voice2fa doctor --public-url https://abc123.ngrok.app --listen 127.0.0.1:5000
-  voice2fa doctor --json | jq '.checks[] | select(.status == "fail")'
+  voice2fa doctor --public-url https://abc123.ngrok.app \\
+    --listen 127.0.0.1:5000
+  # the failed checks, for scripts
+  voice2fa doctor --json \\
+    | jq '.checks[] | select(.status == "fail")'
 """)
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
 @click.option("--listen", metavar="HOST:PORT", help="Where to start the callback server [VOICE2FA_LISTEN].")
-@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
+@click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout (and nothing on stderr).")
 def doctor(public_url, listen, json_out) -> None:
     """Check the configuration, the credentials and the tunnel before a call costs money.
 
@@ -380,29 +533,53 @@ def doctor(public_url, listen, json_out) -> None:
     """
     from voice2fa_cli import doctor as checks_module, ui
 
-    with exit_codes(json_out):
+    with exit_codes(json_out, shape="doctor") as payload:
         report = run_async(checks_module.run(public_url, listen))
         if json_out:
-            ui.emit_json(report.json())
-        ui.doctor_table(report.checks)
+            ui.emit_json({**payload, **report.json(), "error": None if report.ok else report.summary(),
+                          "exit_code": 0 if report.ok else 2})
+        else:
+            ui.doctor_table(report.checks)
+            if report.ok:
+                click.echo(report.summary(), err=True)
+            else:
+                ui.error(report.summary())
         if not report.ok:
-            ui.error(report.summary())
             sys.exit(2)
-        click.echo(report.summary(), err=True)
 
 
 @main.command(epilog="""
 \b
 Examples:
-  voice2fa preview                          what a caller in your country hears
-  voice2fa preview +33612345678             the French call
+  eval "$(voice2fa completion bash)"   # in ~/.bashrc
+  eval "$(voice2fa completion zsh)"    # in ~/.zshrc
+  voice2fa completion fish \\
+    > ~/.config/fish/completions/voice2fa.fish
+""")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell) -> None:
+    """Print the shell completion script for bash, zsh or fish."""
+    from click.shell_completion import get_completion_class
+
+    script = get_completion_class(shell)(main, {}, "voice2fa", "_VOICE2FA_COMPLETE").source()
+    click.echo(script)
+
+
+@main.command(epilog="""
+\b
+Examples:
+  # what a callee in your country hears
+  voice2fa preview
+  # the French call
+  voice2fa preview +33612345678
   voice2fa preview --language de-DE --audio call.wav
   voice2fa preview --play --digits 8
-  voice2fa preview --caller-name "Acme support" --voice Polly.Vicki
+  voice2fa preview --caller-name "Acme support" \\
+    --voice Polly.Vicki
 """)
 @click.argument("number", required=False)
 @click.option("--language", help="Language of the call  [default: the voice's, else from NUMBER's country, else en-US]")
-@click.option("--voice", help="A SignalWire voice name (it brings its language; espeak-ng speaks with its own voice).")
+@click.option("--voice", help="A SignalWire voice name, as `send --voice` takes it; it brings its language (--audio and --play speak with espeak-ng's own voice).")
 @click.option("--caller-name", metavar="NAME", help="Who the call says is calling [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence.")
 @click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the sample code.")
@@ -445,11 +622,16 @@ def preview(number, language, voice, caller_name, message, digits, no_keypress, 
 
 
 @main.command("sandbox", epilog="""
+\b
 Examples:
-  voice2fa sandbox --listen 127.0.0.1:8765 > .env     settings as .env lines
-  voice2fa sandbox --json                             settings as one JSON object
-  voice2fa sandbox --outcome busy                     every call is busy
-  voice2fa sandbox --api-error 400 --api-code 21219   every create is rejected (trial account)
+  # settings as .env lines
+  voice2fa sandbox --listen 127.0.0.1:8765 > .env
+  # settings as one JSON object
+  voice2fa sandbox --json
+  # every call is busy
+  voice2fa sandbox --outcome busy
+  # every create is rejected (a trial account)
+  voice2fa sandbox --api-error 400 --api-code 21219
 """)
 @click.option("--listen", default="127.0.0.1:0", show_default=True, metavar="HOST:PORT",
               help="Where it listens (loopback only; port 0: any free port).")

@@ -261,6 +261,8 @@ async def place_call(
             call_sid=created.sid,
             call_status=created.status,
         )
+        reporter.step("created", time.monotonic() - started, created.sid)
+        reporter.step("expires", time.monotonic() - started, repr(session.expires_at))
         if placed is not None and not placed.done():
             placed.set_result(session)
         problem = await _Follower(call, client, store, reporter, timing, started).run()
@@ -273,6 +275,7 @@ async def place_call(
             call.hung_up = True
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
+                reporter.step("hung-up", time.monotonic() - started)
         if session is not None:
             with contextlib.suppress(Exception):
                 await store.run(
@@ -399,8 +402,10 @@ class _Follower:
                 answered = call.fetched or self.answered_at is not None
                 await self._hang_up()
                 if not answered:
-                    waited = timing.ring_timeout + timing.webhook_grace
-                    return f"the call was not answered within {waited:g} s: the code was not delivered"
+                    return (
+                        f"the call was not answered within {timing.ring_timeout:g} s (the ring timeout), nor "
+                        f"reported in the {timing.webhook_grace:g} s allowed after it: the code was not delivered"
+                    )
                 return None  # the caller explains from what is known (never fetched, …)
             wait = min(deadline, last_news + timing.poll_interval) - now
             if await _woken(call.changed, max(wait, 0.0)):

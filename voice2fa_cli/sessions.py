@@ -6,6 +6,7 @@ store itself is imported only when a database exists.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,23 +58,30 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
         return store.check(number, code, session_id=session_id)
 
 
-def recent_sessions(where: StoreSpec | Path, limit: int) -> tuple[float, list[Session]]:
-    """The time of reading (to tell expired sessions) and the newest sessions, real and
-    sandbox together (each says which it is), newest first."""
-    import time
-
+def _both_stores(where: StoreSpec | Path) -> Iterator:
+    """The real store, then the sandbox's, each open for the caller's block; one that holds
+    nothing yet (SQLite) is skipped."""
     from voice2fa_cli.store import NoStore
     from voice2fa_cli.stores import open_store
 
-    now, lists = time.time(), []
     for sandbox in (False, True):
         try:
             store = open_store(where, create=False, sandbox=sandbox)
         except NoStore:
             continue
         with store:
-            now = store.clock()
-            lists.append(store.recent(limit))
+            yield store
+
+
+def recent_sessions(where: StoreSpec | Path, limit: int) -> tuple[float, list[Session]]:
+    """The time of reading (to tell expired sessions) and the newest sessions, real and
+    sandbox together (each says which it is), newest first."""
+    import time
+
+    now, lists = time.time(), []
+    for store in _both_stores(where):
+        now = store.clock()
+        lists.append(store.recent(limit))
     return now, _merge(lists, limit)
 
 
@@ -89,15 +97,21 @@ def _merge(lists: list[list[Session]], limit: int) -> list[Session]:
 
 def purge(where: StoreSpec | Path) -> int:
     """Remove expired sessions from both stores; how many."""
-    from voice2fa_cli.store import NoStore
-    from voice2fa_cli.stores import open_store
+    return sum(store.purge() for store in _both_stores(where))
 
-    removed = 0
-    for sandbox in (False, True):
-        try:
-            store = open_store(where, create=False, sandbox=sandbox)
-        except NoStore:
-            continue
-        with store:
-            removed += store.purge()
-    return removed
+
+def newest_open(where: StoreSpec | Path, number: str, *, sandbox: bool = False) -> Session | None:
+    """The session a code for `number` would be checked against, or None (creates nothing)."""
+    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores import StoreSpec, open_store
+
+    spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
+    if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
+        return None
+    try:
+        store = open_store(spec, create=False, sandbox=sandbox)
+    except NoStore:
+        return None
+    with store:
+        session = store.newest(number)
+        return session if session is not None and session.is_open and store.clock() < session.expires_at else None
