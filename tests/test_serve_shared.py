@@ -150,3 +150,22 @@ async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(st
         for token in ("", "x", "../../etc", "a" * 65, other.token + "\n", "é" * 20):
             assert await calls.load(token) is None
         assert await calls.save(other.token, other, 0) is False  # a stale rev never overwrites
+
+
+def test_a_cancel_reaching_the_other_instance_hangs_up_the_call(pair, sandbox):
+    import time
+
+    a, b, service, key, secret = pair
+    sandbox.set_scenario(outcome="hold")  # rings until hung up
+    verify_a = client_for(a, key.sid, secret).verify.v2.services(service.sid)
+    verify_b = client_for(b, key.sid, secret).verify.v2.services(service.sid)
+    created = verify_a.verifications.create(to=NUMBER, channel="call")
+    assert verify_b.verifications(created.sid).update(status="canceled").status == "canceled"
+    a.settle()
+    assert not a.core.flights
+    (call,) = sandbox.calls.values()
+    deadline = time.monotonic() + 10
+    while call.status not in ("canceled", "completed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert call.status == "canceled"  # A hung it up while it rang
+    assert [r for r in sandbox.requests if r.method == "POST" and ("Status", "completed") in r.form]

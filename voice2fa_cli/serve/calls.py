@@ -85,7 +85,9 @@ class StoredCalls:
     async def load(self, token: str) -> tuple[CallState, int] | None:
         if not _TOKEN.fullmatch(token):
             return None
-        rid = self.record_id(token)
+        return await self._load(self.record_id(token), token)
+
+    async def _load(self, rid: str, token: str) -> tuple[CallState, int] | None:
         body = await self.store.run("get_record", KIND, rid)
         if body is None:
             return None
@@ -96,10 +98,24 @@ class StoredCalls:
         return from_state(token, data), int(body["rev"])
 
     async def save(self, token: str, call: CallState, rev: int) -> bool:
-        rid = self.record_id(token)
+        return await self._save(self.record_id(token), call, rev)
+
+    async def _save(self, rid: str, call: CallState, rev: int) -> bool:
         blob = seal(self.master, rid.encode(), json.dumps(state(call), separators=(",", ":")).encode())
         return await self.store.run("swap_record", KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
                                     rev=rev, ttl=self.ttl)
+
+    async def hang_up(self, rid: str) -> None:
+        """From any instance (a cancel): no document is served any more, and the instance that
+        placed the call hangs it up when it next syncs."""
+        for _ in range(5):
+            loaded = await self._load(rid, "")
+            if loaded is None or loaded[0].hung_up:
+                return
+            call, rev = loaded
+            call.hung_up = True
+            if await self._save(rid, call, rev):
+                return
 
     def merge(self, token: str, seen: CallState) -> None:
         local = self.local.get(token)
@@ -111,24 +127,29 @@ class StoredCalls:
         if not await self.save(call.token, call, 0):
             raise RuntimeError("a call token was reused")
 
-    async def sync(self, call: CallState) -> None:
+    async def sync(self, call: CallState) -> bool:
         """The store's state into the mirror; what only the placing instance knows (the call's
-        SID, that it hung up) into the store."""
+        SID, that it hung up) into the store. True when the call was hung up elsewhere (a cancel
+        on another instance) and not here yet."""
         for _ in range(5):
             loaded = await self.load(call.token)
             if loaded is None:
-                return
+                return False
             seen, rev = loaded
+            elsewhere = seen.hung_up and not call.hung_up and not call.ended
             merge(call, seen)
             if (seen.call_sid or not call.call_sid) and (seen.hung_up or not call.hung_up):
-                return
+                return elsewhere
             seen.call_sid = seen.call_sid or call.call_sid
             seen.hung_up = seen.hung_up or call.hung_up
             if await self.save(call.token, seen, rev):
-                return
+                return elsewhere
+        return False
 
-    async def follow(self, call: CallState, interval: float) -> None:
-        """Sync every `interval` seconds while the call is followed (cancelled at its end)."""
+    async def follow(self, call: CallState, interval: float, on_hung_up) -> None:
+        """Sync every `interval` seconds while the call is followed (cancelled at its end);
+        `on_hung_up()` when another instance hung it up."""
         while True:
             await asyncio.sleep(interval)
-            await self.sync(call)
+            if await self.sync(call):
+                on_hung_up()

@@ -220,6 +220,7 @@ class Core:
         if previous is not None and not previous.task.done():
             previous.task.cancel()  # the new attempt supersedes the call still ringing
         record = {**record, "session": session.id, "updated": now,
+                  "call": self.calls.record_id(call.token) if self.calls is not None else None,
                   "send_code_attempts": record["send_code_attempts"] + [
                       {"time": now, "channel": "call", "attempt_sid": records.new_sid("VL")}]}
         await self.store.run("put_record", records.VERIFICATION, record["sid"], record, ttl=service.ttl)
@@ -235,7 +236,8 @@ class Core:
         reporter = CallReporter(self.log, sid)
         syncing = None
         if self.calls is not None:
-            syncing = asyncio.create_task(self.calls.follow(call, SYNC_INTERVAL))
+            me = asyncio.current_task()
+            syncing = asyncio.create_task(self.calls.follow(call, SYNC_INTERVAL, me.cancel))  # canceled elsewhere: hang up
         try:
             result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
                                            call, placed, refresh=syncing and (lambda: self.calls.sync(call)))
@@ -268,6 +270,8 @@ class Core:
         flight = self.flights.get(sid)
         if flight is not None and not flight.task.done():
             flight.task.cancel()  # hangs up and records
+        elif self.calls is not None and record.get("call"):
+            await self.calls.hang_up(record["call"])  # placed by another instance: it hangs up
         self.log.write("verification", verification=sid, service=service.sid, event="canceled")
         return shapes.verification(record, self.api_url)
 
