@@ -502,3 +502,54 @@ def test_both_listeners_have_the_webhooks_time_limits(env, setup, listener):
         assert json.loads(body.split(b"\r\n\r\n", 1)[1])["code"] == 60200
     else:
         assert body is not None and body.startswith(b"HTTP/1.1 404 "), body  # no API route on the webhook
+
+
+def test_a_flood_of_wrong_secrets_is_refused_without_queueing_the_right_one(server, setup, monkeypatch):
+    """Each unknown secret costs a scrypt: past MAX_HASHING at once the rest are refused at
+    once (fewer hashes than requests), and the right key (checked once, then cached) keeps working."""
+    from voice2fa_cli.serve.server import MAX_HASHING
+
+    hashed = []
+    real = records.secret_matches
+    monkeypatch.setattr(records, "secret_matches", lambda record, s: hashed.append(1) or real(record, s))
+    service, key, secret = setup
+    url = f"{server.api_url}/v2/Services/{service.sid}/Verifications/VE{'0' * 32}"
+
+    async def go():
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, headers=basic(key.sid, secret)) as r:
+                assert r.status == 404  # authenticated (the verification does not exist)
+
+            async def wrong(i):
+                async with http.get(url, headers=basic(key.sid, f"wrong-{i}")) as r:
+                    return r.status
+
+            statuses = await asyncio.gather(*(wrong(i) for i in range(MAX_HASHING * 3)))
+            async with http.get(url, headers=basic(key.sid, secret)) as r:
+                return statuses, r.status
+
+    statuses, right = asyncio.run(go())
+    assert set(statuses) == {401} and right == 404
+    assert len(hashed) < 1 + len(statuses)  # without the bound: one hash for every request
+
+
+def test_the_access_log_drops_queries_and_tokens_and_stays_one_line_per_request(server, setup):
+    service, key, secret = setup
+    webhook = server.serving.webhook_url
+
+    async def go():
+        async with aiohttp.ClientSession() as http:
+            for url in (f"{server.api_url}/v2/Services/{service.sid}/Verifications?secret=hunter2",
+                        f"{webhook}/v/tok-en_SECRETTOKEN1234567/key?Digits=40719386",
+                        f"{server.api_url}/v2/%0a%22kind%22:%22forged%22/x\\u0000"):
+                async with http.post(url, headers=basic(key.sid, secret)) as r:
+                    await r.read()
+
+    asyncio.run(go())
+    text = server.log.getvalue()
+    assert "hunter2" not in text and "SECRETTOKEN" not in text and "40719386" not in text
+    lines = server.lines()  # every line parses as one JSON object
+    access = [line for line in lines if line["kind"] == "access"]
+    assert [line["path"] for line in access][-3:] == [
+        f"/v2/Services/{service.sid}/Verifications", "/v/-/key", '/v2/\n"kind":"forged"/x\\u0000']
+    assert not any(line["kind"] == "forged" for line in lines)

@@ -28,6 +28,7 @@ from voice2fa_cli.serve.log import CallReporter, Log, ServerReporter
 
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
+MAX_HASHING = 32  # scrypt checks running or waiting at once; beyond, 20003 at once
 MAX_CODE = 10
 CALL_LINGER = 60.0
 SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
@@ -73,6 +74,7 @@ class Core:
         self._mac_key = secrets.token_bytes(32)
         self._auth_cache: dict[str, tuple[bytes, float]] = {}
         self._scrypt = asyncio.Semaphore(2)
+        self._hashing = 0  # requests waiting for or running a scrypt check
         self._services: dict[str, records.Service] = {}
 
     async def start(self) -> None:
@@ -100,8 +102,14 @@ class Core:
             self._auth_cache.pop(user, None)
             return False
         if cached is None or not hmac.compare_digest(cached[0], mac):
-            async with self._scrypt:
-                ok = await asyncio.to_thread(records.secret_matches, record, secret)
+            if self._hashing >= MAX_HASHING:
+                return False  # a flood of wrong secrets: refused at once rather than queued
+            self._hashing += 1
+            try:
+                async with self._scrypt:
+                    ok = await asyncio.to_thread(records.secret_matches, record, secret)
+            finally:
+                self._hashing -= 1
             if not ok:
                 return False
         if len(self._auth_cache) >= MAX_AUTH_CACHE:
