@@ -141,7 +141,14 @@ def open_store(
 
         kwargs = {} if clock is None else {"clock": clock}
         return Store.open(spec.state_dir, create=create, sandbox=sandbox, **kwargs)
-    from voice2fa_cli.stores.redis import RedisStore
+    try:
+        from voice2fa_cli.stores.redis import RedisStore
+    except ImportError as exc:
+        if exc.name != "redis":
+            raise
+        raise ConfigError(
+            "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+        ) from None
 
     key = read_key_file(spec.key_file) if spec.key_file else _install_key(spec.state_dir)
     return RedisStore.open(
