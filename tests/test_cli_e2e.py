@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import NUMBER, free_port, run_cli, start_cli
 from tests.test_cli_output import answer, read_until
-from voice2fa_cli.store import Store
+from voice2fa_cli.stores.sqlite import Store
 
 
 def finish_with_code(proc, sandbox, entry: str | None = None, timeout: float = 30):

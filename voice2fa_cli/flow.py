@@ -19,7 +19,7 @@ from voice2fa_cli import config, otp
 from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import Voice
-from voice2fa_cli.store import Session, Store
+from voice2fa_cli.stores.base import Session, SessionStore
 from voice2fa_cli.stores import StoreSpec
 
 MAX_TTL = 600
@@ -48,7 +48,7 @@ class StoreThread:
     slow store (another process holding the write lock, a slow disk) never blocks the event
     loop, so the webhook keeps answering the platform meanwhile."""
 
-    def __init__(self, store: Store, workers: int = 1) -> None:
+    def __init__(self, store: SessionStore, workers: int = 1) -> None:
         self.store = store
         # More than one worker only for a store whose client is thread-safe (Redis's pool of
         # connections); each coroutine still awaits its own calls in order.

@@ -137,7 +137,7 @@ def open_store(
     and nothing is kept yet; the shared store is always there (or a StoreError)."""
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if spec.url is None:
-        from voice2fa_cli.store import Store
+        from voice2fa_cli.stores.sqlite import Store
 
         kwargs = {} if clock is None else {"clock": clock}
         return Store.open(spec.state_dir, create=create, sandbox=sandbox, **kwargs)
@@ -159,6 +159,6 @@ def open_store(
 
 def _install_key(state_dir: Path) -> bytes:
     """This machine's per-install key (made on first use), when no VOICE2FA_KEY_FILE is set."""
-    from voice2fa_cli.store import install_key
+    from voice2fa_cli.stores.sqlite import install_key
 
     return install_key(state_dir)
