@@ -87,15 +87,6 @@ def clock() -> list[float]:
     return [T0]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def where(request, state_dir, tmp_path) -> StoreSpec:
     """The store under test: SQLite in the state dir, or a real Redis (emptied) with a shared

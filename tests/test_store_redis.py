@@ -30,17 +30,10 @@ CODE = "481516"
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
-def url(server) -> str:
-    server.flush()
-    return server.url
+def url(redis_server) -> str:
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture
@@ -225,7 +218,7 @@ def test_a_full_server_refuses_writes_in_one_line(url, key):
     assert store.recent() == []
 
 
-def test_a_read_only_replica_is_refused(url, key, tmp_path, server):
+def test_a_read_only_replica_is_refused(url, key, tmp_path, redis_server):
     with RedisStore.open(url, key, clock=lambda: T0):
         pass  # the primary knows the key's fingerprint
     replica = RedisServer(tmp_path, extra=["--replicaof", "127.0.0.1", "1"]).start()
