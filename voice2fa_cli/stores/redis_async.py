@@ -104,9 +104,11 @@ class AsyncRedisStore:
              int(self.sandbox), RETAIN],
         )
         session = _session(raw)
-        with _errors(self.url):
-            await self._r.set(s._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
-        await self._run("INDEX", s._recent_keys(), [f"{number}\n{session_id}", RECENT_KEEP])
+        with _errors(self.url):  # the id's number and the listing: one round trip
+            pipe = self._r.pipeline(transaction=False)
+            pipe.set(s._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
+            await self._scripts["INDEX"](keys=s._recent_keys(), args=[f"{number}\n{session_id}", RECENT_KEEP], client=pipe)
+            await pipe.execute()
         return session
 
     async def reserve_call(self, number: str, max_per_hour: int) -> str:
@@ -138,8 +140,10 @@ class AsyncRedisStore:
         number, member = reservation.split("\n")
         _, _, c = s._number_keys(number)
         with _errors(self.url):
-            await self._r.zrem(c, member)
-            await self._r.zrem(f"{s._prefix}{{calls}}", member)
+            pipe = self._r.pipeline(transaction=False)
+            pipe.zrem(c, member)
+            pipe.zrem(f"{s._prefix}{{calls}}", member)
+            await pipe.execute()
 
     async def get(self, session_id: str) -> Session | None:
         s = self._sync
