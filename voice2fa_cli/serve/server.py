@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import hmac
 import secrets
 import socket
@@ -92,7 +91,7 @@ class Core:
             return False
         if not records.SID.fullmatch(user) or not secret or len(secret) > 256:
             return False
-        mac = hmac.new(self._mac_key, secret.encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._mac_key, secret.encode(), "sha256")
         cached = self._auth_cache.get(user)
         now = time.monotonic()
         if cached is not None and hmac.compare_digest(cached[0], mac) and now - cached[1] < AUTH_CACHE_SECONDS:

@@ -53,7 +53,7 @@ class AsyncRedisStore:
         self._clock = sync._clock
         self._scripts = {name: self._r.register_script(getattr(redis_scripts, name))
                          for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "INDEX",
-                                      "PUT_RECORD", "SWAP_RECORD")}
+                                      "PUT_RECORD", "SWAP_RECORD", "GET_RECORD")}
 
     async def aclose(self) -> None:
         await self._r.aclose()
@@ -171,16 +171,16 @@ class AsyncRedisStore:
     async def get_record(self, kind: str, record_id: str) -> dict | None:
         """The live record, or None: the record and the server's time in one round trip."""
         key, _ = self._sync._record_keys(kind, record_id)
-        with _errors(self.url):
-            if self._clock is not None:
+        if self._clock is not None:
+            with _errors(self.url):
                 raw = await self._r.get(key)
-                now = self._clock()
-            else:
-                pipe = self._r.pipeline(transaction=False)
-                pipe.get(key)
-                pipe.time()
-                raw, (seconds, micros) = await pipe.execute()
-                now = seconds + micros / 1e6
+            now = self._clock()
+        else:
+            found = await self._run("GET_RECORD", [key], [])
+            if found is None:
+                return None
+            raw, seconds, micros = found
+            now = int(seconds) + int(micros) / 1e6
         return live_body(raw, lambda: now)
 
     async def put_record(self, kind: str, record_id: str, body: dict, *, ttl: float | None = None,
