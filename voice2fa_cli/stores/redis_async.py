@@ -9,8 +9,10 @@ here; `OnLoop` sends every other call to the synchronous store's thread.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import sys
 from typing import Any
 
 import redis.asyncio as aredis
@@ -40,11 +42,14 @@ class AsyncRedisStore:
 
     def __init__(self, sync: RedisStore, url: str, options: dict) -> None:
         self._sync = sync
+        # At most MAX_CONNECTIONS commands in flight (so as many connections): beyond, a command
+        # waits for a slot up to the store's timeout, then fails as a timeout. The slots are an
+        # asyncio.Semaphore in front of a plain pool: redis.asyncio's BlockingConnectionPool
+        # costs about 9 µs more per command.
+        self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
+        self._wait = options.get("socket_timeout") or 3.0
         try:
-            # A bounded pool that waits (up to the store's timeout) for a free connection: a burst
-            # of requests queues for the store rather than failing or opening without end.
-            pool = aredis.BlockingConnectionPool.from_url(
-                url, max_connections=MAX_CONNECTIONS, timeout=options.get("socket_timeout", 3.0), **options)
+            pool = aredis.ConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, **options)
             self._r = aredis.Redis(connection_pool=pool)
         except ValueError as exc:
             raise StoreError(f"VOICE2FA_STORE {sync.url} is not a Redis URL: {exc}") from None
@@ -58,14 +63,18 @@ class AsyncRedisStore:
     async def aclose(self) -> None:
         await self._r.aclose()
 
+    def _io(self) -> _Io:
+        """Around every round trip: a slot, and any failure as the sync store's one-line StoreError."""
+        return _Io(self)
+
     async def _run(self, name: str, keys: list[str], args: list) -> Any:
-        with _errors(self.url):
+        async with self._io():
             return await self._scripts[name](keys=keys, args=args)
 
     async def clock(self) -> float:
         if self._clock is not None:
             return self._clock()
-        with _errors(self.url):
+        async with self._io():
             seconds, micros = await self._r.time()
         return seconds + micros / 1e6
 
@@ -79,7 +88,7 @@ class AsyncRedisStore:
         h, f, _ = s._number_keys(number)
         for _ in range(_RETRIES):
             if session_id is None:
-                with _errors(self.url):
+                async with self._io():
                     target = await self._r.hget(h, "newest") or ""
             else:
                 target = session_id
@@ -104,7 +113,7 @@ class AsyncRedisStore:
              int(self.sandbox), RETAIN],
         )
         session = _session(raw)
-        with _errors(self.url):  # the id's number and the listing: one round trip
+        async with self._io():  # the id's number and the listing: one round trip
             pipe = self._r.pipeline(transaction=False)
             pipe.set(s._id_key(session_id), number, px=int((ttl + RETAIN) * 1000))
             await self._scripts["INDEX"](keys=s._recent_keys(), args=[f"{number}\n{session_id}", RECENT_KEEP], client=pipe)
@@ -139,7 +148,7 @@ class AsyncRedisStore:
         s = self._sync
         number, member = reservation.split("\n")
         _, _, c = s._number_keys(number)
-        with _errors(self.url):
+        async with self._io():
             pipe = self._r.pipeline(transaction=False)
             pipe.zrem(c, member)
             pipe.zrem(f"{s._prefix}{{calls}}", member)
@@ -147,7 +156,7 @@ class AsyncRedisStore:
 
     async def get(self, session_id: str) -> Session | None:
         s = self._sync
-        with _errors(self.url):
+        async with self._io():
             number = await self._r.get(s._id_key(session_id))
             if number is None:
                 return None
@@ -156,7 +165,7 @@ class AsyncRedisStore:
 
     async def record_call(self, session_id: str, *, state: str | None = None, call_status: str | None = None) -> None:
         s = self._sync
-        with _errors(self.url):
+        async with self._io():
             number = await self._r.get(s._id_key(session_id))
         if number is None:
             return
@@ -172,7 +181,7 @@ class AsyncRedisStore:
         """The live record, or None: the record and the server's time in one round trip."""
         key, _ = self._sync._record_keys(kind, record_id)
         if self._clock is not None:
-            with _errors(self.url):
+            async with self._io():
                 raw = await self._r.get(key)
             now = self._clock()
         else:
@@ -203,6 +212,31 @@ class AsyncRedisStore:
             "SWAP_RECORD", [key, index],
             [record_id, self._envelope(body, expires), rev, int((ttl + RETAIN) * 1000), s._now_arg()],
         ))
+
+
+class _Io:
+    __slots__ = ("store", "errors")
+
+    def __init__(self, store: AsyncRedisStore) -> None:
+        self.store = store
+        self.errors = _errors(store.url)
+
+    async def __aenter__(self) -> None:
+        self.errors.__enter__()
+        slots = self.store._slots
+        try:
+            if slots.locked():
+                async with asyncio.timeout(self.store._wait):  # TimeoutError: "did not answer in time"
+                    await slots.acquire()
+            else:
+                await slots.acquire()  # free: no wait
+        except BaseException:
+            self.errors.__exit__(*sys.exc_info())  # a StoreError in one line, or the same again
+            raise
+
+    async def __aexit__(self, *exc) -> bool:
+        self.store._slots.release()
+        return self.errors.__exit__(*exc)
 
 
 ON_LOOP = frozenset({"check", "create_session", "reserve_call", "release_call", "get", "record_call", "get_record",
