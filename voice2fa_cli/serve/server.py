@@ -408,10 +408,11 @@ class Serving:
             from voice2fa_cli.webhook import CALLS, SHARED
 
             # The webhook's own threads on the same (thread-safe) Redis client: the platform's
-            # requests never queue behind the API's work.
+            # requests never queue behind the API's work there. On Redis (an OnLoop store, which
+            # has `aio`) the calls' records are read and written on the loop, as the API's are.
             hook_thread = flow.StoreThread(store.store, STORE_WORKERS)
             stack.callback(hook_thread._pool.shutdown, wait=False)
-            hook_store = hook_thread if not hasattr(store, "aio") else type(store)(hook_thread, store.aio)
+            hook_store = type(store)(hook_thread, store.aio) if hasattr(store, "aio") else hook_thread
             calls = await StoredCalls.open(hook_store, webhook[CALLS], ttl=flow.MAX_TTL + 3600)
             webhook[SHARED] = calls
         metrics.observe_webhook(webhook, registry)

@@ -10,9 +10,10 @@ here; `OnLoop` sends every other call to the synchronous store's thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
-import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis.asyncio as aredis
@@ -43,11 +44,13 @@ class AsyncRedisStore:
     def __init__(self, sync: RedisStore, url: str, options: dict) -> None:
         self._sync = sync
         # At most MAX_CONNECTIONS commands in flight (so as many connections): beyond, a command
-        # waits for a slot up to the store's timeout, then fails as a timeout. The slots are an
-        # asyncio.Semaphore in front of a plain pool: redis.asyncio's BlockingConnectionPool
-        # costs about 9 µs more per command.
+        # waits for a slot. The slots are an asyncio.Semaphore in front of a plain pool
+        # (redis.asyncio's BlockingConnectionPool costs about 9 µs more per command), and the
+        # store's timeout is one asyncio.timeout around each round trip (_io) rather than
+        # redis-py's socket_timeout, which wraps every send in a task of its own (asyncio.wait_for).
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._wait = options.get("socket_timeout") or 3.0
+        options = {**options, "socket_timeout": None}
         try:
             pool = aredis.ConnectionPool.from_url(url, max_connections=MAX_CONNECTIONS, **options)
             self._r = aredis.Redis(connection_pool=pool)
@@ -63,9 +66,14 @@ class AsyncRedisStore:
     async def aclose(self) -> None:
         await self._r.aclose()
 
-    def _io(self) -> _Io:
-        """Around every round trip: a slot, and any failure as the sync store's one-line StoreError."""
-        return _Io(self)
+    @contextlib.asynccontextmanager
+    async def _io(self) -> AsyncIterator[None]:
+        """Around every round trip: the store's timeout (for the wait for a slot too), a slot,
+        and any failure as the sync store's one-line StoreError (a timeout: "did not answer in
+        time"). A command cut off by the timeout drops its connection (redis-py does)."""
+        with _errors(self.url):
+            async with asyncio.timeout(self._wait), self._slots:
+                yield
 
     async def _run(self, name: str, keys: list[str], args: list) -> Any:
         async with self._io():
@@ -212,31 +220,6 @@ class AsyncRedisStore:
             "SWAP_RECORD", [key, index],
             [record_id, self._envelope(body, expires), rev, int((ttl + RETAIN) * 1000), s._now_arg()],
         ))
-
-
-class _Io:
-    __slots__ = ("store", "errors")
-
-    def __init__(self, store: AsyncRedisStore) -> None:
-        self.store = store
-        self.errors = _errors(store.url)
-
-    async def __aenter__(self) -> None:
-        self.errors.__enter__()
-        slots = self.store._slots
-        try:
-            if slots.locked():
-                async with asyncio.timeout(self.store._wait):  # TimeoutError: "did not answer in time"
-                    await slots.acquire()
-            else:
-                await slots.acquire()  # free: no wait
-        except BaseException:
-            self.errors.__exit__(*sys.exc_info())  # a StoreError in one line, or the same again
-            raise
-
-    async def __aexit__(self, *exc) -> bool:
-        self.store._slots.release()
-        return self.errors.__exit__(*exc)
 
 
 ON_LOOP = frozenset({"check", "create_session", "reserve_call", "release_call", "get", "record_call", "get_record",
