@@ -156,6 +156,27 @@ def test_nobody_presses_the_key(sandbox, cli_env):
     assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: nobody pressed {key} (voicemail?)"
 
 
+def test_a_callee_who_hangs_up_at_the_key_prompt_is_not_called_a_voicemail(sandbox, cli_env, state_dir):
+    sandbox.set_scenario(hang_up_after_fetch=True)
+    result = run_cli(["send", NUMBER, "--json"], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert call.duration < 12  # hung up before the 12-second key window could run out
+    key = re.search(r"Press ([1-9])", call.documents[0].decode()).group(1)
+    assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: the callee hung up before pressing {key}"
+    assert json.loads(result.stdout)["error"] == f"the code was not delivered: the callee hung up before pressing {key}"
+
+
+def test_a_voicemail_waits_out_the_key_window(sandbox, cli_env):
+    sandbox.set_scenario(outcome="voicemail")
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert call.duration >= 12  # the simulated time includes the <Gather>'s timeout
+    key = re.search(r"Press ([1-9])", call.documents[0].decode()).group(1)
+    assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: nobody pressed {key} (voicemail?)"
+
+
 def test_wrong_keys_never_hear_the_code(sandbox, cli_env):
     sandbox.set_scenario(press="0")  # the gate asks for 1–9
     result = run_cli(["send", NUMBER], cli_env)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from voice2fa_cli import config, otp
 from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
 from voice2fa_cli.phone import Number
-from voice2fa_cli.speech import Voice
+from voice2fa_cli.speech import KEY_WINDOW, Voice
 from voice2fa_cli.store import Session, Store
 from voice2fa_cli.stores import StoreSpec
 
@@ -254,6 +254,9 @@ async def _call(
                 )
             elif call.key is not None and call.wrong_keys:
                 problem = f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
+            elif call.key is not None and call.duration is not None and call.duration < KEY_WINDOW:
+                # too short a call to have waited out the key window: the callee hung up
+                problem = f"the code was not delivered: the callee hung up before pressing {call.key}"
             elif call.key is not None:
                 problem = f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
             else:
