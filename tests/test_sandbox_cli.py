@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests import json_schemas
 from tests.helpers import FAST, NUMBER, free_port, run_cli, voice2fa_command
 
 KEYS = ["SIGNALWIRE_SPACE", "SIGNALWIRE_PROJECT", "SIGNALWIRE_TOKEN", "SIGNALWIRE_NUMBER", "SIGNALWIRE_SIGNING_KEY"]
@@ -98,10 +99,28 @@ def test_env_lines_point_a_client_at_it_and_a_signal_stops_it_with_exit_0(runnin
 
 def test_json_settings(running):
     r = running("--json")
-    data = json.loads(r.proc.stdout.readline())
-    assert list(data) == KEYS
+    line = r.proc.stdout.readline()
+    data = json_schemas.check(["sandbox", "--json"], line)  # voice2fa_cli/schemas/sandbox.json
+    assert list(data) == KEYS + ["error", "exit_code"]
     assert data["SIGNALWIRE_SPACE"] == f"http://127.0.0.1:{r.port}"
+    assert (data["error"], data["exit_code"]) == (None, 0)
     assert r.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "0.0.0.0:8765"], "--listen 0.0.0.0:8765: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)"),
+        (["--api-code", "21211"], "--api-code needs --api-error"),
+        (["--outcome", "bogus"], "Invalid value for '--outcome': 'bogus' is not one of 'answer', 'busy', 'no-answer', "
+                                 "'voicemail', 'failed', 'hold'."),
+    ],
+)
+def test_json_errors_have_the_same_shape(args, message):
+    result = run_cli(["sandbox", "--json", *args], base_env())  # checked against sandbox.json
+    data = json.loads(result.stdout)
+    assert (result.returncode, data["error"], data["exit_code"]) == (2, message, 2)
+    assert [data[k] for k in KEYS] == [None] * len(KEYS)
 
 
 def test_unsigned_prints_an_empty_signing_key(running):

@@ -64,6 +64,8 @@ JSON_SHAPES: dict[str, dict] = {
     "sessions": dict(sessions=[], error=None, exit_code=0),
     "purge": dict(removed=None, error=None, exit_code=0),
     "doctor": dict(ok=False, problems=None, dotenv=None, checks=[], error=None, exit_code=0),
+    "sandbox": dict(SIGNALWIRE_SPACE=None, SIGNALWIRE_PROJECT=None, SIGNALWIRE_TOKEN=None, SIGNALWIRE_NUMBER=None,
+                    SIGNALWIRE_SIGNING_KEY=None, error=None, exit_code=0),
 }
 
 # `send --sandbox --outcome NAME`: the sandbox's scripted endings (sandbox.Scenario fields).
@@ -657,12 +659,11 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
     """
     import asyncio
     import ipaddress
-    import json
 
-    from voice2fa_cli import config
+    from voice2fa_cli import config, ui
     from voice2fa_cli.errors import ConfigError
 
-    with exit_codes(json_out):
+    with exit_codes(json_out, shape="sandbox") as payload:
         where = config.parse_listen(listen, "--listen")
         try:
             loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
@@ -684,7 +685,7 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
         def ready(sb) -> None:
             values = settings(sb)
             if json_out:
-                click.echo(json.dumps(values))
+                ui.emit_json({**payload, **values})
             else:
                 click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
             sys.stdout.flush()
