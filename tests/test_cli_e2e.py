@@ -621,3 +621,28 @@ def test_what_the_call_cannot_say_is_refused_before_dialing(sandbox, cli_env, ar
     result = run_cli(["send", NUMBER, "--json", *args], cli_env)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
     assert sandbox.requests == []
+
+
+def test_send_sandbox_refuses_a_number_the_sandbox_locked(state_dir):
+    """Ten wrong sandbox codes lock the number in the sandbox: `verify --sandbox` rejects, and
+    `send --sandbox` refuses (exit 5) instead of reading a code that could never verify."""
+    from tests.test_cli_output import plain_env
+    from voice2fa_cli.store import clock_text
+
+    with Store.open(state_dir, sandbox=True) as store:
+        for sid in ("a", "b"):
+            store.create_session(session_id=sid, number=NUMBER, code="111111", ttl=600, max_attempts=5,
+                                 call_sid=None, call_status=None)
+            for _ in range(5):
+                assert store.check(NUMBER, "999999").verified is False
+        until = store.number_locked_until(NUMBER)
+    assert until is not None
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], plain_env(state_dir))
+    message = f"{NUMBER} is locked after too many wrong codes: no calls until {clock_text(until)}"
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (5, f"error: {message}")
+    assert json.loads(result.stdout)["error"] == message
+    assert "calling" not in result.stderr  # nothing was placed
+    with Store.open(state_dir, sandbox=True) as store:
+        assert [s.id for s in store.recent()] == ["b", "a"]
+    with Store.open(state_dir) as store:  # the real sessions know nothing of it
+        assert store.number_locked_until(NUMBER) is None

@@ -132,6 +132,15 @@ async def send_sandbox(
     state_dir = config.state_dir(env)
     timing = config.timing(env, ring_timeout)
     async with await StoreThread.open(config.store_spec(env), sandbox=True) as store:  # sandbox sessions: their own store
+        # send limits and countries do not apply (nothing is dialed), but a number the sandbox
+        # locked gets no call: its code could never verify
+        until = await store.run("number_locked_until", options.number.e164)
+        if until is not None:
+            from voice2fa_cli.store import clock_text
+
+            raise PolicyRefused(
+                f"{options.number.e164} is locked after too many wrong codes: no calls until {clock_text(until)}"
+            )
         sock = bind(listen.host, listen.port)
         try:
             host, port = sock.getsockname()[:2]
