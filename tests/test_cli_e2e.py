@@ -646,3 +646,15 @@ def test_send_sandbox_refuses_a_number_the_sandbox_locked(state_dir):
         assert [s.id for s in store.recent()] == ["b", "a"]
     with Store.open(state_dir) as store:  # the real sessions know nothing of it
         assert store.number_locked_until(NUMBER) is None
+
+
+def test_no_code_entered_after_a_sandbox_call_names_verify_sandbox(state_dir):
+    """The hint must work when followed: a sandbox session verifies only with --sandbox."""
+    from tests.test_cli_output import plain_env
+
+    result = run_cli(["send", "--sandbox", NUMBER, "--json"], plain_env(state_dir), input="")
+    hint = f"no code entered; the session stays open for `voice2fa verify --sandbox {NUMBER}`"
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, f"error: {hint}")
+    assert json.loads(result.stdout)["error"] == hint
+    followed = run_cli(["verify", "--sandbox", NUMBER], plain_env(state_dir), input="000000\n")
+    assert followed.stderr.splitlines()[-1] != f"error: no open session for {NUMBER}: run `voice2fa send {NUMBER}` first"

@@ -393,14 +393,15 @@ def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox
     from voice2fa_cli import sessions as sessions_core
 
     interactive = sys.stdin.isatty()
-    still_open = f"the session stays open: `voice2fa verify {number}`"
+    check = f"voice2fa verify --sandbox {number}" if sandbox else f"voice2fa verify {number}"
+    still_open = f"the session stays open: `{check}`"
     while True:
         try:
             entry = ui.read_code(interactive)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; {still_open}") from None
         if entry is None:
-            raise Rejected(f"no code entered; the session stays open for `voice2fa verify {number}`")
+            raise Rejected(f"no code entered; the session stays open for `{check}`")
         code = otp.normalise(entry)
         if code is None:
             if interactive:
