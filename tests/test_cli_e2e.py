@@ -658,3 +658,38 @@ def test_no_code_entered_after_a_sandbox_call_names_verify_sandbox(state_dir):
     assert json.loads(result.stdout)["error"] == hint
     followed = run_cli(["verify", "--sandbox", NUMBER], plain_env(state_dir), input="000000\n")
     assert followed.stderr.splitlines()[-1] != f"error: no open session for {NUMBER}: run `voice2fa send {NUMBER}` first"
+
+
+@pytest.mark.parametrize("args", [
+    ["send", "--sandbox", NUMBER, "--no-prompt", "--json"],
+    ["verify", NUMBER, "--json"],
+    ["sessions", "--json"],
+    ["sessions", "purge", "--json"],
+])
+def test_the_shared_store_without_the_redis_package_is_one_line_exit_2(state_dir, tmp_path, args):
+    """`pip install .` (the README's first command) has no redis package: a VOICE2FA_STORE URL
+    says how to install it, never an internal error."""
+    from tests.test_cli_output import plain_env
+
+    missing = tmp_path / "no-redis"  # first on the path: `import redis` fails as if not installed
+    (missing / "redis").mkdir(parents=True)
+    (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
+    env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
+    result = run_cli(args, env, input="123456\n")
+    message = ("VOICE2FA_STORE names a Redis store, but the redis package is not installed: "
+               "`pip install 'redis>=5'` in voice2fa's environment (the extra: `pip install '.[redis]'`)")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, f"error: {message}")
+    assert json.loads(result.stdout)["error"] == message
+
+
+def test_doctor_names_the_missing_redis_package(state_dir, tmp_path):
+    from tests.test_cli_output import plain_env
+
+    missing = tmp_path / "no-redis"
+    (missing / "redis").mkdir(parents=True)
+    (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
+    env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
+    result = run_cli(["doctor", "--json"], env)
+    assert result.returncode == 2
+    row = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "VOICE2FA_STORE")
+    assert row["status"] == "fail" and "the redis package is not installed" in row["detail"]
