@@ -293,7 +293,10 @@ def test_invalid_numbers_exit_2_and_call_nothing(sandbox, cli_env, state_dir, nu
     [
         ("SIGNALWIRE_TOKEN", "error: SIGNALWIRE_TOKEN is not set: create an API token on the API page of your SignalWire Dashboard"),
         ("SIGNALWIRE_PROJECT", "error: SIGNALWIRE_PROJECT is not set: copy the Project ID from the API page of your SignalWire Dashboard"),
-        ("VOICE2FA_PUBLIC_URL", "error: VOICE2FA_PUBLIC_URL is not set: start a tunnel to the --listen address (e.g. `ngrok http 5000`) and pass its https URL with --public-url or VOICE2FA_PUBLIC_URL"),
+        # the sandbox is a local stand-in: no tunnel (a real Space's message: test_config.py)
+        ("VOICE2FA_PUBLIC_URL", "error: VOICE2FA_PUBLIC_URL is not set: SIGNALWIRE_SPACE is a local stand-in, which "
+                                "reaches this machine without a tunnel: set VOICE2FA_PUBLIC_URL to http:// and the "
+                                "--listen address, e.g. http://127.0.0.1:5000"),
     ],
 )
 def test_missing_variable_is_named(sandbox, cli_env, variable, message):

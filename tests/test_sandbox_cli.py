@@ -201,3 +201,27 @@ def test_a_port_in_use_exits_2():
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith(f"error: --listen 127.0.0.1:{port}: cannot listen there (")
     assert result.stdout == ""
+
+
+def test_voice2fa_send_through_the_printed_env_needs_no_tunnel(running, tmp_path):
+    """The README's way: `voice2fa sandbox > .env`, then `voice2fa send` in that directory. The
+    only missing setting is the public URL, and a local stand-in needs no tunnel: the message
+    says what to set (not "start a tunnel"), and with that line added the call goes through."""
+    r = running()
+    work = tmp_path / "app"
+    work.mkdir()
+    dotenv = work / ".env"
+    dotenv.write_text("".join(f"{k}={v}\n" for k, v in read_env_lines(r).items()))
+    port = free_port()
+    env = base_env() | FAST | {"VOICE2FA_STATE_DIR": str(tmp_path / "state"), "VOICE2FA_LISTEN": f"127.0.0.1:{port}"}
+    result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
+    assert (result.returncode, result.stderr) == (
+        2, "error: VOICE2FA_PUBLIC_URL is not set: SIGNALWIRE_SPACE is a local stand-in, which reaches this "
+           "machine without a tunnel: set VOICE2FA_PUBLIC_URL to http:// and the --listen address, e.g. "
+           "http://127.0.0.1:5000\n",
+    )
+    with dotenv.open("a") as f:
+        f.write(f"VOICE2FA_PUBLIC_URL=http://127.0.0.1:{port}\n")
+    result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert r.stop(signal.SIGTERM)[0] == 0
