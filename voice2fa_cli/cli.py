@@ -694,7 +694,7 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
 
         try:
             asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
-                              say=lambda line: click.echo(f"sandbox: {line}", err=True)))
+                              say=lambda line: ui.log(f"sandbox: {line}")))
         except OSError as exc:
             raise ConfigError(f"--listen {where}: cannot listen there ({exc.strerror or exc})") from None
         click.echo("sandbox: stopped", err=True)
