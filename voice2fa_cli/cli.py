@@ -690,7 +690,7 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
             else:
                 click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
             sys.stdout.flush()
-            click.echo(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it", err=True)
+            ui.log(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it")
 
         try:
             asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
