@@ -361,7 +361,7 @@ def test_completion_scripts(shell, marker):
 def test_completion_completes_commands():
     env = dict(os.environ, _VOICE2FA_COMPLETE="bash_complete", COMP_WORDS="voice2fa se", COMP_CWORD="1")
     result = run_cli([], env)
-    assert result.stdout.split() == ["plain,send", "plain,sessions"]
+    assert result.stdout.split() == ["plain,send", "plain,serve", "plain,services", "plain,sessions"]
 
 
 # --- Beyond: send --sandbox --outcome -------------------------------------------------------

@@ -456,3 +456,10 @@ def test_a_national_number_that_is_no_number_there_exits_2_with_the_way_out(sand
            "VOICE2FA_DEFAULT_REGION to its country"
     )
     assert sandbox.requests == []
+
+
+def test_a_number_shorter_than_seven_digits_is_too_short():
+    """Found by the property test above: phonenumbers calls +49 0000 possible."""
+    with pytest.raises(ConfigError) as info:
+        phone.parse("+490000", region=US)
+    assert "too short" in info.value.message

@@ -1295,3 +1295,68 @@ def test_verify_sandbox_without_a_sandbox_session_says_so(where):
     assert sessions.check(where, NUMBER, CODE, sandbox=True).reason == (
         f"no sandbox session for {NUMBER}: run `voice2fa send --sandbox {NUMBER}` first"
     )
+
+
+# --- records (voice2fa serve: services, API keys, verifications) -----------------------------
+
+
+def test_records_are_stored_read_back_and_listed_by_id(store, where, clock):
+    assert store.get_record("service", "VA1") is None
+    assert store.list_records("service") == []
+    assert store.put_record("service", "VA2", {"name": "two", "n": 2}) is True
+    assert store.put_record("service", "VA1", {"name": "one", "n": 1}) is True
+    assert store.put_record("key", "VA1", {"other": "kind"}) is True
+    with fresh(where, clock) as other:
+        assert other.get_record("service", "VA1") == {"name": "one", "n": 1}
+        assert other.list_records("service") == [{"name": "one", "n": 1}, {"name": "two", "n": 2}]
+        assert other.list_records("key") == [{"other": "kind"}]
+
+
+def test_a_record_is_replaced_unless_only_new(store, where, clock):
+    assert store.put_record("key", "SK1", {"v": 1}, only_new=True) is True
+    assert store.put_record("key", "SK1", {"v": 2}, only_new=True) is False
+    assert store.get_record("key", "SK1") == {"v": 1}
+    assert store.put_record("key", "SK1", {"v": 3}) is True
+    with fresh(where, clock) as other:
+        assert other.get_record("key", "SK1") == {"v": 3}
+
+
+def test_a_record_with_a_ttl_ends_on_the_stores_clock(store, where, clock):
+    store.put_record("verification", "VE1", {"v": 1}, ttl=60)
+    clock[0] = T0 + 59.9
+    with fresh(where, clock) as other:
+        assert other.get_record("verification", "VE1") == {"v": 1}
+        assert other.list_records("verification") == [{"v": 1}]
+    clock[0] = T0 + 60
+    with fresh(where, clock) as other:
+        assert other.get_record("verification", "VE1") is None
+        assert other.list_records("verification") == []
+        assert other.put_record("verification", "VE1", {"v": 2}, ttl=60, only_new=True) is True
+        assert other.get_record("verification", "VE1") == {"v": 2}
+
+
+def test_sandbox_records_are_apart_from_real_ones(where, clock):
+    with open_store(where, clock=lambda: clock[0]) as real, open_store(where, sandbox=True, clock=lambda: clock[0]) as sb:
+        real.put_record("service", "VA1", {"real": True})
+        assert sb.get_record("service", "VA1") is None
+        assert sb.list_records("service") == []
+
+
+def test_swap_record_is_compare_and_set_on_rev(store, where, clock):
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "a"}, rev=1, ttl=60) is False  # nothing there: rev 0
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "a"}, rev=0, ttl=60) is True
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "b"}, rev=0, ttl=60) is False  # lost the race
+    with fresh(where, clock) as other:
+        assert other.swap_record("call", "c1", {"rev": 2, "x": "c"}, rev=1, ttl=60) is True
+    assert store.get_record("call", "c1") == {"rev": 2, "x": "c"}
+    clock[0] = T0 + 60  # expired: counts as absent again
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "d"}, rev=2, ttl=60) is False
+    assert store.swap_record("call", "c1", {"rev": 1, "x": "d"}, rev=0, ttl=60) is True
+
+
+def test_derived_keys_agree_across_opens_and_differ_by_label(store, where, clock):
+    one = store.derive_key(b"calls")
+    with fresh(where, clock) as other:
+        assert other.derive_key(b"calls") == one
+        assert other.derive_key(b"other") != one
+    assert len(one) == 32

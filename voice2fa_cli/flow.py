@@ -48,12 +48,14 @@ class StoreThread:
     slow store (another process holding the write lock, a slow disk) never blocks the event
     loop, so the webhook keeps answering the platform meanwhile."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, workers: int = 1) -> None:
         self.store = store
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
+        # More than one worker only for a store whose client is thread-safe (Redis's pool of
+        # connections); each coroutine still awaits its own calls in order.
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="voice2fa-store")
 
     @classmethod
-    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False) -> StoreThread:
+    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False, workers: int = 1) -> StoreThread:
         from voice2fa_cli.stores import open_store
 
         pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
@@ -63,10 +65,16 @@ class StoreThread:
             )
         finally:
             pool.shutdown(wait=False)
-        return cls(store)
+        shared = isinstance(where, StoreSpec) and where.shared
+        return cls(store, workers if shared else 1)
 
     async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         call = functools.partial(getattr(self.store, method), *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def apply(self, function, *args: Any, **kwargs: Any) -> Any:
+        """`function(store, *args, **kwargs)` on the store's thread."""
+        call = functools.partial(function, self.store, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def __aenter__(self) -> StoreThread:
@@ -178,6 +186,18 @@ _UNDELIVERED = {
 }
 
 
+def new_call(options: SendOptions):
+    """A call's state for the webhook: its session id, a fresh code, the voice, the gate's key."""
+    from voice2fa_cli.webhook import CallState
+
+    return CallState(
+        session_id=secrets.token_hex(8),
+        code=otp.generate(options.digits),
+        voice=options.voice,
+        key=str(1 + secrets.randbelow(9)) if options.keypress else None,
+    )
+
+
 async def _call(
     settings: config.Settings,
     options: SendOptions,
@@ -186,20 +206,15 @@ async def _call(
     sock: socket.socket,
     published: list | None = None,
 ) -> SendResult:
+    """The CLI's one call: a webhook server and an API client of its own for it."""
     from voice2fa_cli.signalwire import Client
-    from voice2fa_cli.webhook import CallState, Server, ServerConfig, call_url, make_app, register
+    from voice2fa_cli.webhook import Server, ServerConfig, make_app
 
-    call = CallState(
-        session_id=secrets.token_hex(8),
-        code=otp.generate(options.digits),
-        voice=options.voice,
-        key=str(1 + secrets.randbelow(9)) if options.keypress else None,
-    )
+    call = new_call(options)
     if published is not None:
         published.append(call)
     server_config = ServerConfig(settings.public_url, settings.signing_key)
     app = make_app(server_config)
-    register(app, call)
     timing = settings.timing
     async with Server(app, sock, reporter), Client(
         settings.api_base, settings.project, settings.token, timeout=timing.api_timeout
@@ -207,52 +222,80 @@ async def _call(
         if options.preflight:
             await preflight(server_config, settings.listen, timing.api_timeout)
             reporter.debug(f"preflight: {settings.public_url} reaches this server")
-        started = time.monotonic()
-        reporter.step("dialing", 0.0, options.number.described)
-        created = await client.create_call(
-            to=options.number.e164,
-            caller=settings.caller,
-            url=call_url(server_config, call),
-            status_callback=call_url(server_config, call, "/status"),
-            ring_timeout=timing.ring_timeout,
+        return await place_call(settings, options, store, reporter, client, app, call)
+
+
+async def place_call(
+    settings: config.Settings,
+    options: SendOptions,
+    store: StoreThread,
+    reporter: Reporter,
+    client,
+    app,
+    call,
+    placed: asyncio.Future | None = None,
+    refresh=None,
+) -> SendResult:
+    """One call on a serving webhook app (the CLI's own, or `voice2fa serve`'s shared one): its
+    token routes registered, dialed, its session stored (then `placed` gets the Session),
+    followed to its end and recorded. `refresh` (a coroutine function), when given, brings the
+    call's state up to date once it has ended, before the outcome is read (several servers:
+    another one may have served the call)."""
+    from voice2fa_cli.webhook import CONFIG, call_url, register
+
+    server_config = app[CONFIG]
+    register(app, call)
+    timing = settings.timing
+    started = time.monotonic()
+    reporter.step("dialing", 0.0, options.number.described)
+    created = await client.create_call(
+        to=options.number.e164,
+        caller=settings.caller,
+        url=call_url(server_config, call),
+        status_callback=call_url(server_config, call, "/status"),
+        ring_timeout=timing.ring_timeout,
+    )
+    if call.call_sid is None:
+        call.call_sid = created.sid
+    reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
+    session = None
+    try:
+        session = await store.run(
+            "create_session",
+            session_id=call.session_id,
+            number=options.number.e164,
+            code=call.code,
+            ttl=options.ttl,
+            max_attempts=options.max_attempts,
+            call_sid=created.sid,
+            call_status=created.status,
         )
-        if call.call_sid is None:
-            call.call_sid = created.sid
-        reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
-        session = None
-        try:
-            session = await store.run(
-                "create_session",
-                session_id=call.session_id,
-                number=options.number.e164,
-                code=call.code,
-                ttl=options.ttl,
-                max_attempts=options.max_attempts,
-                call_sid=created.sid,
-                call_status=created.status,
-            )
-            reporter.step("created", time.monotonic() - started, created.sid)
-            reporter.step("expires", time.monotonic() - started, repr(session.expires_at))
-            problem = await _Follower(call, client, store, reporter, timing, started).run()
-        except BaseException as exc:
-            # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
-            # ringing: hang up first, then record what is known.
-            if not call.ended:
-                call.hung_up = True
-                with contextlib.suppress(Exception, asyncio.CancelledError):
-                    await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
-                    reporter.step("hung-up", time.monotonic() - started)
-            if session is not None:
-                with contextlib.suppress(Exception):
-                    await store.run(
-                        "record_call",
-                        session.id,
-                        state=None if call.delivered else "undelivered",
-                        call_status=call.status if call.ended else "canceled",
-                    )
-            if isinstance(exc, StoreError):  # a call was placed: never exit 2 ("nothing was called")
-                raise NotDelivered(f"the call was hung up because the store failed: {exc.message}") from None
-            raise
+        reporter.step("created", time.monotonic() - started, created.sid)
+        reporter.step("expires", time.monotonic() - started, repr(session.expires_at))
+        if placed is not None and not placed.done():
+            placed.set_result(session)
+        problem = await _Follower(call, client, store, reporter, timing, started).run()
+        if refresh is not None:
+            await refresh()
+    except BaseException as exc:
+        # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
+        # ringing: hang up first, then record what is known.
+        if not call.ended:
+            call.hung_up = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
+                reporter.step("hung-up", time.monotonic() - started)
+        if session is not None:
+            with contextlib.suppress(Exception):
+                await store.run(
+                    "record_call",
+                    session.id,
+                    state=None if call.delivered else "undelivered",
+                    call_status=call.status if call.ended else "canceled",
+                )
+        if isinstance(exc, StoreError):  # a call was placed: never exit 2 ("nothing was called")
+            raise NotDelivered(f"the call was hung up because the store failed: {exc.message}") from None
+        raise
     if problem is None and not call.delivered:
         problem = _UNDELIVERED.get(call.status)
         if problem is None:

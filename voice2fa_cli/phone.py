@@ -127,6 +127,9 @@ def parse(text: str, what: str = "the number", region: Callable[[], Region] | No
     return _national(parsed, digits, stripped, what, assumed)
 
 
+MIN_DIGITS = 7  # the shortest E.164 number voice2fa dials: country code and number
+
+
 def _international(digits: str, stripped: str, what: str, parsed=None) -> Number:
     import phonenumbers
     from phonenumbers import ValidationResult as VR
@@ -144,6 +147,8 @@ def _international(digits: str, stripped: str, what: str, parsed=None) -> Number
                 f"(E.164: '+', country code, number; e.g. {EXAMPLE})"
             ) from None
     reason = phonenumbers.is_possible_number_with_reason(parsed)
+    if reason == VR.IS_POSSIBLE and len(f"{parsed.country_code}{parsed.national_number}") < MIN_DIGITS:
+        reason = VR.TOO_SHORT  # phonenumbers allows some national short numbers (+49 0000): no E.164 number
     if reason != VR.IS_POSSIBLE:
         raise ConfigError(f"{what} {shown(stripped)} {_problem(reason)} (+{parsed.country_code})")
     return _number(parsed)

@@ -17,6 +17,9 @@ can shorten a code's life, never lengthen it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import secrets
 import sqlite3
@@ -33,7 +36,7 @@ from voice2fa_cli.sessions import Verdict, no_session
 from voice2fa_cli.statedir import Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KEY_BYTES = 32
 MAX_ATTEMPTS = 5
 
@@ -93,6 +96,17 @@ _SCHEMA = [
     CREATE INDEX sessions_by_seq ON sessions (number, seq);
     CREATE TABLE meta (name TEXT PRIMARY KEY, value REAL NOT NULL);
     DELETE FROM sessions WHERE sandbox = 1;
+    """,
+    # version 3: the records of `voice2fa serve` (services, API keys, verifications): a JSON
+    # body by kind and id, with an optional end of life.
+    """
+    CREATE TABLE records (
+        kind       TEXT NOT NULL,
+        id         TEXT NOT NULL,
+        body       TEXT NOT NULL,
+        expires_at REAL,
+        PRIMARY KEY (kind, id)
+    );
     """,
 ]
 
@@ -533,6 +547,66 @@ class Store:
                 f"SELECT {_COLUMNS} FROM sessions ORDER BY seq DESC LIMIT ?", (limit,)
             ).fetchall()
         return [_session(r) for r in rows]
+
+
+    # --- records (voice2fa serve: services, API keys, verifications) -------------------------
+
+    def put_record(self, kind: str, record_id: str, body: dict, *, ttl: float | None = None,
+                   only_new: bool = False) -> bool:
+        """Store `body` (JSON-able) as record `record_id` of `kind`, living `ttl` seconds (None:
+        until replaced). With `only_new`, only when no live record has that id. True when stored."""
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        with self._tx() as c:
+            now = self._now(c).wall
+            if only_new:
+                row = c.execute("SELECT expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)).fetchone()
+                if row is not None and (row[0] is None or row[0] > now):
+                    return False
+            c.execute(
+                "INSERT OR REPLACE INTO records (kind, id, body, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, record_id, text, None if ttl is None else now + ttl),
+            )
+        return True
+
+    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool:
+        """Compare and set: store `body` only when the live record's `rev` field is `rev` (no
+        live record: 0). True when stored."""
+        text = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        with self._tx() as c:
+            now = self._now(c).wall
+            row = c.execute("SELECT body, expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)).fetchone()
+            live = row is not None and (row[1] is None or row[1] > now)
+            if (json.loads(row[0]).get("rev", 0) if live else 0) != rev:
+                return False
+            c.execute(
+                "INSERT OR REPLACE INTO records (kind, id, body, expires_at) VALUES (?, ?, ?, ?)",
+                (kind, record_id, text, now + ttl),
+            )
+        return True
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A key for `label` derived from this store's HMAC key (which never leaves the process)."""
+        return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
+
+    def get_record(self, kind: str, record_id: str) -> dict | None:
+        """The live record, or None."""
+        with self._errors():
+            row = self._conn.execute(
+                "SELECT body, expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)
+            ).fetchone()
+        if row is None or (row[1] is not None and row[1] <= self.clock()):
+            return None
+        return json.loads(row[0])
+
+    def list_records(self, kind: str) -> list[dict]:
+        """Every live record of `kind`, by id."""
+        now = self.clock()
+        with self._errors():
+            rows = self._conn.execute(
+                "SELECT body FROM records WHERE kind = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY id",
+                (kind, now),
+            ).fetchall()
+        return [json.loads(r[0]) for r in rows]
 
 
 def _lock_end(c: sqlite3.Connection, number: str, now: float) -> float | None:

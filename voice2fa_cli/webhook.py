@@ -33,6 +33,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
@@ -225,9 +226,30 @@ def _signed(request: web.Request, config: ServerConfig, fields: list[tuple[str, 
     return signature.valid_for_any(config.signing_key, [origin + path for origin in config.origins], fields, sig)
 
 
+class SharedCalls(Protocol):
+    """Where the calls' state lives when several servers answer the platform (voice2fa serve on
+    a shared store): every request loads the call's state, and saves it before answering."""
+
+    async def load(self, token: str) -> tuple[CallState, int] | None: ...
+    async def save(self, token: str, call: CallState, rev: int) -> bool: ...
+    def merge(self, token: str, seen: CallState) -> None: ...
+
+
+SHARED = web.AppKey("shared", SharedCalls)
+SHARED_TRIES = 5
+
+
 async def handle_call(request: web.Request) -> web.StreamResponse:
     app = request.app
-    call: CallState | None = app[CALLS].get(request.match_info["token"])
+    token = request.match_info["token"]
+    shared = app.get(SHARED)
+    call: CallState | None = app[CALLS].get(token)
+    loaded = None
+    if shared is not None:
+        loaded = await shared.load(token)
+        if loaded is None:
+            return _plain(404, "not found")
+        call = loaded[0]
     if call is None:
         return _plain(404, "not found")
     if request.method != "POST":
@@ -240,6 +262,22 @@ async def handle_call(request: web.Request) -> web.StreamResponse:
         return _plain(403, "invalid signature")
     form = dict(fields)
     tail = request.match_info.get("tail", "")
+    if shared is None:
+        return _respond(call, config, form, tail)
+    for _ in range(SHARED_TRIES):
+        call, rev = loaded
+        response = _respond(call, config, form, tail)
+        if await shared.save(token, call, rev):
+            shared.merge(token, call)
+            return response
+        loaded = await shared.load(token)  # another server changed the call meanwhile: again
+        if loaded is None:
+            return _plain(404, "not found")
+    return _plain(503, "the call's state kept changing: try again")
+
+
+def _respond(call: CallState, config: ServerConfig, form: dict[str, str], tail: str) -> web.Response:
+    """The answer to a call route's request, from the call's state (which it updates)."""
     if tail == "/status":
         return _status(call, form)  # 200 for as long as the server runs, the call over or not
     if call.over:

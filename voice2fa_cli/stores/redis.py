@@ -84,7 +84,8 @@ class RedisStore:
         self._clock = clock
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name))
-            for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE", "INDEX")
+            for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE", "INDEX",
+                         "PUT_RECORD", "SWAP_RECORD")
         }
 
     # --- opening ---------------------------------------------------------------------------
@@ -335,6 +336,68 @@ class RedisStore:
             if gone:
                 self._r.zrem(recent, *gone)
         return removed
+
+    # --- records (voice2fa serve: services, API keys, verifications) -------------------------
+
+    def _record_keys(self, kind: str, record_id: str) -> tuple[str, str]:
+        tag = f"{self._prefix}{{rec:{kind}}}"
+        return f"{tag}:{record_id}", f"{tag}:all"
+
+    def put_record(self, kind: str, record_id: str, body: dict, *, ttl: float | None = None,
+                   only_new: bool = False) -> bool:
+        """Store `body` (JSON-able) as record `record_id` of `kind`, living `ttl` seconds (None:
+        until replaced). With `only_new`, only when no live record has that id. True when stored.
+        The end of life is kept in the record (on the store's clock) and Redis drops it later."""
+        key, index = self._record_keys(kind, record_id)
+        expires = None if ttl is None else self.clock() + ttl
+        text = json.dumps({"body": body, "expires_at": expires}, separators=(",", ":"), sort_keys=True)
+        return bool(self._run(
+            "PUT_RECORD", [key, index],
+            [record_id, text, "1" if only_new else "", "" if ttl is None else int((ttl + RETAIN) * 1000),
+             "" if expires is None else f"{expires:.6f}", self._now_arg()],
+        ))
+
+    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool:
+        """Compare and set: store `body` only when the live record's `rev` field is `rev` (no
+        live record: 0). True when stored. One script on the server."""
+        key, index = self._record_keys(kind, record_id)
+        expires = self.clock() + ttl
+        text = json.dumps({"body": body, "expires_at": expires}, separators=(",", ":"), sort_keys=True)
+        return bool(self._run(
+            "SWAP_RECORD", [key, index],
+            [record_id, text, rev, int((ttl + RETAIN) * 1000), self._now_arg()],
+        ))
+
+    def derive_key(self, label: bytes) -> bytes:
+        """A key for `label` derived from the store's HMAC key (which Redis never holds)."""
+        return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
+
+    def _live(self, raw: str | None) -> dict | None:
+        if raw is None:
+            return None
+        envelope = json.loads(raw)
+        expires = envelope.get("expires_at")
+        if expires is not None and float(expires) <= self.clock():
+            return None
+        return envelope["body"]
+
+    def get_record(self, kind: str, record_id: str) -> dict | None:
+        """The live record, or None."""
+        key, _ = self._record_keys(kind, record_id)
+        with self._errors():
+            raw = self._r.get(key)
+        return self._live(raw)
+
+    def list_records(self, kind: str) -> list[dict]:
+        """Every live record of `kind`, by id."""
+        _, index = self._record_keys(kind, "")
+        with self._errors():
+            ids = sorted(self._r.zrange(index, 0, -1))
+            raws = self._r.mget([self._record_keys(kind, i)[0] for i in ids]) if ids else []
+            gone = [i for i, raw in zip(ids, raws) if raw is None]
+            if gone:
+                self._r.zrem(index, *gone)
+        return [body for body in map(self._live, raws) if body is not None]
 
     # --- for doctor ------------------------------------------------------------------------
 

@@ -258,3 +258,52 @@ redis.call('ZADD', KEYS[1], n, ARGV[1])
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
 return n
 """
+
+# KEYS: the record's key, its kind's index (sorted set). ARGV: id, the record (JSON with its
+# expires_at), only_new ('1' or ''), its PX ('' for none), its end of life ('' for none), now.
+# With only_new, a live record under the key is left alone (returns 0). Returns 1 when stored.
+PUT_RECORD = """#!lua
+if ARGV[3] == '1' then
+  local old = redis.call('GET', KEYS[1])
+  if old then
+    local e = cjson.decode(old).expires_at
+    local now = tonumber(ARGV[6])
+    if not now then
+      local t = redis.call('TIME')
+      now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+    end
+    if e == nil or e == cjson.null or tonumber(e) > now then return 0 end
+  end
+end
+if ARGV[4] == '' then
+  redis.call('SET', KEYS[1], ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+end
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""
+
+# KEYS: the record's key, its kind's index. ARGV: id, the record (JSON with its expires_at), the
+# rev the live record must have (no live record: 0), its PX, now ('' for the server's time).
+# Returns 1 when stored, 0 when the live record's rev differs.
+SWAP_RECORD = """#!lua
+local old = redis.call('GET', KEYS[1])
+local rev = 0
+if old then
+  local env = cjson.decode(old)
+  local e = env.expires_at
+  local now = tonumber(ARGV[5])
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  if e == nil or e == cjson.null or tonumber(e) > now then
+    rev = tonumber(env.body.rev) or 0
+  end
+end
+if rev ~= tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+return 1
+"""

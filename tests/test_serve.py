@@ -1,0 +1,555 @@
+"""`voice2fa serve`, driven by the official `twilio` package (its Verify v2 client pointed at the
+API listener), with the sandbox in place of the platform."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import re
+import threading
+import time
+
+import aiohttp
+import pytest
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client as TwilioClient
+
+from tests import twilio_verify as facts
+from tests.helpers import FAST, NUMBER
+from voice2fa_cli.serve import records
+from voice2fa_cli.serve.log import Log
+from voice2fa_cli.stores import StoreSpec, open_store
+from voice2fa_cli.webhook import bind
+
+OTHER = "+15557654321"
+
+
+class ServeThread:
+    """`Serving` (sandbox mode) on its own event loop in a thread; its log in a StringIO."""
+
+    def __init__(self, env: dict, *, api_sock=None, webhook_sock=None, sandbox: bool = True, **kwargs) -> None:
+        from voice2fa_cli.serve.server import Serving
+
+        self.loop = asyncio.new_event_loop()
+        self.log = io.StringIO()
+        self.serving = None
+        ready = threading.Event()
+        failure: list = []
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+
+            async def start():
+                self.serving = Serving(env, api_sock=api_sock or bind("127.0.0.1", 0),
+                                       webhook_sock=webhook_sock or bind("127.0.0.1", 0),
+                                       sandbox=sandbox, log=Log(self.log), **kwargs)
+                await self.serving.__aenter__()
+
+            try:
+                self.loop.run_until_complete(start())
+            except BaseException as exc:  # noqa: BLE001
+                failure.append(exc)
+                ready.set()
+                return
+            ready.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        ready.wait(30)
+        if failure:
+            raise failure[0]
+
+    @property
+    def api_url(self) -> str:
+        return self.serving.api_url
+
+    @property
+    def core(self):
+        return self.serving.core
+
+    def call(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def heard(self, count: int = 1, timeout: float = 20.0) -> str:
+        """The code the callee heard in the newest call, once `count` calls delivered one."""
+        deadline = time.monotonic() + timeout
+        sb = self.serving.sandbox
+        while time.monotonic() < deadline:
+            calls = list(sb.calls.values())
+            if len(calls) >= count:
+                code = sb.heard_code(calls[count - 1].sid)
+                if code:
+                    return code
+            time.sleep(0.02)
+        raise AssertionError("the callee heard no code")
+
+    def settle(self, timeout: float = 20.0) -> None:
+        """Until no call is in flight."""
+        deadline = time.monotonic() + timeout
+        while self.core.flights and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.call(self.serving.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.getvalue().splitlines()]
+
+
+@pytest.fixture
+def env(state_dir) -> dict:
+    return {"VOICE2FA_STATE_DIR": str(state_dir), **FAST}
+
+
+@pytest.fixture
+def setup(env, state_dir):
+    """A service and an API key in the store (as `voice2fa services create` / `keys create` make them)."""
+    with open_store(StoreSpec(state_dir=state_dir)) as store:
+        service = records.create_service(store, "Acme", code_length=6, ttl=600)
+        key, secret = records.create_key(store, "backend")
+    return service, key, secret
+
+
+@pytest.fixture
+def server(env, setup):
+    s = ServeThread(env, linger=0.5, drain=5)
+    yield s
+    s.stop()
+
+
+def client_for(server: ServeThread, sid: str, secret: str) -> TwilioClient:
+    client = TwilioClient(sid, secret, "AC" + "0" * 32)
+    client.verify.base_url = server.api_url
+    return client
+
+
+@pytest.fixture
+def verify(server, setup):
+    service, key, secret = setup
+    return client_for(server, key.sid, secret).verify.v2.services(service.sid)
+
+
+def basic(user: str, password: str) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def twilio_error(call) -> TwilioRestException:
+    with pytest.raises(TwilioRestException) as info:
+        call()
+    return info.value
+
+
+def test_create_hear_check_approved_then_fetch_is_20404(server, verify, setup):
+    service, _, _ = setup
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    assert (created.status, created.valid, created.channel, created.to) == ("pending", False, "call", NUMBER)
+    assert created.service_sid == service.sid
+    for name, pattern in facts.SID_PATTERNS.items():
+        assert re.fullmatch(pattern, getattr(created, name)), name
+    assert len(created.send_code_attempts) == 1
+    assert set(created.send_code_attempts[0]) == set(facts.ATTEMPT_FIELDS)
+    assert created.url == f"{server.api_url}/v2/Services/{service.sid}/Verifications/{created.sid}"
+    assert verify.verifications(created.sid).fetch().status == "pending"
+    code = server.heard()
+    checked = verify.verification_checks.create(to=NUMBER, code=code)
+    assert (checked.status, checked.valid, checked.sid) == ("approved", True, created.sid)
+    err = twilio_error(lambda: verify.verifications(created.sid).fetch())
+    assert (err.code, err.status) == facts.NOT_FOUND
+    err = twilio_error(lambda: verify.verification_checks.create(to=NUMBER, code=code))  # used once only
+    assert (err.code, err.status) == facts.NOT_FOUND
+
+
+def test_check_by_verification_sid(server, verify):
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    checked = verify.verification_checks.create(verification_sid=created.sid, code=server.heard())
+    assert checked.status == "approved"
+
+
+def test_resources_have_the_specs_fields(server, setup):
+    service, key, secret = setup
+
+    async def go():
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            base = f"{server.api_url}/v2/Services/{service.sid}"
+            async with http.post(f"{base}/Verifications", data={"To": NUMBER, "Channel": "call"}) as r:
+                created = (r.status, await r.json())
+            code = await asyncio.to_thread(server.heard)
+            async with http.post(f"{base}/VerificationCheck", data={"To": NUMBER, "Code": code}) as r:
+                checked = (r.status, await r.json())
+            async with http.post(f"{base}/Verifications", data={"To": NUMBER, "Channel": "sms"}) as r:
+                bad = (r.status, await r.json())
+        return created, checked, bad
+
+    created, checked, bad = asyncio.run(go())
+    assert created[0] == facts.CREATE_STATUS and tuple(created[1]) == facts.VERIFICATION_FIELDS
+    assert re.fullmatch(facts.DATE_PATTERN, created[1]["date_created"])
+    assert checked[0] == facts.CHECK_STATUS and set(checked[1]) == set(facts.CHECK_FIELDS)
+    assert (bad[0], bad[1]["code"]) == (400, 60200) and tuple(bad[1]) == facts.ERROR_FIELDS
+    assert bad[1]["more_info"] == "https://www.twilio.com/docs/errors/60200"
+
+
+def test_five_wrong_codes_then_60202_even_for_the_right_one(server, verify):
+    verify.verifications.create(to=NUMBER, channel="call")
+    code = server.heard()
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        checked = verify.verification_checks.create(to=NUMBER, code=wrong)
+        assert (checked.status, checked.valid) == ("pending", False)
+    err = twilio_error(lambda: verify.verification_checks.create(to=NUMBER, code=code))
+    assert (err.code, err.status) == facts.MAX_CHECK_ATTEMPTS
+
+
+def test_another_create_while_pending_is_a_new_attempt_and_the_sixth_in_ten_minutes_is_60203(server, verify):
+    first = verify.verifications.create(to=NUMBER, channel="call")
+    for n in range(2, 6):
+        server.settle()
+        again = verify.verifications.create(to=NUMBER, channel="call")
+        assert again.sid == first.sid and len(again.send_code_attempts) == n
+    server.settle()
+    err = twilio_error(lambda: verify.verifications.create(to=NUMBER, channel="call"))
+    assert (err.code, err.status) == facts.MAX_SEND_ATTEMPTS
+    code = server.heard(5)  # the newest call's code is the one that counts
+    assert verify.verification_checks.create(to=NUMBER, code=code).status == "approved"
+
+
+def test_cancel_then_fetch_and_check_are_20404(server, verify):
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    code = server.heard()
+    canceled = verify.verifications(created.sid).update(status="canceled")
+    assert canceled.status == "canceled"
+    for call in (lambda: verify.verifications(created.sid).fetch(),
+                 lambda: verify.verification_checks.create(to=NUMBER, code=code),
+                 lambda: verify.verification_checks.create(verification_sid=created.sid, code=code)):
+        err = twilio_error(call)
+        assert (err.code, err.status) == facts.NOT_FOUND
+
+
+def test_bad_credentials_are_20003(server, setup, state_dir):
+    service, key, secret = setup
+    with open_store(StoreSpec(state_dir=state_dir)) as store:
+        other, other_secret = records.create_key(store, "other")
+    for sid, password in ((key.sid, "wrong"), (key.sid, other_secret), ("SK" + "0" * 32, secret), ("", ""),
+                          (key.sid, secret[:-1])):
+        verify = client_for(server, sid, password).verify.v2.services(service.sid)
+        err = twilio_error(lambda: verify.verifications.create(to=NUMBER, channel="call"))
+        assert (err.code, err.status) == facts.AUTHENTICATE
+    assert server.serving.sandbox.calls == {}
+
+
+def test_a_revoked_key_stops_working(server, setup, state_dir):
+    service, key, secret = setup
+    with open_store(StoreSpec(state_dir=state_dir)) as store:
+        other, other_secret = records.create_key(store, "other")
+        assert records.revoke_key(store, other.sid)
+    verify = client_for(server, other.sid, other_secret).verify.v2.services(service.sid)
+    err = twilio_error(lambda: verify.verifications.create(to=NUMBER, channel="call"))
+    assert (err.code, err.status) == facts.AUTHENTICATE
+
+
+def test_unknown_service_is_20404(server, setup):
+    _, key, secret = setup
+    for sid in ("VA" + "0" * 32, "VAnot-a-sid", "../../etc"):
+        verify = client_for(server, key.sid, secret).verify.v2.services(sid)
+        err = twilio_error(lambda: verify.verifications.create(to=NUMBER, channel="call"))
+        assert (err.code, err.status) == facts.NOT_FOUND
+
+
+@pytest.mark.parametrize("fields", [
+    {"To": NUMBER, "Channel": "sms"},
+    {"To": NUMBER},
+    {"Channel": "call"},
+    {"To": "5551234567", "Channel": "call"},
+    {"To": "+1555\u0661234567", "Channel": "call"},
+    {"To": NUMBER, "Channel": "call", "Locale": "xx-<script>"},
+    {"To": NUMBER, "Channel": "call", "CustomFriendlyName": "<Say>hi</Say>"},
+    {"To": NUMBER, "Channel": "call", "CustomMessage": "x" * 1000},
+    {"To": NUMBER, "Channel": "call", "CustomMessage": "bell\x07"},
+])
+def test_invalid_parameters_are_60200_and_nothing_is_dialed(server, setup, fields):
+    service, key, secret = setup
+
+    async def go():
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            async with http.post(f"{server.api_url}/v2/Services/{service.sid}/Verifications", data=fields) as r:
+                return r.status, await r.json()
+
+    status, body = asyncio.run(go())
+    assert (status, body["code"]) == (400, 60200)
+    assert server.serving.sandbox.calls == {}
+
+
+def test_bad_codes_are_60200(server, verify):
+    verify.verifications.create(to=NUMBER, channel="call")
+    for code in ("", "12a456", "1" * 11, "\u0661\u0662\u0663\u0664"):
+        err = twilio_error(lambda: verify.verification_checks.create(to=NUMBER, code=code))
+        assert err.code == 60200
+
+
+def test_a_check_for_a_number_with_no_verification_is_20404(server, verify):
+    err = twilio_error(lambda: verify.verification_checks.create(to=OTHER, code="123456"))
+    assert (err.code, err.status) == facts.NOT_FOUND
+
+
+def test_locale_friendly_name_and_message_reach_the_call(server, verify):
+    verify.verifications.create(to=NUMBER, channel="call", locale="fr-FR", custom_friendly_name="Acme",
+                                custom_message="Bonjour de la part d'Acme.")
+    server.heard()
+    heard = " ".join(line for call in server.serving.sandbox.calls.values() for line in call.heard)
+    assert "Bonjour de la part d'Acme." in heard and "Acme" in heard
+
+
+def test_the_listeners_do_not_serve_each_others_routes(server, setup):
+    service, key, secret = setup
+    webhook = server.serving.webhook_url
+
+    async def go():
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            out = {}
+            for name, url in (("api-on-webhook", f"{webhook}/v2/Services/{service.sid}/Verifications"),
+                              ("healthz-on-webhook", f"{webhook}/healthz"),
+                              ("metrics-on-webhook", f"{webhook}/metrics"),
+                              ("call-on-api", f"{server.api_url}/v/abc"),
+                              ("healthz", f"{server.api_url}/healthz"),
+                              ("metrics", f"{server.api_url}/metrics")):
+                method = "POST" if "Verifications" in url or "/v/" in url else "GET"
+                async with http.request(method, url, data={"To": NUMBER, "Channel": "call"}) as r:
+                    out[name] = r.status
+            return out
+
+    assert asyncio.run(go()) == {"api-on-webhook": 404, "healthz-on-webhook": 404, "metrics-on-webhook": 404,
+                                 "call-on-api": 404, "healthz": 200, "metrics": 200}
+    assert server.serving.sandbox.calls == {}
+
+
+def test_metrics_count_calls_codes_checks_and_lockouts(server, verify):
+    verify.verifications.create(to=NUMBER, channel="call")
+    code = server.heard()
+    server.settle()
+    verify.verification_checks.create(to=NUMBER, code="000000" if code != "000000" else "111111")
+    verify.verification_checks.create(to=NUMBER, code=code)
+
+    async def scrape():
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{server.api_url}/metrics") as r:
+                return await r.text()
+
+    text = asyncio.run(scrape())
+    assert "voice2fa_calls_placed_total 1.0" in text
+    assert "voice2fa_codes_delivered_total 1.0" in text
+    assert 'voice2fa_checks_total{outcome="wrong"} 1.0' in text
+    assert 'voice2fa_checks_total{outcome="approved"} 1.0' in text
+    assert re.search(r"voice2fa_webhook_seconds_count [1-9]", text)
+
+
+def test_the_log_never_holds_a_code_a_token_or_a_secret(server, verify, setup):
+    _, _, secret = setup
+    verify.verifications.create(to=NUMBER, channel="call")
+    code = server.heard()
+    server.settle()
+    tokens = [call.url.split("/v/")[1].split("/")[0] for call in server.serving.sandbox.calls.values()]
+    verify.verification_checks.create(to=NUMBER, code=code)
+    text = server.log.getvalue()
+    lines = server.lines()
+    assert {line["kind"] for line in lines} >= {"server", "access", "call", "verification", "check"}
+    assert any(line["kind"] == "access" and line["path"] == "/v/-" for line in lines)
+    assert code not in text and secret not in text and tokens and all(t not in text for t in tokens)
+
+
+def test_draining_answers_503_to_new_verifications(server, verify):
+    server.core.draining = True
+    err = twilio_error(lambda: verify.verifications.create(to=NUMBER, channel="call"))
+    assert err.status == 503
+    assert server.serving.sandbox.calls == {}
+
+
+def test_api_key_secrets_are_stored_only_as_a_scrypt_hash(state_dir):
+    with open_store(StoreSpec(state_dir=state_dir)) as store:
+        key, secret = records.create_key(store, "k")
+        record = store.get_record("key", key.sid)
+    assert secret not in json.dumps(record) and record["n"] >= 1 << 14
+    assert records.secret_matches(record, secret) and not records.secret_matches(record, secret + "x")
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes()
+
+
+def test_sigterm_stops_taking_verifications_lets_calls_end_and_exits_0(env, setup, tmp_path):
+    """A real process: SIGTERM right after a verification is created; the call in flight ends
+    (finished, or hung up past --drain), the log says so, exit 0."""
+    import os
+    import signal
+    import subprocess
+
+    from tests.helpers import voice2fa_command
+
+    service, key, secret = setup
+    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--drain", "1"],
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(proc.stderr.readline())
+        assert (started["kind"], started["event"]) == ("server", "started")
+
+        async def create():
+            async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+                url = f"{started['api']}/v2/Services/{service.sid}/Verifications"
+                async with http.post(url, data={"To": NUMBER, "Channel": "call"}) as r:
+                    return r.status
+
+        assert asyncio.run(create()) == 201
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in err.splitlines()]
+    assert [e.get("event") for e in events if e["kind"] == "server"][-2:] == ["stopping", "stopped"]
+    assert any(e["kind"] == "call" and e.get("event") == "ended" for e in events)
+
+
+def test_keys_and_services_commands(env):
+    import os
+
+    from tests.helpers import run_cli
+
+    full = {**os.environ, **env}
+    made = run_cli(["keys", "create", "backend"], full)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert re.fullmatch(r"SK[0-9a-f]{32}", key["sid"]) and len(key["secret"]) >= 40
+    assert "not shown again" in made.stderr and key["secret"] not in made.stderr
+    listed = run_cli(["keys", "list"], full)
+    assert [json.loads(line)["sid"] for line in listed.stdout.splitlines()] == [key["sid"]]
+    assert key["secret"] not in listed.stdout
+    assert run_cli(["keys", "revoke", key["sid"]], full).returncode == 0
+    assert json.loads(run_cli(["keys", "list"], full).stdout)["revoked"] is True
+    unknown = run_cli(["keys", "revoke", "SK" + "0" * 32], full)
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2, f"error: no API key {'SK' + '0' * 32!r}: see `voice2fa keys list`")
+    service = run_cli(["services", "create", "Acme", "--code-length", "8", "--ttl", "5m", "--language", "fr-FR"], full)
+    assert service.returncode == 0, service.stderr
+    body = json.loads(service.stdout)
+    assert (body["name"], body["code_length"], body["ttl"], body["language"]) == ("Acme", 8, 300, "fr-FR")
+    assert [json.loads(line)["sid"] for line in run_cli(["services", "list"], full).stdout.splitlines()] == [body["sid"]]
+    for bad in (["services", "create", "x", "--code-length", "3"], ["services", "create", "x", "--ttl", "11m"],
+                ["services", "create", "x", "--language", "xx-YY"], ["services", "create", "\x1b[31m"],
+                ["keys", "create", ""]):
+        assert run_cli(bad, full).returncode == 2, bad
+
+
+def test_serve_without_a_public_url_is_a_usage_error(env):
+    import os
+
+    from tests.helpers import run_cli
+
+    done = run_cli(["serve", "--listen-api", "127.0.0.1:0"], {**os.environ, **env, "VOICE2FA_PUBLIC_URL": ""})
+    assert (done.returncode, done.stderr.strip()) == (
+        2, "error: serve needs the public URL that reaches --listen: --public-url or VOICE2FA_PUBLIC_URL "
+           "(or --sandbox to try it with no account)")
+
+
+async def _closed_by_server(reader, bound: float = 10.0):
+    from tests.test_webhook import closed_by_server
+
+    return await closed_by_server(reader, bound)
+
+
+@pytest.mark.parametrize("listener", ["api", "webhook"])
+def test_both_listeners_have_the_webhooks_time_limits(env, setup, listener):
+    """A slow-loris (headers that never end) and an idle connection are closed on either
+    listener; a body that never arrives is 408 (in Twilio's shape on the API)."""
+    from voice2fa_cli.webhook import Limits
+
+    service, key, secret = setup
+    server = ServeThread(env, linger=0.5, drain=5, limits=Limits(idle=0.3, head=0.3, body=0.3))
+    try:
+        url = server.api_url if listener == "api" else server.serving.webhook_url
+        port = int(url.rsplit(":", 1)[1])
+
+        async def go():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            idle = await _closed_by_server(reader)
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /v2/x HTTP/1.1\r\nHost: a\r\nX-Slow: ")
+            for _ in range(3):
+                writer.write(b"a")
+                await asyncio.sleep(0.05)
+            slow = await _closed_by_server(reader)
+            writer.close()
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            auth = basic(key.sid, secret)["Authorization"]
+            writer.write(f"POST /v2/Services/{service.sid}/VerificationCheck HTTP/1.1\r\nHost: a\r\n"
+                         f"Authorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                         "Content-Length: 1000\r\n\r\nCode=1".encode())
+            body = await _closed_by_server(reader)
+            writer.close()
+            return idle, slow, body
+
+        idle, slow, body = asyncio.run(go())
+    finally:
+        server.stop()
+    assert idle == b"" and slow == b""
+    if listener == "api":
+        assert body is not None and body.startswith(b"HTTP/1.1 408 "), body
+        assert json.loads(body.split(b"\r\n\r\n", 1)[1])["code"] == 60200
+    else:
+        assert body is not None and body.startswith(b"HTTP/1.1 404 "), body  # no API route on the webhook
+
+
+def test_a_flood_of_wrong_secrets_is_refused_without_queueing_the_right_one(server, setup, monkeypatch):
+    """Each unknown secret costs a scrypt: past MAX_HASHING at once the rest are refused at
+    once (fewer hashes than requests), and the right key (checked once, then cached) keeps working."""
+    from voice2fa_cli.serve.server import MAX_HASHING
+
+    hashed = []
+    real = records.secret_matches
+    monkeypatch.setattr(records, "secret_matches", lambda record, s: hashed.append(1) or real(record, s))
+    service, key, secret = setup
+    url = f"{server.api_url}/v2/Services/{service.sid}/Verifications/VE{'0' * 32}"
+
+    async def go():
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url, headers=basic(key.sid, secret)) as r:
+                assert r.status == 404  # authenticated (the verification does not exist)
+
+            async def wrong(i):
+                async with http.get(url, headers=basic(key.sid, f"wrong-{i}")) as r:
+                    return r.status
+
+            statuses = await asyncio.gather(*(wrong(i) for i in range(MAX_HASHING * 3)))
+            async with http.get(url, headers=basic(key.sid, secret)) as r:
+                return statuses, r.status
+
+    statuses, right = asyncio.run(go())
+    assert set(statuses) == {401} and right == 404
+    assert len(hashed) < 1 + len(statuses)  # without the bound: one hash for every request
+
+
+def test_the_access_log_drops_queries_and_tokens_and_stays_one_line_per_request(server, setup):
+    service, key, secret = setup
+    webhook = server.serving.webhook_url
+
+    async def go():
+        async with aiohttp.ClientSession() as http:
+            for url in (f"{server.api_url}/v2/Services/{service.sid}/Verifications?secret=hunter2",
+                        f"{webhook}/v/tok-en_SECRETTOKEN1234567/key?Digits=40719386",
+                        f"{server.api_url}/v2/%0a%22kind%22:%22forged%22/x\\u0000"):
+                async with http.post(url, headers=basic(key.sid, secret)) as r:
+                    await r.read()
+
+    asyncio.run(go())
+    text = server.log.getvalue()
+    assert "hunter2" not in text and "SECRETTOKEN" not in text and "40719386" not in text
+    lines = server.lines()  # every line parses as one JSON object
+    access = [line for line in lines if line["kind"] == "access"]
+    assert [line["path"] for line in access][-3:] == [
+        f"/v2/Services/{service.sid}/Verifications", "/v/-/key", '/v2/\n"kind":"forged"/x\\u0000']
+    assert not any(line["kind"] == "forged" for line in lines)

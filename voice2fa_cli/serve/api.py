@@ -1,0 +1,120 @@
+"""The API listener's app: Twilio Verify v2's voice subset, `/healthz` and `/metrics`. It serves
+nothing of the webhook's (and the webhook app nothing of this). Every `/v2` request needs an API
+key as HTTP basic auth (20003 otherwise); every answer, errors included, is Twilio-shaped JSON;
+no traceback ever reaches a client or the terminal (an unexpected error is a 500 in that shape)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from voice2fa_cli.serve import shapes
+from voice2fa_cli.serve.log import Log, safe_path
+from voice2fa_cli.serve.server import ApiError, Core
+from voice2fa_cli.webhook import CONFIG, MAX_BODY, ServerConfig, _form, _in_handler
+
+CORE = web.AppKey("core", Core)
+
+
+async def _fields(request: web.Request) -> dict[str, str]:
+    fields = await _form(request, request.app[CONFIG].limits.body)
+    if isinstance(fields, web.Response):
+        raise ApiError(60200, f"Invalid request body: {fields.text.strip()}", status=fields.status)
+    form: dict[str, str] = {}
+    for name, value in fields:
+        form.setdefault(name, value)  # the first of repeated fields, as Twilio's form parsing
+    return form
+
+
+def _guarded(handler):
+    """Authenticated, the service looked up, Twilio-shaped errors, never a traceback."""
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        core = request.app[CORE]
+        try:
+            if not await core.authenticate(request.headers.get("Authorization")):
+                raise ApiError(20003)
+            service = await core.service(request.match_info["service"])
+            return await handler(request, core, service)
+        except ApiError as exc:
+            return exc.response()
+        except Exception as exc:  # the store failed, or a bug: one line in the log, a 500 to the client
+            core.log.write("error", path=safe_path(request.path), error=type(exc).__name__)
+            return shapes.error(20500)
+
+    return _in_handler(guarded)
+
+
+async def create(request, core: Core, service) -> web.Response:
+    return web.json_response(await core.create(service, await _fields(request)), status=201)
+
+
+async def fetch(request, core: Core, service) -> web.Response:
+    return web.json_response(await core.fetch(service, request.match_info["sid"]))
+
+
+async def update(request, core: Core, service) -> web.Response:
+    return web.json_response(await core.update(service, request.match_info["sid"], await _fields(request)))
+
+
+async def check(request, core: Core, service) -> web.Response:
+    return web.json_response(await core.check(service, await _fields(request)))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    if core.draining:
+        return web.json_response({"status": "stopping"}, status=503)
+    return web.json_response({"status": "ok"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return request.app[CORE].metrics.exposition()
+
+
+@web.middleware
+async def _not_found(request: web.Request, handler):
+    """Unmatched paths and methods in Twilio's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed:
+        return shapes.error(20404, "Method not allowed", status=405)
+    except web.HTTPNotFound:
+        return shapes.error(20404)
+
+
+def make_app(core: Core, config: ServerConfig) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_not_found])
+    app[CORE] = core
+    app[CONFIG] = config  # the time limits and the connection cap (webhook.Server reads them)
+    base = "/v2/Services/{service}"
+    app.router.add_post(base + "/Verifications", _guarded(create))
+    app.router.add_get(base + "/Verifications/{sid}", _guarded(fetch))
+    app.router.add_post(base + "/Verifications/{sid}", _guarded(update))
+    app.router.add_post(base + "/VerificationCheck", _guarded(check))
+    app.router.add_get("/healthz", _in_handler(healthz))
+    app.router.add_get("/metrics", _in_handler(metrics))
+    return app
+
+
+def log_requests(app: web.Application, log: Log, listener: str) -> None:
+    """The access log: one JSON line per request (method, path without its query and with the
+    call token replaced, status, milliseconds). Never a header, a body or a query string."""
+
+    @web.middleware
+    async def access(request: web.Request, handler):
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            log.write("access", listener=listener, method=request.method[:10], path=safe_path(request.path),
+                      status=status, ms=round((time.perf_counter() - started) * 1000, 2))
+
+    app.middlewares.insert(0, access)

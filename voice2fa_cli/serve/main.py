@@ -1,0 +1,51 @@
+"""`voice2fa serve` from the command line: bind both listeners (a bad address fails before
+anything starts), serve until SIGTERM or SIGINT, then shut down gracefully (exit 0)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Mapping
+
+from voice2fa_cli import config
+from voice2fa_cli.errors import ConfigError
+
+
+def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
+        drain: float, preflight: bool) -> None:
+    from voice2fa_cli.serve.log import Log
+    from voice2fa_cli.serve.server import Serving
+    from voice2fa_cli.webhook import bind
+
+    api = config.parse_listen(listen_api, "--listen-api")
+    if listen is not None:
+        hook = config.parse_listen(listen, "--listen")
+    elif sandbox:
+        hook = config.Listen("127.0.0.1", 0)
+    else:
+        hook = config.listen(env, None)
+    if not sandbox and public_url is None and config.value(env, "VOICE2FA_PUBLIC_URL") is None:
+        raise ConfigError("serve needs the public URL that reaches --listen: --public-url or VOICE2FA_PUBLIC_URL "
+                          "(or --sandbox to try it with no account)")
+    log = Log()
+
+    async def main() -> None:
+        api_sock = bind(api.host, api.port, "--listen-api")
+        try:
+            hook_sock = bind(hook.host, hook.port, "--listen")
+        except BaseException:
+            api_sock.close()
+            raise
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            async with Serving(env, api_sock=api_sock, webhook_sock=hook_sock, sandbox=sandbox, log=log,
+                               public_url=public_url, drain=drain, preflight=preflight):
+                await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    asyncio.run(main())

@@ -1,0 +1,62 @@
+"""Sealing a call's state for the shared store, stdlib only: encrypt-then-MAC with HMAC-SHA256
+as the PRF throughout. The keys derive from the store's HMAC key, which Redis never holds, so
+what Redis keeps (a nonce, a ciphertext and a tag) reveals nothing of the code and cannot be
+altered or moved to another record unnoticed.
+
+  enc_key = HMAC(master, "voice2fa seal enc v1"), mac_key = HMAC(master, "voice2fa seal mac v1")
+  keystream block i = HMAC(enc_key, nonce || i as 8 bytes, big-endian)   (counter mode)
+  blob = version byte || nonce (16 random bytes) || plaintext XOR keystream || tag
+  tag = HMAC(mac_key, version || len(aad) as 8 bytes || aad || nonce || ciphertext)
+
+`aad` binds the blob to its record (its id): a blob copied under another id does not open."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+VERSION = b"\x01"
+NONCE = 16
+TAG = 32
+BLOCK = 32
+
+
+class SealError(Exception):
+    """The blob was altered, belongs to another record, or was sealed under another key."""
+
+
+def keys(master: bytes) -> tuple[bytes, bytes]:
+    return (hmac.new(master, b"voice2fa seal enc v1", hashlib.sha256).digest(),
+            hmac.new(master, b"voice2fa seal mac v1", hashlib.sha256).digest())
+
+
+def _keystream(enc_key: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = (length + BLOCK - 1) // BLOCK
+    return b"".join(hmac.new(enc_key, nonce + i.to_bytes(8, "big"), hashlib.sha256).digest()
+                    for i in range(blocks))[:length]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")).to_bytes(len(data), "big")
+
+
+def _tag(mac_key: bytes, aad: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
+    return hmac.new(mac_key, VERSION + len(aad).to_bytes(8, "big") + aad + nonce + ciphertext, hashlib.sha256).digest()
+
+
+def seal(master: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    enc_key, mac_key = keys(master)
+    nonce = secrets.token_bytes(NONCE)
+    ciphertext = _xor(plaintext, _keystream(enc_key, nonce, len(plaintext)))
+    return VERSION + nonce + ciphertext + _tag(mac_key, aad, nonce, ciphertext)
+
+
+def unseal(master: bytes, aad: bytes, blob: bytes) -> bytes:
+    if len(blob) < 1 + NONCE + TAG or blob[:1] != VERSION:
+        raise SealError("not a sealed blob")
+    enc_key, mac_key = keys(master)
+    nonce, ciphertext, tag = blob[1:1 + NONCE], blob[1 + NONCE:-TAG], blob[-TAG:]
+    if not hmac.compare_digest(tag, _tag(mac_key, aad, nonce, ciphertext)):
+        raise SealError("the sealed blob does not authenticate")
+    return _xor(ciphertext, _keystream(enc_key, nonce, len(ciphertext)))
