@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from voice2fa_cli.store import Store  # noqa: E402
+from voice2fa_cli.stores.sqlite import Store  # noqa: E402
 
 CODE = "482915"
 WRONG = "111111"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import CALLER, FAST, ThreadedSandbox, free_port
+from tests.redis_server import REDIS_SERVER, RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -56,3 +57,14 @@ def cli_env(sandbox, state_dir, tmp_path) -> dict[str, str]:
         **FAST,
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server (Debian's package) on a temporary Unix socket for the whole run;
+    each test that uses it empties it first (`redis_server.flush()`)."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import NUMBER, free_port, run_cli, start_cli
 from tests.test_cli_output import answer, read_until
-from voice2fa_cli.store import Store
+from voice2fa_cli.stores.sqlite import Store
 
 
 def finish_with_code(proc, sandbox, entry: str | None = None, timeout: float = 30):
@@ -630,7 +630,7 @@ def test_send_sandbox_refuses_a_number_the_sandbox_locked(state_dir):
     """Ten wrong sandbox codes lock the number in the sandbox: `verify --sandbox` rejects, and
     `send --sandbox` refuses (exit 5) instead of reading a code that could never verify."""
     from tests.test_cli_output import plain_env
-    from voice2fa_cli.store import clock_text
+    from voice2fa_cli.stores.base import clock_text
 
     with Store.open(state_dir, sandbox=True) as store:
         for sid in ("a", "b"):
@@ -679,8 +679,7 @@ def test_the_shared_store_without_the_redis_package_is_one_line_exit_2(state_dir
     (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
     env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
     result = run_cli(args, env, input="123456\n")
-    message = ("VOICE2FA_STORE names a Redis store, but the redis package is not installed: "
-               "`pip install 'redis>=5'` in voice2fa's environment (the extra: `pip install '.[redis]'`)")
+    message = "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
     assert (result.returncode, result.stderr.splitlines()[-1]) == (2, f"error: {message}")
     assert json.loads(result.stdout)["error"] == message
 
@@ -695,4 +694,4 @@ def test_doctor_names_the_missing_redis_package(state_dir, tmp_path):
     result = run_cli(["doctor", "--json"], env)
     assert result.returncode == 2
     row = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "VOICE2FA_STORE")
-    assert row["status"] == "fail" and "the redis package is not installed" in row["detail"]
+    assert row["status"] == "fail" and "needs the redis package" in row["detail"]

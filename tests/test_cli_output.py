@@ -15,7 +15,7 @@ import pytest
 from tests import json_schemas
 from tests.helpers import NUMBER, run_cli, start_cli, voice2fa_command
 from voice2fa_cli import ui
-from voice2fa_cli.store import Store
+from voice2fa_cli.stores.sqlite import Store
 
 
 def plain_env(state_dir, **extra) -> dict[str, str]:

@@ -13,7 +13,7 @@ from voice2fa_cli import flow, phone, sessions
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
-from voice2fa_cli.store import Store, clock_text
+from voice2fa_cli.stores.sqlite import Store, clock_text
 
 
 class Recorder:

@@ -73,3 +73,43 @@ def test_the_wheel_holds_every_module_subpackage_and_schema(tmp_path):
     expected = source_files()
     assert {"voice2fa_cli/stores/__init__.py", "voice2fa_cli/schemas/send.json"} <= expected
     assert sorted(expected - shipped) == []
+
+
+BLOCK = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+sys.argv = {argv!r}
+from voice2fa_cli.cli import main
+main()
+"""
+
+
+def run_without(package: str, argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    code = BLOCK.format(blocked=[package], argv=["voice2fa", *argv])
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_redis_store_without_the_redis_package_is_one_line(state_dir, tmp_path):
+    import os
+
+    env = dict(os.environ, VOICE2FA_STORE=f"unix://{tmp_path}/r.sock", VOICE2FA_STATE_DIR=str(state_dir))
+    result = run_without("redis", ["verify", "+15551234567", "--code", "123456"], env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+    )
+
+
+def test_serve_without_prometheus_client_is_one_line(state_dir):
+    import os
+
+    env = dict(os.environ, VOICE2FA_STATE_DIR=str(state_dir))
+    result = run_without("prometheus_client", ["serve", "--sandbox", "--listen-api", "127.0.0.1:0"], env)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: voice2fa serve needs the prometheus-client package: pip install 'voice2fa[serve]'"
+    )

@@ -19,13 +19,6 @@ from voice2fa_cli.webhook import bind
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def pair(redis_server, sandbox, tmp_path):
     """Instances A and B, each with its own state dir, sharing the Redis store and its key.

@@ -23,13 +23,6 @@ from voice2fa_cli.stores.redis import RedisStore  # noqa: E402
 T_LOCKED = "locked: too many wrong codes"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
 def key_file(tmp_path) -> Path:
     path = tmp_path / "shared.key"
@@ -39,23 +32,23 @@ def key_file(tmp_path) -> Path:
 
 
 @pytest.fixture
-def machines(server, cli_env, key_file, tmp_path) -> list[dict[str, str]]:
+def machines(redis_server, cli_env, key_file, tmp_path) -> list[dict[str, str]]:
     """Three machines' environments: their own state dir and home, one store and one key."""
-    server.flush()
+    redis_server.flush()
     envs = []
     for name in ("a", "b", "c"):
         home = tmp_path / f"machine-{name}"
         home.mkdir()
         envs.append(dict(cli_env, HOME=str(home), VOICE2FA_STATE_DIR=str(home / "state"),
-                         VOICE2FA_STORE=server.url, VOICE2FA_KEY_FILE=str(key_file)))
+                         VOICE2FA_STORE=redis_server.url, VOICE2FA_KEY_FILE=str(key_file)))
     return envs
 
 
-def shared_store(server, key_file) -> RedisStore:
-    return RedisStore.open(server.url, key_file.read_bytes())
+def shared_store(redis_server, key_file) -> RedisStore:
+    return RedisStore.open(redis_server.url, key_file.read_bytes())
 
 
-def test_send_on_one_machine_verify_on_another(sandbox, machines, server, key_file):
+def test_send_on_one_machine_verify_on_another(sandbox, machines, redis_server, key_file):
     a, b, c = machines
     proc = run_cli(["send", NUMBER, "--no-prompt", "--json"], a)
     assert proc.returncode == 0, proc.stderr
@@ -71,12 +64,12 @@ def test_send_on_one_machine_verify_on_another(sandbox, machines, server, key_fi
     for env in machines:
         state = Path(env["VOICE2FA_STATE_DIR"])
         assert not state.exists() or not any(p.name.endswith(("sqlite3", ".db")) for p in state.iterdir())
-    with shared_store(server, key_file) as store:
+    with shared_store(redis_server, key_file) as store:
         assert store.newest(NUMBER).state == "verified"
 
 
-def test_twelve_processes_on_three_machines_verify_once(machines, server, key_file):
-    with shared_store(server, key_file) as store:
+def test_twelve_processes_on_three_machines_verify_once(machines, redis_server, key_file):
+    with shared_store(redis_server, key_file) as store:
         store.create_session(session_id="race", number=NUMBER, code="724353", ttl=600, call_sid=None,
                              call_status=None)
     procs = [
@@ -91,8 +84,8 @@ def test_twelve_processes_on_three_machines_verify_once(machines, server, key_fi
     assert all(err.strip().endswith("this code was already used: send a new one") for err in used)
 
 
-def test_wrong_codes_across_machines_lock_the_number_everywhere(sandbox, machines, server, key_file):
-    with shared_store(server, key_file) as store:
+def test_wrong_codes_across_machines_lock_the_number_everywhere(sandbox, machines, redis_server, key_file):
+    with shared_store(redis_server, key_file) as store:
         for n in range(2):
             store.create_session(session_id=f"s{n}", number=NUMBER, code="724353", ttl=600, call_sid=None,
                                  call_status=None)
@@ -107,8 +100,8 @@ def test_wrong_codes_across_machines_lock_the_number_everywhere(sandbox, machine
     assert sandbox.requests == []  # nothing was dialed
 
 
-def test_send_limits_count_every_machine(sandbox, machines, server, key_file):
-    with shared_store(server, key_file) as store:
+def test_send_limits_count_every_machine(sandbox, machines, redis_server, key_file):
+    with shared_store(redis_server, key_file) as store:
         for _ in range(5):
             store.reserve_call(NUMBER, 30)
     refused = run_cli(["send", NUMBER, "--no-prompt"], machines[1])
@@ -117,7 +110,7 @@ def test_send_limits_count_every_machine(sandbox, machines, server, key_file):
     assert sandbox.requests == []
 
 
-def test_a_machine_with_another_key_is_refused_in_one_line(sandbox, machines, server, key_file, tmp_path):
+def test_a_machine_with_another_key_is_refused_in_one_line(sandbox, machines, redis_server, key_file, tmp_path):
     ok = run_cli(["verify", NUMBER], machines[0], input="724353\n")
     assert ok.returncode == 1  # no session, but the store now knows the shared key
     stranger = tmp_path / "stranger.key"
@@ -144,8 +137,8 @@ def test_store_down_fails_closed(sandbox, machines, tmp_path):
     assert sandbox.requests == []  # send refused before dialing
 
 
-def test_sessions_lists_the_shared_sessions(machines, server, key_file):
-    with shared_store(server, key_file) as store:
+def test_sessions_lists_the_shared_sessions(machines, redis_server, key_file):
+    with shared_store(redis_server, key_file) as store:
         store.create_session(session_id="listed", number=NUMBER, code="724353", ttl=600, call_sid="c1",
                              call_status="completed")
     result = run_cli(["sessions", "--json"], machines[2])
@@ -169,12 +162,12 @@ def _doctor_rows(env: dict[str, str]) -> dict[str, dict]:
     return {c["name"]: c for c in json.loads(result.stdout)["checks"]}
 
 
-def test_doctor_checks_the_connection_the_key_and_persistence(machines, server, key_file, tmp_path):
+def test_doctor_checks_the_connection_the_key_and_persistence(machines, redis_server, key_file, tmp_path):
     from voice2fa_cli.stores.redis import fingerprint
 
     rows = _doctor_rows(machines[0])
     assert rows["VOICE2FA_STORE"]["status"] == "ok"
-    assert rows["VOICE2FA_STORE"]["detail"] == f"Redis at {server.url}: reached, and it was set up with this machine's key"
+    assert rows["VOICE2FA_STORE"]["detail"] == f"Redis at {redis_server.url}: reached, and it was set up with this machine's key"
     assert rows["VOICE2FA_KEY_FILE"] == {"name": "VOICE2FA_KEY_FILE", "status": "ok", "fix": None,
                                          "detail": f"{key_file} (fingerprint {fingerprint(key_file.read_bytes())})"}
     assert rows["store persistence"]["status"] == "warn"  # the test server runs with neither AOF nor RDB

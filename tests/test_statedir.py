@@ -1,4 +1,4 @@
-"""voice2fa_cli.statedir through the store: the state dir cannot be swapped, nor its files
+"""voice2fa_cli.stores.statedir through the store: the state dir cannot be swapped, nor its files
 redirected, between the checks and their use (issue 9, item 1).
 
 The tests run as root in CI, so "another user" is made with os.chown to a uid nobody uses, and
@@ -20,9 +20,9 @@ import pytest
 
 from tests.helpers import run_cli
 from voice2fa_cli import sessions
-from voice2fa_cli import store as store_mod
+from voice2fa_cli.stores import sqlite as store_mod
 from voice2fa_cli.errors import StoreError
-from voice2fa_cli.store import Store
+from voice2fa_cli.stores.sqlite import Store
 
 NUMBER = "+15557654321"
 REAL_CODE = "481516"
@@ -219,7 +219,7 @@ def test_a_fifo_in_place_of_a_state_file_is_refused_without_hanging(tmp_path, na
     (state_dir / name).unlink()
     os.mkfifo(state_dir / name, 0o600)
     code = (
-        "import sys; from pathlib import Path; from voice2fa_cli.store import Store\n"
+        "import sys; from pathlib import Path; from voice2fa_cli.stores.sqlite import Store\n"
         "from voice2fa_cli.errors import StoreError\n"
         "try:\n    Store.open(Path(sys.argv[1]))\nexcept StoreError as e:\n    print(e.message)\n"
     )

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import voice2fa_command
 from tests.redis_server import REDIS_SERVER, RedisServer
-from voice2fa_cli import store as store_mod
+from voice2fa_cli.stores import sqlite as store_mod
 from voice2fa_cli.errors import EXIT_USAGE, StoreError
-from voice2fa_cli.store import NoStore, Store, clock_text
+from voice2fa_cli.stores.sqlite import NoStore, Store, clock_text
 from voice2fa_cli.stores import StoreSpec, open_store
 
 NUMBER = "+15551234567"
@@ -85,15 +85,6 @@ def add(store: Store, session_id: str = "s1", number: str = NUMBER, code: str = 
 def clock() -> list[float]:
     """The store's time: tests move it by assigning clock[0]."""
     return [T0]
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -790,7 +781,7 @@ def test_database_of_a_newer_schema_is_refused_and_left_alone(state_dir, create)
 _UNPRIVILEGED = r"""
 import json, os, sys
 from pathlib import Path
-from voice2fa_cli import store
+from voice2fa_cli.stores import sqlite as store
 from voice2fa_cli.errors import StoreError
 state_dir, action, number = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 code = sys.stdin.readline().strip()

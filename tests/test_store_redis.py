@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -30,17 +31,10 @@ CODE = "481516"
 T0 = 1_700_000_000.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield srv
-    srv.stop()
-
-
 @pytest.fixture
-def url(server) -> str:
-    server.flush()
-    return server.url
+def url(redis_server) -> str:
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture
@@ -225,7 +219,7 @@ def test_a_full_server_refuses_writes_in_one_line(url, key):
     assert store.recent() == []
 
 
-def test_a_read_only_replica_is_refused(url, key, tmp_path, server):
+def test_a_read_only_replica_is_refused(url, key, tmp_path, redis_server):
     with RedisStore.open(url, key, clock=lambda: T0):
         pass  # the primary knows the key's fingerprint
     replica = RedisServer(tmp_path, extra=["--replicaof", "127.0.0.1", "1"]).start()
@@ -275,6 +269,7 @@ def _tls_files(directory: Path) -> dict[str, Path]:
     return {name: directory / name for name in ("ca.crt", "srv.crt", "srv.key", "other.crt")}
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_tls_with_the_right_ca_works_and_a_wrong_certificate_is_refused(tmp_path, key):
     files = _tls_files(tmp_path)
     port = free_port()
@@ -349,6 +344,8 @@ def test_every_key_expires_by_itself(url, key):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is not installed")
     from tests.redis_server import RedisCluster
 
     c = RedisCluster(tmp_path_factory.mktemp("cluster")).start()

@@ -43,7 +43,7 @@ from voice2fa_cli import flow, signature, speech, webhook
 from voice2fa_cli import phone
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.sandbox import Sandbox, Scenario
-from voice2fa_cli.store import Store
+from voice2fa_cli.stores.sqlite import Store
 from voice2fa_cli.errors import EXIT_USAGE, ConfigError
 from voice2fa_cli.webhook import (
     GATE_TRIES,

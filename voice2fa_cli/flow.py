@@ -19,7 +19,7 @@ from voice2fa_cli import config, otp
 from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.speech import KEY_WINDOW, Voice
-from voice2fa_cli.store import Session, Store
+from voice2fa_cli.stores.base import Session, SessionStore
 from voice2fa_cli.stores import StoreSpec
 
 MAX_TTL = 600
@@ -48,7 +48,7 @@ class StoreThread:
     slow store (another process holding the write lock, a slow disk) never blocks the event
     loop, so the webhook keeps answering the platform meanwhile."""
 
-    def __init__(self, store: Store, workers: int = 1) -> None:
+    def __init__(self, store: SessionStore, workers: int = 1) -> None:
         self.store = store
         # More than one worker only for a store whose client is thread-safe (Redis's pool of
         # connections); each coroutine still awaits its own calls in order.
@@ -144,7 +144,7 @@ async def send_sandbox(
         # locked gets no call: its code could never verify
         until = await store.run("number_locked_until", options.number.e164)
         if until is not None:
-            from voice2fa_cli.store import clock_text
+            from voice2fa_cli.stores.base import clock_text
 
             raise PolicyRefused(
                 f"{options.number.e164} is locked after too many wrong codes: no calls until {clock_text(until)}"

@@ -15,7 +15,7 @@ from voice2fa_cli.config import DB_NAME, SANDBOX_DB_NAME
 
 if TYPE_CHECKING:
     from voice2fa_cli.stores import StoreSpec
-    from voice2fa_cli.store import Session
+    from voice2fa_cli.stores.base import Session
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
         return no_session(number, sandbox)  # a fast answer; the store checks everything it opens
-    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores.base import NoStore
 
     try:
         store = open_store(spec, create=False, sandbox=sandbox)
@@ -61,7 +61,7 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
 def _both_stores(where: StoreSpec | Path) -> Iterator:
     """The real store, then the sandbox's, each open for the caller's block; one that holds
     nothing yet (SQLite) is skipped."""
-    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores.base import NoStore
     from voice2fa_cli.stores import open_store
 
     for sandbox in (False, True):
@@ -102,7 +102,7 @@ def purge(where: StoreSpec | Path) -> int:
 
 def newest_open(where: StoreSpec | Path, number: str, *, sandbox: bool = False) -> Session | None:
     """The session a code for `number` would be checked against, or None (creates nothing)."""
-    from voice2fa_cli.store import NoStore
+    from voice2fa_cli.stores.base import NoStore
     from voice2fa_cli.stores import StoreSpec, open_store
 
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)

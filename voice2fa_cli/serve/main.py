@@ -13,6 +13,10 @@ from voice2fa_cli.errors import ConfigError
 
 def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
         drain: float, preflight: bool) -> None:
+    try:
+        import prometheus_client  # noqa: F401 (serve's one extra dependency, checked before anything binds)
+    except ImportError:
+        raise ConfigError("voice2fa serve needs the prometheus-client package: pip install 'voice2fa[serve]'") from None
     from voice2fa_cli.serve.log import Log
     from voice2fa_cli.serve.server import Serving
     from voice2fa_cli.webhook import bind

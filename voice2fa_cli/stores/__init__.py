@@ -61,8 +61,7 @@ def spec(env: Mapping[str, str], state_dir: Path) -> StoreSpec:
             import redis  # noqa: F401  (an optional dependency: `pip install .` leaves it out)
         except ImportError:
             raise ConfigError(
-                "VOICE2FA_STORE names a Redis store, but the redis package is not installed: "
-                "`pip install 'redis>=5'` in voice2fa's environment (the extra: `pip install '.[redis]'`)"
+                "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
             ) from None
     if url is None and (key_file or ca_file):
         name = "VOICE2FA_KEY_FILE" if key_file else "VOICE2FA_STORE_CA"
@@ -145,11 +144,18 @@ def open_store(
     and nothing is kept yet; the shared store is always there (or a StoreError)."""
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if spec.url is None:
-        from voice2fa_cli.store import Store
+        from voice2fa_cli.stores.sqlite import Store
 
         kwargs = {} if clock is None else {"clock": clock}
         return Store.open(spec.state_dir, create=create, sandbox=sandbox, **kwargs)
-    from voice2fa_cli.stores.redis import RedisStore
+    try:
+        from voice2fa_cli.stores.redis import RedisStore
+    except ImportError as exc:
+        if exc.name != "redis":
+            raise
+        raise ConfigError(
+            "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+        ) from None
 
     key = read_key_file(spec.key_file) if spec.key_file else _install_key(spec.state_dir)
     return RedisStore.open(
@@ -160,6 +166,6 @@ def open_store(
 
 def _install_key(state_dir: Path) -> bytes:
     """This machine's per-install key (made on first use), when no VOICE2FA_KEY_FILE is set."""
-    from voice2fa_cli.store import install_key
+    from voice2fa_cli.stores.sqlite import install_key
 
     return install_key(state_dir)

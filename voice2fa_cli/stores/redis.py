@@ -23,7 +23,7 @@ import redis
 from voice2fa_cli import otp
 from voice2fa_cli.errors import PolicyRefused, StoreError
 from voice2fa_cli.sessions import Verdict, no_session
-from voice2fa_cli.store import (
+from voice2fa_cli.stores.base import (
     CLOCK_BACK,
     CLOSED_REASONS,
     FAILURE_WINDOW,

@@ -3,7 +3,7 @@
 Only a keyed hash of each code is stored (HMAC-SHA256 under a per-install key kept in a 0600
 file). Every check-and-update runs in one `BEGIN IMMEDIATE` transaction, so racing processes
 see one success. The directory is 0700 and every file 0600, created that way, and all of them
-are opened through one checked descriptor of the state dir (statedir.py).
+are opened through one checked descriptor of the state dir (stores/statedir.py).
 
 Real and sandbox sessions live in two databases side by side (`sessions.sqlite3`,
 `sandbox.sqlite3`): a sandbox send never supersedes, counts toward or is counted by anything real.
@@ -33,35 +33,28 @@ from voice2fa_cli import otp
 from voice2fa_cli.config import DB_NAME, KEY_NAME, SANDBOX_DB_NAME
 from voice2fa_cli.errors import PolicyRefused, StoreError
 from voice2fa_cli.sessions import Verdict, no_session
-from voice2fa_cli.statedir import Missing, StateDir, open_descriptors
+from voice2fa_cli.stores.base import (  # noqa: F401 (re-exported for callers of this store)
+    CLOCK_BACK,
+    CLOSED_REASONS,
+    FAILURE_WINDOW,
+    HOUR,
+    LOCK_SECONDS,
+    MAX_ATTEMPTS,
+    NUMBER_FAILURE_LIMIT,
+    NoStore,
+    OPEN_STATES,
+    SENDS_PER_NUMBER,
+    SEND_WINDOW,
+    Session,
+    clock_text,
+)
+from voice2fa_cli.stores.statedir import Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
 SCHEMA_VERSION = 3
 KEY_BYTES = 32
-MAX_ATTEMPTS = 5
-
-# Per-number failures across sessions (NIST 800-63B): this many in FAILURE_WINDOW locks the
-# number for LOCK_SECONDS. A new session never resets the count.
-NUMBER_FAILURE_LIMIT = 10
-FAILURE_WINDOW = 3600.0
-LOCK_SECONDS = 3600.0
-
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11)
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
-
-OPEN_STATES = ("calling", "delivered")
-CLOCK_BACK = "expired: the code is older than its lifetime (the system clock was set back); send a new code"
-CLOSED_REASONS = {
-    "verified": "this code was already used: send a new one",
-    "locked": "locked: too many wrong codes; send a new one",
-    "superseded": "superseded by a newer code: use the newest one",
-    "undelivered": "no open session: the last call did not deliver the code; send a new one",
-}
-
-# Send limits against toll fraud and call bombing (Twilio Verify's defaults).
-SENDS_PER_NUMBER = 5
-SEND_WINDOW = 600.0
-HOUR = 3600.0
 
 _SCHEMA = [
     # version 1
@@ -142,37 +135,11 @@ def _expired(now: _Now, created_at: float, expires_at: float, boot: str | None, 
     return now.wall < created_at or now.high >= expires_at
 
 
-@dataclass(frozen=True)
-class Session:
-    id: str
-    number: str
-    created_at: float
-    expires_at: float
-    attempts: int
-    max_attempts: int
-    state: str
-    call_sid: str | None
-    call_status: str | None
-    sandbox: bool
-
-    @property
-    def attempts_left(self) -> int:
-        return max(0, self.max_attempts - self.attempts)
-
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
-
-
 _COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, call_sid, call_status, sandbox"
 
 
 def _session(row: tuple) -> Session:
     return Session(*row[:9], sandbox=bool(row[9]))
-
-
-def clock_text(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -205,10 +172,6 @@ def _open_database(state: StateDir, name: str) -> int:
         return state.open_file(name, "database", os.O_RDWR)
     except Missing as exc:
         raise StoreError(f"cannot read the database {exc}: No such file or directory") from None
-
-
-class NoStore(Exception):
-    """The state dir holds no database yet (only raised when not asked to create one)."""
 
 
 class Store:
