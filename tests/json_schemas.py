@@ -12,7 +12,7 @@ import jsonschema
 import voice2fa_cli
 
 SCHEMAS = Path(voice2fa_cli.__file__).parent / "schemas"
-COMMANDS = {"send": "send", "verify": "verify", "doctor": "doctor", "sessions": "sessions"}
+COMMANDS = {"send": "send", "verify": "verify", "doctor": "doctor", "sessions": "sessions", "sandbox": "sandbox"}
 
 
 @functools.cache

@@ -156,6 +156,27 @@ def test_nobody_presses_the_key(sandbox, cli_env):
     assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: nobody pressed {key} (voicemail?)"
 
 
+def test_a_callee_who_hangs_up_at_the_key_prompt_is_not_called_a_voicemail(sandbox, cli_env, state_dir):
+    sandbox.set_scenario(hang_up_after_fetch=True)
+    result = run_cli(["send", NUMBER, "--json"], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert call.duration < 12  # hung up before the 12-second key window could run out
+    key = re.search(r"Press ([1-9])", call.documents[0].decode()).group(1)
+    assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: the callee hung up before pressing {key}"
+    assert json.loads(result.stdout)["error"] == f"the code was not delivered: the callee hung up before pressing {key}"
+
+
+def test_a_voicemail_waits_out_the_key_window(sandbox, cli_env):
+    sandbox.set_scenario(outcome="voicemail")
+    result = run_cli(["send", NUMBER], cli_env)
+    assert result.returncode == 3
+    call = next(iter(sandbox.calls.values()))
+    assert call.duration >= 12  # the simulated time includes the <Gather>'s timeout
+    key = re.search(r"Press ([1-9])", call.documents[0].decode()).group(1)
+    assert result.stderr.splitlines()[-1] == f"error: the code was not delivered: nobody pressed {key} (voicemail?)"
+
+
 def test_wrong_keys_never_hear_the_code(sandbox, cli_env):
     sandbox.set_scenario(press="0")  # the gate asks for 1–9
     result = run_cli(["send", NUMBER], cli_env)
@@ -272,7 +293,10 @@ def test_invalid_numbers_exit_2_and_call_nothing(sandbox, cli_env, state_dir, nu
     [
         ("SIGNALWIRE_TOKEN", "error: SIGNALWIRE_TOKEN is not set: create an API token on the API page of your SignalWire Dashboard"),
         ("SIGNALWIRE_PROJECT", "error: SIGNALWIRE_PROJECT is not set: copy the Project ID from the API page of your SignalWire Dashboard"),
-        ("VOICE2FA_PUBLIC_URL", "error: VOICE2FA_PUBLIC_URL is not set: start a tunnel to the --listen address (e.g. `ngrok http 5000`) and pass its https URL with --public-url or VOICE2FA_PUBLIC_URL"),
+        # the sandbox is a local stand-in: no tunnel (a real Space's message: test_config.py)
+        ("VOICE2FA_PUBLIC_URL", "error: VOICE2FA_PUBLIC_URL is not set: SIGNALWIRE_SPACE is a local stand-in, which "
+                                "reaches this machine without a tunnel: set VOICE2FA_PUBLIC_URL to http:// and the "
+                                "--listen address, e.g. http://127.0.0.1:5000"),
     ],
 )
 def test_missing_variable_is_named(sandbox, cli_env, variable, message):
@@ -600,3 +624,74 @@ def test_what_the_call_cannot_say_is_refused_before_dialing(sandbox, cli_env, ar
     result = run_cli(["send", NUMBER, "--json", *args], cli_env)
     assert (result.returncode, result.stderr.splitlines()[-1]) == (2, message)
     assert sandbox.requests == []
+
+
+def test_send_sandbox_refuses_a_number_the_sandbox_locked(state_dir):
+    """Ten wrong sandbox codes lock the number in the sandbox: `verify --sandbox` rejects, and
+    `send --sandbox` refuses (exit 5) instead of reading a code that could never verify."""
+    from tests.test_cli_output import plain_env
+    from voice2fa_cli.stores.base import clock_text
+
+    with Store.open(state_dir, sandbox=True) as store:
+        for sid in ("a", "b"):
+            store.create_session(session_id=sid, number=NUMBER, code="111111", ttl=600, max_attempts=5,
+                                 call_sid=None, call_status=None)
+            for _ in range(5):
+                assert store.check(NUMBER, "999999").verified is False
+        until = store.number_locked_until(NUMBER)
+    assert until is not None
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], plain_env(state_dir))
+    message = f"{NUMBER} is locked after too many wrong codes: no calls until {clock_text(until)}"
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (5, f"error: {message}")
+    assert json.loads(result.stdout)["error"] == message
+    assert "calling" not in result.stderr  # nothing was placed
+    with Store.open(state_dir, sandbox=True) as store:
+        assert [s.id for s in store.recent()] == ["b", "a"]
+    with Store.open(state_dir) as store:  # the real sessions know nothing of it
+        assert store.number_locked_until(NUMBER) is None
+
+
+def test_no_code_entered_after_a_sandbox_call_names_verify_sandbox(state_dir):
+    """The hint must work when followed: a sandbox session verifies only with --sandbox."""
+    from tests.test_cli_output import plain_env
+
+    result = run_cli(["send", "--sandbox", NUMBER, "--json"], plain_env(state_dir), input="")
+    hint = f"no code entered; the session stays open for `voice2fa verify --sandbox {NUMBER}`"
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (1, f"error: {hint}")
+    assert json.loads(result.stdout)["error"] == hint
+    followed = run_cli(["verify", "--sandbox", NUMBER], plain_env(state_dir), input="000000\n")
+    assert followed.stderr.splitlines()[-1] != f"error: no open session for {NUMBER}: run `voice2fa send {NUMBER}` first"
+
+
+@pytest.mark.parametrize("args", [
+    ["send", "--sandbox", NUMBER, "--no-prompt", "--json"],
+    ["verify", NUMBER, "--json"],
+    ["sessions", "--json"],
+    ["sessions", "purge", "--json"],
+])
+def test_the_shared_store_without_the_redis_package_is_one_line_exit_2(state_dir, tmp_path, args):
+    """`pip install .` (the README's first command) has no redis package: a VOICE2FA_STORE URL
+    says how to install it, never an internal error."""
+    from tests.test_cli_output import plain_env
+
+    missing = tmp_path / "no-redis"  # first on the path: `import redis` fails as if not installed
+    (missing / "redis").mkdir(parents=True)
+    (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
+    env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
+    result = run_cli(args, env, input="123456\n")
+    message = "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (2, f"error: {message}")
+    assert json.loads(result.stdout)["error"] == message
+
+
+def test_doctor_names_the_missing_redis_package(state_dir, tmp_path):
+    from tests.test_cli_output import plain_env
+
+    missing = tmp_path / "no-redis"
+    (missing / "redis").mkdir(parents=True)
+    (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
+    env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
+    result = run_cli(["doctor", "--json"], env)
+    assert result.returncode == 2
+    row = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "VOICE2FA_STORE")
+    assert row["status"] == "fail" and "needs the redis package" in row["detail"]

@@ -376,7 +376,7 @@ def test_completion_completes_commands():
         ("failed", 3, "error: the call failed (the number may be unreachable): the code was not delivered"),
         ("voicemail", 3, "error: the code was not delivered: nobody pressed {key} (voicemail?)"),
         ("wrong-key", 3, "error: the code was not delivered: wrong key pressed 3 times (not {key})"),
-        ("hangup", 3, "error: the code was not delivered: nobody pressed {key} (voicemail?)"),
+        ("hangup", 3, "error: the code was not delivered: the callee hung up before pressing {key}"),
         ("lost-callbacks", 0, f"delivered: check the code with `voice2fa verify --sandbox {NUMBER}`"),
         ("auth-error", 4, "error: SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"),
         ("server-error", 4, "error: SignalWire failed on the call request (500): try again later"),

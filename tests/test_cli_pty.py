@@ -157,7 +157,7 @@ def test_an_empty_enter_asks_again_and_ctrl_d_ends_on_its_own_line(state_dir):
     child.close()
     assert child.exitstatus == 1
     text = "\n".join(screen_lines(child.before))
-    assert f"\nerror: no code entered; the session stays open for `voice2fa verify\n  {NUMBER}`\n" in text
+    assert f"\nerror: no code entered; the session stays open for `voice2fa verify --sandbox\n  {NUMBER}`\n" in text
 
 
 def test_ctrl_c_at_the_prompt_says_the_session_stays_open(state_dir):
@@ -168,8 +168,8 @@ def test_ctrl_c_at_the_prompt_says_the_session_stays_open(state_dir):
     child.close()
     assert child.exitstatus == 130
     lines = screen_lines(child.before)
-    assert lines[-2:] == [f"error: interrupted; the session stays open: `voice2fa verify {NUMBER}`", ""]
-    assert lines[-3].endswith("^C")  # the terminal's echo, then the message on a line of its own
+    assert lines[-3:] == [f"error: interrupted; the session stays open: `voice2fa verify --sandbox", f"  {NUMBER}`", ""]
+    assert lines[-4].endswith("^C")  # the terminal's echo, then the message on a line of its own
 
 
 def test_ringing_shows_a_timer_and_ctrl_c_hangs_up(sandbox, state_dir):

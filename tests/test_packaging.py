@@ -4,11 +4,14 @@ the package (not editable), so a subpackage left out of the build fails here, no
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
-SOURCE = Path(__file__).resolve().parent.parent / "voice2fa_cli"
+ROOT = Path(__file__).resolve().parent.parent
+SOURCE = ROOT / "voice2fa_cli"
 
 LIST_INSTALLED = """
 import json, pkgutil, voice2fa_cli
@@ -38,6 +41,38 @@ def test_the_installed_package_has_every_module_and_schema(tmp_path):
     installed = json.loads(out.stdout)
     assert [m for m in installed["modules"] if not m.endswith("__main__")] == source_modules()
     assert installed["schemas"] == sorted(p.name for p in (SOURCE / "schemas").glob("*.json"))
+
+
+# Whatever way this test run installed the package (editable too): a wheel built from the tree.
+
+
+def source_files() -> set[str]:
+    """The files of the package that a wheel must hold: Python modules and schemas."""
+    package = ROOT / "voice2fa_cli"
+    return {
+        path.relative_to(ROOT).as_posix()
+        for path in package.rglob("*")
+        if path.is_file() and path.suffix in (".py", ".json") and "__pycache__" not in path.parts
+    }
+
+
+def test_the_wheel_holds_every_module_subpackage_and_schema(tmp_path):
+    tree = tmp_path / "src"  # a copy: building never writes build/ or *.egg-info into the repository
+    shutil.copytree(ROOT / "voice2fa_cli", tree / "voice2fa_cli",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, tree / name)
+    out = tmp_path / "wheel"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(tree)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    (wheel,) = out.glob("voice2fa-*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    expected = source_files()
+    assert {"voice2fa_cli/stores/__init__.py", "voice2fa_cli/schemas/send.json"} <= expected
+    assert sorted(expected - shipped) == []
 
 
 BLOCK = """

@@ -183,3 +183,14 @@ def test_no_espeak_is_a_clear_error(tmp_path):
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
         2, "error: espeak-ng is not installed: install it (e.g. `apt-get install espeak-ng`) to hear previews"
     )
+
+
+@needs_espeak
+@pytest.mark.parametrize(("where", "reason"), [
+    ("missing/call.wav", "No such file or directory"),
+    ("/dev/full", "No space left on device"),
+])
+def test_audio_that_cannot_be_written_is_one_line_exit_2(tmp_path, where, reason):
+    target = tmp_path / where if not where.startswith("/") else where
+    result = run_cli(["preview", "--audio", str(target)], env_without_config())
+    assert (result.returncode, result.stderr) == (2, f"error: cannot write {target}: {reason}\n")

@@ -12,6 +12,7 @@ import subprocess
 
 import pytest
 
+from tests import json_schemas
 from tests.helpers import FAST, NUMBER, free_port, run_cli, voice2fa_command
 
 KEYS = ["SIGNALWIRE_SPACE", "SIGNALWIRE_PROJECT", "SIGNALWIRE_TOKEN", "SIGNALWIRE_NUMBER", "SIGNALWIRE_SIGNING_KEY"]
@@ -98,10 +99,28 @@ def test_env_lines_point_a_client_at_it_and_a_signal_stops_it_with_exit_0(runnin
 
 def test_json_settings(running):
     r = running("--json")
-    data = json.loads(r.proc.stdout.readline())
-    assert list(data) == KEYS
+    line = r.proc.stdout.readline()
+    data = json_schemas.check(["sandbox", "--json"], line)  # voice2fa_cli/schemas/sandbox.json
+    assert list(data) == KEYS + ["error", "exit_code"]
     assert data["SIGNALWIRE_SPACE"] == f"http://127.0.0.1:{r.port}"
+    assert (data["error"], data["exit_code"]) == (None, 0)
     assert r.stop(signal.SIGTERM)[0] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "0.0.0.0:8765"], "--listen 0.0.0.0:8765: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)"),
+        (["--api-code", "21211"], "--api-code needs --api-error"),
+        (["--outcome", "bogus"], "Invalid value for '--outcome': 'bogus' is not one of 'answer', 'busy', 'no-answer', "
+                                 "'voicemail', 'failed', 'hold'."),
+    ],
+)
+def test_json_errors_have_the_same_shape(args, message):
+    result = run_cli(["sandbox", "--json", *args], base_env())  # checked against sandbox.json
+    data = json.loads(result.stdout)
+    assert (result.returncode, data["error"], data["exit_code"]) == (2, message, 2)
+    assert [data[k] for k in KEYS] == [None] * len(KEYS)
 
 
 def test_unsigned_prints_an_empty_signing_key(running):
@@ -182,3 +201,27 @@ def test_a_port_in_use_exits_2():
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith(f"error: --listen 127.0.0.1:{port}: cannot listen there (")
     assert result.stdout == ""
+
+
+def test_voice2fa_send_through_the_printed_env_needs_no_tunnel(running, tmp_path):
+    """The README's way: `voice2fa sandbox > .env`, then `voice2fa send` in that directory. The
+    only missing setting is the public URL, and a local stand-in needs no tunnel: the message
+    says what to set (not "start a tunnel"), and with that line added the call goes through."""
+    r = running()
+    work = tmp_path / "app"
+    work.mkdir()
+    dotenv = work / ".env"
+    dotenv.write_text("".join(f"{k}={v}\n" for k, v in read_env_lines(r).items()))
+    port = free_port()
+    env = base_env() | FAST | {"VOICE2FA_STATE_DIR": str(tmp_path / "state"), "VOICE2FA_LISTEN": f"127.0.0.1:{port}"}
+    result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
+    assert (result.returncode, result.stderr) == (
+        2, "error: VOICE2FA_PUBLIC_URL is not set: SIGNALWIRE_SPACE is a local stand-in, which reaches this "
+           "machine without a tunnel: set VOICE2FA_PUBLIC_URL to http:// and the --listen address, e.g. "
+           "http://127.0.0.1:5000\n",
+    )
+    with dotenv.open("a") as f:
+        f.write(f"VOICE2FA_PUBLIC_URL=http://127.0.0.1:{port}\n")
+    result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
+    assert result.returncode == 0, result.stderr
+    assert r.stop(signal.SIGTERM)[0] == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -268,6 +269,7 @@ def _tls_files(directory: Path) -> dict[str, Path]:
     return {name: directory / name for name in ("ca.crt", "srv.crt", "srv.key", "other.crt")}
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_tls_with_the_right_ca_works_and_a_wrong_certificate_is_refused(tmp_path, key):
     files = _tls_files(tmp_path)
     port = free_port()
@@ -342,6 +344,8 @@ def test_every_key_expires_by_itself(url, key):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is not installed")
     from tests.redis_server import RedisCluster
 
     c = RedisCluster(tmp_path_factory.mktemp("cluster")).start()

@@ -125,3 +125,59 @@ def test_sanitize():
     assert ui.sanitize("[bold]x[/bold]", markup=True) == "\\[bold]x\\[/bold]"
     assert ui.sanitize("café ✓ 東京") == "café ✓ 東京"
     assert ui.sanitize(None) == "None"
+
+
+class HostileApp(http.server.BaseHTTPRequestHandler):
+    """An application under test whose call script says text made to take over a terminal
+    (XML allows C1 controls such as U+009B and format characters such as U+202E)."""
+
+    document = ('<?xml version="1.0" encoding="UTF-8"?><Response><Say>hello \u009b31mred\u009b0m \u202eevil'
+                '</Say><Hangup/></Response>').encode()
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(self.document)))
+        self.end_headers()
+        self.wfile.write(self.document)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_foreground_sandbox_logs_what_the_callee_heard_cleaned(tmp_path):
+    """`voice2fa sandbox` serves any client: what that client's documents say is untrusted."""
+    import base64
+    import signal
+    import subprocess
+    import urllib.parse
+    import urllib.request
+
+    app = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostileApp)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    proc = subprocess.Popen(voice2fa_command() + ["sandbox"], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        settings = dict(proc.stdout.readline().rstrip("\n").split("=", 1) for _ in range(5))
+        space, project, token = (settings[k] for k in ("SIGNALWIRE_SPACE", "SIGNALWIRE_PROJECT", "SIGNALWIRE_TOKEN"))
+        form = urllib.parse.urlencode({"From": CALLER, "To": NUMBER, "Url": f"http://127.0.0.1:{app.server_port}/"})
+        request = urllib.request.Request(f"{space}/api/laml/2010-04-01/Accounts/{project}/Calls.json",
+                                         data=form.encode())
+        request.add_header("Authorization", "Basic " + base64.b64encode(f"{project}:{token}".encode()).decode())
+        sid = json.loads(urllib.request.urlopen(request, timeout=30).read())["sid"]
+        err = ""
+        while f"call {sid} to {NUMBER}: completed" not in err:
+            line = proc.stderr.readline()
+            assert line, err
+            err += line
+        proc.send_signal(signal.SIGTERM)
+        err += proc.communicate(timeout=30)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+        app.shutdown()
+    assert f"sandbox: call {sid} callee heard: hello 31mred0m evil\n" in err
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]", err)

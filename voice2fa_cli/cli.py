@@ -64,6 +64,8 @@ JSON_SHAPES: dict[str, dict] = {
     "sessions": dict(sessions=[], error=None, exit_code=0),
     "purge": dict(removed=None, error=None, exit_code=0),
     "doctor": dict(ok=False, problems=None, dotenv=None, checks=[], error=None, exit_code=0),
+    "sandbox": dict(SIGNALWIRE_SPACE=None, SIGNALWIRE_PROJECT=None, SIGNALWIRE_TOKEN=None, SIGNALWIRE_NUMBER=None,
+                    SIGNALWIRE_SIGNING_KEY=None, error=None, exit_code=0),
 }
 
 # `send --sandbox --outcome NAME`: the sandbox's scripted endings (sandbox.Scenario fields).
@@ -391,14 +393,15 @@ def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox
     from voice2fa_cli import sessions as sessions_core
 
     interactive = sys.stdin.isatty()
-    still_open = f"the session stays open: `voice2fa verify {number}`"
+    check = f"voice2fa verify --sandbox {number}" if sandbox else f"voice2fa verify {number}"
+    still_open = f"the session stays open: `{check}`"
     while True:
         try:
             entry = ui.read_code(interactive)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted; {still_open}") from None
         if entry is None:
-            raise Rejected(f"no code entered; the session stays open for `voice2fa verify {number}`")
+            raise Rejected(f"no code entered; the session stays open for `{check}`")
         code = otp.normalise(entry)
         if code is None:
             if interactive:
@@ -657,12 +660,11 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
     """
     import asyncio
     import ipaddress
-    import json
 
-    from voice2fa_cli import config
+    from voice2fa_cli import config, ui
     from voice2fa_cli.errors import ConfigError
 
-    with exit_codes(json_out):
+    with exit_codes(json_out, shape="sandbox") as payload:
         where = config.parse_listen(listen, "--listen")
         try:
             loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
@@ -684,15 +686,15 @@ def sandbox(listen, json_out, outcome, press, api_error, api_code, api_on, unsig
         def ready(sb) -> None:
             values = settings(sb)
             if json_out:
-                click.echo(json.dumps(values))
+                ui.emit_json({**payload, **values})
             else:
                 click.echo("".join(f"{name}={value}\n" for name, value in values.items()), nl=False)
             sys.stdout.flush()
-            click.echo(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it", err=True)
+            ui.log(f"sandbox: SignalWire stand-in at {sb.url}; Ctrl-C stops it")
 
         try:
             asyncio.run(serve(where.host, where.port, scenario, signed=not unsigned, ready=ready,
-                              say=lambda line: click.echo(f"sandbox: {line}", err=True)))
+                              say=lambda line: ui.log(f"sandbox: {line}")))
         except OSError as exc:
             raise ConfigError(f"--listen {where}: cannot listen there ({exc.strerror or exc})") from None
         click.echo("sandbox: stopped", err=True)

@@ -526,7 +526,26 @@ def public_url_setting(env: Mapping[str, str], flag: str | None) -> tuple[str, l
     """The public URL (flag over VOICE2FA_PUBLIC_URL) and its warnings."""
     if flag is not None:
         return parse_public_url(flag, "--public-url")
+    if value(env, "VOICE2FA_PUBLIC_URL") is None and _local_stand_in(env):
+        raise ConfigError(
+            "VOICE2FA_PUBLIC_URL is not set: SIGNALWIRE_SPACE is a local stand-in, which reaches this machine "
+            "without a tunnel: set VOICE2FA_PUBLIC_URL to http:// and the --listen address, e.g. http://127.0.0.1:5000"
+        )
     return parse_public_url(_require(env, "VOICE2FA_PUBLIC_URL"), "VOICE2FA_PUBLIC_URL")
+
+
+def _local_stand_in(env: Mapping[str, str]) -> bool:
+    """SIGNALWIRE_SPACE names a literal loopback address (`voice2fa sandbox`, a test double)."""
+    from urllib.parse import urlsplit
+
+    raw = value(env, "SIGNALWIRE_SPACE")
+    if raw is None:
+        return False
+    try:
+        host = urlsplit(raw if "://" in raw else f"https://{raw}").hostname
+    except ValueError:
+        return False
+    return host is not None and is_loopback_address(host)
 
 
 def caller_name(env: Mapping[str, str], flag: str | None) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from voice2fa_cli import config, otp
 from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
 from voice2fa_cli.phone import Number
-from voice2fa_cli.speech import Voice
+from voice2fa_cli.speech import KEY_WINDOW, Voice
 from voice2fa_cli.stores.base import Session, SessionStore
 from voice2fa_cli.stores import StoreSpec
 
@@ -140,6 +140,15 @@ async def send_sandbox(
     state_dir = config.state_dir(env)
     timing = config.timing(env, ring_timeout)
     async with await StoreThread.open(config.store_spec(env), sandbox=True) as store:  # sandbox sessions: their own store
+        # send limits and countries do not apply (nothing is dialed), but a number the sandbox
+        # locked gets no call: its code could never verify
+        until = await store.run("number_locked_until", options.number.e164)
+        if until is not None:
+            from voice2fa_cli.stores.base import clock_text
+
+            raise PolicyRefused(
+                f"{options.number.e164} is locked after too many wrong codes: no calls until {clock_text(until)}"
+            )
         sock = bind(listen.host, listen.port)
         try:
             host, port = sock.getsockname()[:2]
@@ -297,6 +306,9 @@ async def place_call(
                 )
             elif call.key is not None and call.wrong_keys:
                 problem = f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
+            elif call.key is not None and call.duration is not None and call.duration < KEY_WINDOW:
+                # too short a call to have waited out the key window: the callee hung up
+                problem = f"the code was not delivered: the callee hung up before pressing {call.key}"
             elif call.key is not None:
                 problem = f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
             else:

@@ -152,12 +152,15 @@ def synthesize(events: list[Event], out: Path) -> float:
                 frames.append(bytes(params.sampwidth * params.nchannels * params.framerate * event.seconds))
     if params is None:
         raise ConfigError("espeak-ng produced no audio")
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(params.nchannels)
-        w.setsampwidth(params.sampwidth)
-        w.setframerate(params.framerate)
-        for chunk in frames:
-            w.writeframes(chunk)
+    try:
+        with open(out, "wb") as f, wave.open(f, "wb") as w:
+            w.setnchannels(params.nchannels)
+            w.setsampwidth(params.sampwidth)
+            w.setframerate(params.framerate)
+            for chunk in frames:
+                w.writeframes(chunk)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {out}: {exc.strerror or exc}") from None
     return sum(len(f) for f in frames) / (params.sampwidth * params.nchannels * params.framerate)
 
 

@@ -387,6 +387,13 @@ def error(message: str, hint: str | None = None) -> None:
             click.echo(line, err=True)
 
 
+def log(text: str) -> None:
+    """One line of a log on stderr (`voice2fa sandbox`): text from the network cleaned, and
+    fitted to a terminal's width at word boundaries (as it is off a terminal)."""
+    for line in fit(sanitize(text), width(sys.stderr), 2):
+        click.echo(line, err=True)
+
+
 def emit_json(data: dict) -> None:
     import json
 

@@ -104,6 +104,7 @@ class SimCall:
     sequence: int = 0
     gathers_reached: int = 0
     steered: int = 0  # keys of Scenario.steer pressed so far
+    waited: int = 0  # simulated seconds spent waiting out <Gather> timeouts (no key pressed)
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -479,7 +480,7 @@ class Sandbox:
         if not scenario.fetch:
             await asyncio.Event().wait()  # silence until the client hangs up
         await self._converse(call)
-        call.duration = max(1, 2 * len(call.heard))
+        call.duration = max(1, 2 * len(call.heard) + call.waited)
         self._status(call, "completed")
         await self._callback(call, "completed", "completed")
 
@@ -517,6 +518,8 @@ class Sandbox:
             key = self._key(call, gather) if gather is not None else None
             form = [f for f in form if f[0] != "Digits"]
             if key is None:
+                if gather is not None:  # nobody presses: the platform waits out the <Gather>'s timeout
+                    call.waited += _timeout(gather)
                 self._heard(call, list(document.lines))  # no key: the document goes on to its end
                 if document.redirect is None:
                     return
@@ -554,3 +557,9 @@ class Sandbox:
         call.heard.extend(lines)
         if self.on_heard is not None:
             self.on_heard(call, lines)
+
+
+def _timeout(gather: cxml.Gather) -> int:
+    """Seconds a <Gather> waits for a key (cXML's default: 5)."""
+    raw = gather.attributes.get("timeout", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 3 else 5

@@ -56,6 +56,13 @@ def spec(env: Mapping[str, str], state_dir: Path) -> StoreSpec:
         raise ConfigError(
             "VOICE2FA_STORE must be a redis://, rediss:// or unix:// URL (unset: the local SQLite store)"
         )
+    if url is not None:
+        try:
+            import redis  # noqa: F401  (an optional dependency: `pip install .` leaves it out)
+        except ImportError:
+            raise ConfigError(
+                "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+            ) from None
     if url is None and (key_file or ca_file):
         name = "VOICE2FA_KEY_FILE" if key_file else "VOICE2FA_STORE_CA"
         raise ConfigError(f"{name} is for the shared store: set VOICE2FA_STORE too, or unset {name}")
