@@ -9,6 +9,8 @@ use real processes started together behind a barrier.
 
 from __future__ import annotations
 
+import asyncio
+
 import itertools
 import json
 import multiprocessing
@@ -87,10 +89,11 @@ def clock() -> list[float]:
     return [T0]
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "redis-asyncio"])
 def where(request, state_dir, tmp_path) -> StoreSpec:
     """The store under test: SQLite in the state dir, or a real Redis (emptied) with a shared
-    key file. Every behaviour test runs against both."""
+    key file, through the sync client or (redis-asyncio: `store` only) the asyncio one that
+    `voice2fa serve` uses. Every behaviour test runs against each."""
     if request.param == "sqlite":
         return StoreSpec(state_dir=state_dir)
     pytest.importorskip("redis")
@@ -102,9 +105,41 @@ def where(request, state_dir, tmp_path) -> StoreSpec:
     return StoreSpec(state_dir=state_dir, url=server.url, key_file=key_file)
 
 
+class OnLoopStore:
+    """The asyncio Redis store (stores/redis_async.py) driven from these synchronous tests, on a
+    loop of its own: what it implements is awaited there, the rest is the sync store's."""
+
+    def __init__(self, sync) -> None:
+        from voice2fa_cli.stores.redis_async import ON_LOOP
+
+        self._sync = sync
+        self._aio = sync.asyncio()
+        self._on_loop = ON_LOOP
+        self._loop = asyncio.new_event_loop()
+
+    def __getattr__(self, name: str):
+        if name in self._on_loop:
+            method = getattr(self._aio, name)
+            return lambda *args, **kwargs: self._loop.run_until_complete(method(*args, **kwargs))
+        return getattr(self._sync, name)
+
+    def close(self) -> None:
+        self._loop.run_until_complete(self._aio.aclose())
+        self._loop.close()
+        self._sync.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 @pytest.fixture
-def store(where, clock):
+def store(request, where, clock):
     s = open_store(where, clock=lambda: clock[0])
+    if request.node.callspec.params.get("where") == "redis-asyncio":
+        s = OnLoopStore(s)
     yield s
     s.close()
 

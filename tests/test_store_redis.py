@@ -371,3 +371,65 @@ def test_the_store_works_on_a_redis_cluster(cluster, key):
     owners = {nodes.get_node_from_key(f"{PREFIX}{{{n}}}:h").port for n in numbers}
     nodes.close()
     assert len(owners) > 1, "the numbers land on several nodes"
+
+
+# --- the asyncio store (voice2fa serve's event loop): the same answers and failures -------------
+
+
+def on_loop(store: RedisStore, work):
+    """`await work(aio)` with the store's asyncio twin, on a loop of its own."""
+    import asyncio
+
+    async def go():
+        aio = store.asyncio()
+        try:
+            return await work(aio)
+        finally:
+            await aio.aclose()
+
+    return asyncio.run(go())
+
+
+def test_the_asyncio_store_tells_live_records_on_the_servers_clock(url, key):
+    store = RedisStore.open(url, key)  # no test clock: the server's TIME decides
+
+    async def work(aio):
+        await aio.put_record("verification", "gone", {"n": 1}, ttl=-1)
+        await aio.put_record("verification", "live", {"n": 2}, ttl=3600)
+        return [await aio.get_record("verification", i) for i in ("gone", "live", "never")]
+
+    assert on_loop(store, work) == [None, {"n": 2}, None]
+    assert [store.get_record("verification", i) for i in ("gone", "live", "never")] == [None, {"n": 2}, None]
+
+
+def test_the_asyncio_store_fails_closed_in_one_line_when_the_server_goes_down(tmp_path, key):
+    srv = RedisServer(tmp_path).start()
+    try:
+        store = RedisStore.open(srv.url, key, timeout=0.5, clock=lambda: T0)
+        add(store)
+    finally:
+        srv.stop()
+
+    async def work(aio):
+        return await aio.check(NUMBER, CODE, "s1")
+
+    with pytest.raises(StoreError) as info:
+        on_loop(store, work)
+    assert info.value.message.startswith(f"the store {srv.url} cannot be reached: ")
+    assert "\n" not in info.value.message
+
+
+def test_the_asyncio_store_times_out_as_the_sync_one(url, key):
+    store = RedisStore.open(url, key, timeout=0.2, clock=lambda: T0)
+
+    async def work(aio):
+        await aio.get_record("verification", "warm")  # connected, as the sync store is once open
+        raw(url).execute_command("CLIENT", "PAUSE", "1500", "ALL")
+        return await aio.check(NUMBER, CODE)
+
+    try:
+        with pytest.raises(StoreError) as info:
+            on_loop(store, work)
+    finally:
+        raw(url).execute_command("CLIENT", "UNPAUSE")
+    assert info.value.message == f"the store {url} did not answer in time: is the server overloaded or unreachable?"

@@ -12,7 +12,6 @@ altered or moved to another record unnoticed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 
@@ -27,13 +26,13 @@ class SealError(Exception):
 
 
 def keys(master: bytes) -> tuple[bytes, bytes]:
-    return (hmac.new(master, b"voice2fa seal enc v1", hashlib.sha256).digest(),
-            hmac.new(master, b"voice2fa seal mac v1", hashlib.sha256).digest())
+    return (hmac.digest(master, b"voice2fa seal enc v1", "sha256"),
+            hmac.digest(master, b"voice2fa seal mac v1", "sha256"))
 
 
 def _keystream(enc_key: bytes, nonce: bytes, length: int) -> bytes:
     blocks = (length + BLOCK - 1) // BLOCK
-    return b"".join(hmac.new(enc_key, nonce + i.to_bytes(8, "big"), hashlib.sha256).digest()
+    return b"".join(hmac.digest(enc_key, nonce + i.to_bytes(8, "big"), "sha256")  # one-shot: the same bytes
                     for i in range(blocks))[:length]
 
 
@@ -42,7 +41,7 @@ def _xor(data: bytes, stream: bytes) -> bytes:
 
 
 def _tag(mac_key: bytes, aad: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
-    return hmac.new(mac_key, VERSION + len(aad).to_bytes(8, "big") + aad + nonce + ciphertext, hashlib.sha256).digest()
+    return hmac.digest(mac_key, VERSION + len(aad).to_bytes(8, "big") + aad + nonce + ciphertext, "sha256")
 
 
 def seal(master: bytes, aad: bytes, plaintext: bytes) -> bytes:

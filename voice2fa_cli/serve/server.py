@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import hmac
 import secrets
 import socket
@@ -92,7 +91,7 @@ class Core:
             return False
         if not records.SID.fullmatch(user) or not secret or len(secret) > 256:
             return False
-        mac = hmac.new(self._mac_key, secret.encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._mac_key, secret.encode(), "sha256")
         cached = self._auth_cache.get(user)
         now = time.monotonic()
         if cached is not None and hmac.compare_digest(cached[0], mac) and now - cached[1] < AUTH_CACHE_SECONDS:
@@ -291,9 +290,10 @@ class Core:
             record = await self._record(service, form["VerificationSid"])
             verdict = await self.store.run("check", record["to"], code, record.get("session"))
         elif form.get("To"):
-            record, verdict = await self.store.apply(_check_pending, f"{service.sid}:{form['To']}", code)
+            record = await self._pending(service, form["To"])
             if record is None:
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
+            verdict = await self.store.run("check", record["to"], code, record.get("session"))
         else:
             raise ApiError(60200, "Invalid parameter: To or VerificationSid is required")
         if verdict.verified:
@@ -323,14 +323,6 @@ class Core:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=self.settings.timing.api_timeout)
-
-
-def _check_pending(store, pending_id: str, code: str):
-    """The pending verification read and its code checked, in one trip to the store's thread."""
-    record = store.get_record(records.PENDING, pending_id)
-    if not record or record.get("status") != "pending":
-        return None, None
-    return record, store.check(record["to"], code, record.get("session"))
 
 
 def _base(sock: socket.socket) -> str:
@@ -402,10 +394,10 @@ class Serving:
             self.sandbox = await stack.enter_async_context(Sandbox(caller=SANDBOX_CALLER))
         settings = self._settings()
         spec = config.store_spec(self.env)
-        creds = await stack.enter_async_context(await flow.StoreThread.open(spec, workers=STORE_WORKERS))
+        creds = await self._open_store(spec, sandbox=False)
         store = creds
         if self.sandbox_mode:
-            store = await stack.enter_async_context(await flow.StoreThread.open(spec, sandbox=True, workers=STORE_WORKERS))
+            store = await self._open_store(spec, sandbox=True)
         registry = metrics.Metrics()
         server_config = ServerConfig(settings.public_url, settings.signing_key,
                                      **({"limits": self.limits} if self.limits is not None else {}))
@@ -416,9 +408,11 @@ class Serving:
             from voice2fa_cli.webhook import CALLS, SHARED
 
             # The webhook's own threads on the same (thread-safe) Redis client: the platform's
-            # requests never queue behind the API's work.
-            hook_store = flow.StoreThread(store.store, STORE_WORKERS)
-            stack.callback(hook_store._pool.shutdown, wait=False)
+            # requests never queue behind the API's work there. On Redis (an OnLoop store, which
+            # has `aio`) the calls' records are read and written on the loop, as the API's are.
+            hook_thread = flow.StoreThread(store.store, STORE_WORKERS)
+            stack.callback(hook_thread._pool.shutdown, wait=False)
+            hook_store = type(store)(hook_thread, store.aio) if hasattr(store, "aio") else hook_thread
             calls = await StoredCalls.open(hook_store, webhook[CALLS], ttl=flow.MAX_TTL + 3600)
             webhook[SHARED] = calls
         metrics.observe_webhook(webhook, registry)
@@ -437,6 +431,20 @@ class Serving:
             await flow.preflight(server_config, settings.listen, settings.timing.api_timeout)
         self.log.write("server", event="started", api=self.api_url, webhook=settings.public_url,
                        sandbox=self.sandbox_mode, store=spec.describe())
+
+    async def _open_store(self, spec, *, sandbox: bool):
+        """The store worked from threads (SQLite: one); on Redis, its hot paths on the event loop
+        through redis.asyncio (stores.redis_async.OnLoop), the rest from threads."""
+        thread = await self._stack.enter_async_context(
+            await flow.StoreThread.open(spec, sandbox=sandbox, workers=STORE_WORKERS))
+        if not spec.shared:
+            return thread
+        aio = thread.store.asyncio()
+        if aio is None:  # a Redis Cluster: threads only
+            return thread
+        from voice2fa_cli.stores.redis_async import OnLoop
+
+        return await self._stack.enter_async_context(OnLoop(thread, aio))
 
     async def stop(self) -> None:
         """Stop taking verifications, let the calls in flight end (up to the bound), close."""

@@ -82,6 +82,7 @@ class RedisStore:
         self.sandbox = sandbox
         self._prefix = PREFIX + ("sandbox:" if sandbox else "")
         self._clock = clock
+        self._connect: tuple[str, dict] | None = None  # the URL and options it was opened with
         self._scripts = {
             name: client.register_script(getattr(redis_scripts, name))
             for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "PEEK", "PURGE", "INDEX",
@@ -117,6 +118,7 @@ class RedisStore:
                 client.close()
                 client = RedisCluster.from_url(url, **options)
         store = cls(client, key, url, sandbox=sandbox, clock=clock)
+        store._connect = (url, options)
         with store._errors():
             store._check_key()
         return store
@@ -144,6 +146,17 @@ class RedisStore:
 
     def close(self) -> None:
         self._r.close()
+
+    def asyncio(self):
+        """The same namespace through redis.asyncio, for an event loop (voice2fa serve): an
+        AsyncRedisStore, or None on a Redis Cluster or a store not opened from a URL."""
+        from redis.cluster import RedisCluster
+
+        if self._connect is None or isinstance(self._r, RedisCluster):
+            return None
+        from voice2fa_cli.stores.redis_async import AsyncRedisStore
+
+        return AsyncRedisStore(self, *self._connect)
 
     def __enter__(self) -> RedisStore:
         return self
@@ -286,25 +299,7 @@ class RedisStore:
                 break
         else:
             raise StoreError(f"the store {self.url} kept changing under the check: try again")
-        session = _session(raw) if raw else None
-        if kind == "locked":
-            return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(float(until))}", session)
-        if kind == "none":
-            return no_session(number, self.sandbox)
-        if kind == "closed":
-            return Verdict(False, CLOSED_REASONS[session.state], session)
-        if kind == "expired":
-            return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
-        if kind == "clock-back":
-            return Verdict(False, CLOCK_BACK, session)
-        if kind == "verified":
-            return Verdict(True, "verified", session, int(left))
-        left = int(left)
-        if left == 0:
-            reason = "wrong code; locked: too many wrong codes; send a new one"
-        else:
-            reason = f"wrong code ({left} attempt{'s' if left != 1 else ''} left)"
-        return Verdict(False, reason, session, left)
+        return verdict(number, self.sandbox, kind, raw, left, until)
 
     def recent(self, limit: int = 50) -> list[Session]:
         with self._errors():
@@ -373,13 +368,7 @@ class RedisStore:
         return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
 
     def _live(self, raw: str | None) -> dict | None:
-        if raw is None:
-            return None
-        envelope = json.loads(raw)
-        expires = envelope.get("expires_at")
-        if expires is not None and float(expires) <= self.clock():
-            return None
-        return envelope["body"]
+        return live_body(raw, self.clock)
 
     def get_record(self, kind: str, record_id: str) -> dict | None:
         """The live record, or None."""
@@ -421,7 +410,7 @@ def _errors(url: str) -> Iterator[None]:
         yield
     except redis.exceptions.AuthenticationError:
         raise StoreError(f"the store {url} refused the credentials: check the user and password in VOICE2FA_STORE") from None
-    except redis.exceptions.TimeoutError:
+    except (redis.exceptions.TimeoutError, TimeoutError):
         raise StoreError(f"the store {url} did not answer in time: is the server overloaded or unreachable?") from None
     except redis.exceptions.ConnectionError as exc:
         raise StoreError(f"the store {url} cannot be reached: {_cause(exc)}") from None
@@ -454,6 +443,41 @@ def _session(raw: str) -> Session:
         call_status=d["call_status"] or None,
         sandbox=bool(d["sandbox"]),
     )
+
+
+def verdict(number: str, sandbox: bool, kind: str, raw: str | None, left, until) -> Verdict:
+    """The CHECK script's answer as a Verdict: one mapping for the sync store and the asyncio one."""
+    session = _session(raw) if raw else None
+    if kind == "locked":
+        return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(float(until))}", session)
+    if kind == "none":
+        return no_session(number, sandbox)
+    if kind == "closed":
+        return Verdict(False, CLOSED_REASONS[session.state], session)
+    if kind == "expired":
+        return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
+    if kind == "clock-back":
+        return Verdict(False, CLOCK_BACK, session)
+    if kind == "verified":
+        return Verdict(True, "verified", session, int(left))
+    left = int(left)
+    if left == 0:
+        reason = "wrong code; locked: too many wrong codes; send a new one"
+    else:
+        reason = f"wrong code ({left} attempt{'s' if left != 1 else ''} left)"
+    return Verdict(False, reason, session, left)
+
+
+def live_body(raw: str | None, clock: Callable[[], float]) -> dict | None:
+    """A record's body from its stored envelope, None when absent or past its end of life
+    (`clock` is asked only then: the store's time)."""
+    if raw is None:
+        return None
+    envelope = json.loads(raw)
+    expires = envelope.get("expires_at")
+    if expires is not None and float(expires) <= clock():
+        return None
+    return envelope["body"]
 
 
 def _cause(exc: Exception) -> str:

@@ -284,6 +284,15 @@ redis.call('ZADD', KEYS[2], 0, ARGV[1])
 return 1
 """
 
+# KEYS: the record's key. The stored record and the server's time (seconds, microseconds), in
+# one round trip; nil when there is no record. The caller tells whether it is still live.
+GET_RECORD = """#!lua flags=no-writes
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local t = redis.call('TIME')
+return {raw, t[1], t[2]}
+"""
+
 # KEYS: the record's key, its kind's index. ARGV: id, the record (JSON with its expires_at), the
 # rev the live record must have (no live record: 0), its PX, now ('' for the server's time).
 # Returns 1 when stored, 0 when the live record's rev differs.
