@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 
@@ -162,3 +163,50 @@ def test_a_cancel_reaching_the_other_instance_hangs_up_the_call(pair, sandbox):
         time.sleep(0.05)
     assert call.status == "canceled"  # A hung it up while it rang
     assert [r for r in sandbox.requests if r.method == "POST" and ("Status", "completed") in r.form]
+
+
+def test_a_store_that_fails_during_a_call_is_one_log_line_and_no_traceback(sandbox, tmp_path, capfd):
+    """The call was placed, then the store went away while the phone rang: the follower's
+    failure is logged as one JSON line, and asyncio never prints "Task exception was never
+    retrieved" with a traceback."""
+    import gc
+
+    from tests.helpers import CALLER
+
+    own = RedisServer(tmp_path / "own")
+    (tmp_path / "own").mkdir()
+    own.start()
+    key_file = tmp_path / "shared.key"
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o600)
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    env = {
+        "SIGNALWIRE_SPACE": sandbox.url, "SIGNALWIRE_PROJECT": sandbox.project, "SIGNALWIRE_TOKEN": sandbox.token,
+        "SIGNALWIRE_NUMBER": CALLER, "SIGNALWIRE_SIGNING_KEY": sandbox.signing_key,
+        "VOICE2FA_STORE": own.url, "VOICE2FA_KEY_FILE": str(key_file), "VOICE2FA_STATE_DIR": str(state),
+        "VOICE2FA_POLL_INTERVAL": "0.2", "VOICE2FA_WEBHOOK_GRACE": "1", "VOICE2FA_API_TIMEOUT": "1",
+        "VOICE2FA_STORE_TIMEOUT": "0.5",
+    }
+    with open_store(StoreSpec(state_dir=state, url=own.url, key_file=key_file)) as store:
+        service = records.create_service(store, "Acme")
+        key, secret = records.create_key(store, "backend")
+    sandbox.set_scenario(fetch=False)  # answered, never fetched: voice2fa waits the grace (1 s), hangs up, records
+    hook = bind("127.0.0.1", 0)
+    server = ServeThread(env, sandbox=False, public_url=f"http://127.0.0.1:{hook.getsockname()[1]}",
+                         webhook_sock=hook, preflight=False, linger=0.2, drain=2)
+    try:
+        verify = client_for(server, key.sid, secret).verify.v2.services(service.sid)
+        verify.verifications.create(to=NUMBER, channel="call")
+        own.stop()  # the store goes away during the call
+        deadline = time.monotonic() + 30
+        while not [line for line in server.lines() if line.get("event") == "failed"]:
+            assert time.monotonic() < deadline, server.lines()
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    gc.collect()
+    failed = [line for line in server.lines() if line.get("event") == "failed"]
+    assert len(failed) == 1 and "the store" in failed[0]["error"], failed
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "never retrieved" not in err, err[-3000:]

@@ -18,6 +18,7 @@ import json
 import re
 
 from voice2fa_cli import speech
+from voice2fa_cli.errors import StoreError
 from voice2fa_cli.serve.sealed import SealError, seal, unseal
 from voice2fa_cli.webhook import CallState
 
@@ -151,5 +152,9 @@ class StoredCalls:
         `on_hung_up()` when another instance hung it up."""
         while True:
             await asyncio.sleep(interval)
-            if await self.sync(call):
+            try:
+                hung_up = await self.sync(call)
+            except StoreError:
+                continue  # the store is away: the call goes on, and flow tells of it when it records
+            if hung_up:
                 on_hung_up()

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from voice2fa_cli import config, flow, phone, phrases, speech
-from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError, StoreError
+from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError, StoreError, Voice2faError
 from voice2fa_cli.serve import records, shapes
 from voice2fa_cli.serve.log import CallReporter, Log, ServerReporter
 
@@ -253,6 +253,14 @@ class Core:
                 self.metrics.delivered()
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
                            delivered=result.delivered)
+        except Exception as exc:
+            if not placed.done():
+                raise  # the create waits on this task and answers for it
+            # Placed, then failed (the store or the platform went away): flow hung up and
+            # recorded what it could; nobody else awaits this task, so the failure is told here,
+            # in one line (never asyncio's "Task exception was never retrieved").
+            self.log.write("call", verification=sid, event="failed",
+                           error=exc.message if isinstance(exc, Voice2faError) else type(exc).__name__)
         finally:
             if syncing is not None:
                 syncing.cancel()
