@@ -433,3 +433,30 @@ def test_the_asyncio_store_times_out_as_the_sync_one(url, key):
     finally:
         raw(url).execute_command("CLIENT", "UNPAUSE")
     assert info.value.message == f"the store {url} did not answer in time: is the server overloaded or unreachable?"
+
+
+def test_a_check_through_the_pending_record_checks_the_session_it_names_now(url, key):
+    """check_pending (a check by `To` in one round trip) guesses the session the record names;
+    a resend names another session: the stale guess must not check the old one, or miss the new."""
+    store = RedisStore.open(url, key)  # the server's clock
+    add(store, "s1", code="111111")
+
+    async def work(aio):
+        out = [await aio.check_pending("pending", "svc:n", NUMBER, "111111")]  # no record yet
+        await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s1"}, ttl=600)
+        for code in ("000000", "000000"):  # first: no guess yet; second: guessed right
+            record, v = await aio.check_pending("pending", "svc:n", NUMBER, code)
+            out.append((record["session"], v.verified, v.attempts_left, v.session.id))
+        add(store, "s2", code="222222")  # a resend: s1 superseded, the record names s2
+        await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s2"}, ttl=600)
+        record, v = await aio.check_pending("pending", "svc:n", NUMBER, "222222")  # the guess (s1) is stale
+        out.append((record["session"], v.verified, v.session.id))
+        await aio.put_record("pending", "svc:n", {"status": "approved", "to": NUMBER, "session": "s2"}, ttl=600)
+        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222"))
+        await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s2"}, ttl=-1)
+        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222"))  # past its life
+        return out
+
+    assert on_loop(store, work) == [None, ("s1", False, 4, "s1"), ("s1", False, 3, "s1"), ("s2", True, "s2"),
+                                    None, None]
+    assert store.get("s1").state == "superseded" and store.get("s2").state == "verified"

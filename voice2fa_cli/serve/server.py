@@ -298,10 +298,16 @@ class Core:
             record = await self._record(service, form["VerificationSid"])
             verdict = await self.store.run("check", record["to"], code, record.get("session"))
         elif form.get("To"):
-            record = await self._pending(service, form["To"])
+            one_trip = getattr(self.store, "check_pending", None)  # standalone Redis: record and check at once
+            if one_trip is not None:
+                found = await one_trip(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code)
+                record, verdict = found if found is not None else (None, None)
+            else:
+                record = await self._pending(service, form["To"])
+                if record is not None:
+                    verdict = await self.store.run("check", record["to"], code, record.get("session"))
             if record is None:
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
-            verdict = await self.store.run("check", record["to"], code, record.get("session"))
         else:
             raise ApiError(60200, "Invalid parameter: To or VerificationSid is required")
         if verdict.verified:

@@ -36,6 +36,7 @@ from voice2fa_cli.stores.redis import (
 
 
 MAX_CONNECTIONS = 64  # per namespace and server process
+MAX_NAMED = 10_000  # pending records whose session check_pending remembers
 
 
 class AsyncRedisStore:
@@ -61,7 +62,10 @@ class AsyncRedisStore:
         self._clock = sync._clock
         self._scripts = {name: self._r.register_script(getattr(redis_scripts, name))
                          for name in ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "RECORD", "INDEX",
-                                      "PUT_RECORD", "SWAP_RECORD", "GET_RECORD")}
+                                      "PUT_RECORD", "SWAP_RECORD", "GET_RECORD", "CHECK_PENDING")}
+        # The session each pending record last named (check_pending's guess: the digest is bound
+        # to the session id, so it is made before the round trip; the script tells a stale guess).
+        self._named: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await self._r.aclose()
@@ -109,6 +113,33 @@ class AsyncRedisStore:
         else:
             raise StoreError(f"the store {self.url} kept changing under the check: try again")
         return verdict(number, self.sandbox, kind, raw, left, until)
+
+    async def check_pending(self, kind: str, record_id: str, number: str, code: str
+                            ) -> tuple[dict, Verdict] | None:
+        """A check by number through its pending record (`kind`, `record_id`): None when there
+        is no live record of status pending, else the record's body and the verdict of `check`
+        on the session it names. One round trip when the session named is the one last seen
+        here; else two, the second `check` itself."""
+        s = self._sync
+        key, _ = s._record_keys(kind, record_id)
+        h, f, _ = s._number_keys(number)
+        guess = self._named.get(key, "")
+        digest = otp.digest(s._key, guess, code).hex() if guess else ""
+        found = await self._run("CHECK_PENDING", [key, h, f],
+                                [s._now_arg(), number, guess, digest, *s._lock_args()])
+        if found[0] == "gone":
+            return None
+        raw = found[-1]
+        record = json.loads(raw)["body"]
+        if len(self._named) >= MAX_NAMED:
+            self._named.clear()
+        session = record.get("session")
+        if isinstance(session, str):
+            self._named[key] = session
+        if found[0] == "retry":
+            return record, await self.check(record["to"], code, session)
+        kind, raw_session, left, until, _now = found[:5]
+        return record, verdict(number, self.sandbox, kind, raw_session, left, until)
 
     async def create_session(self, *, session_id: str, number: str, code: str, ttl: float, max_attempts: int = 5,
                              call_sid: str | None, call_status: str | None) -> Session:
@@ -239,6 +270,9 @@ class OnLoop:
         if method in ON_LOOP:
             return await getattr(self.aio, method)(*args, **kwargs)
         return await self.thread.run(method, *args, **kwargs)
+
+    async def check_pending(self, *args: Any) -> tuple[dict, Verdict] | None:
+        return await self.aio.check_pending(*args)
 
     async def apply(self, function, *args: Any, **kwargs: Any) -> Any:
         return await self.thread.apply(function, *args, **kwargs)

@@ -174,7 +174,7 @@ return {'ok'}
 # digest (hex), limit, window, lock.
 # Returns {kind, session JSON or '', attempts left, lock end or '', now}; kind is one of retry,
 # locked, none, closed, expired, clock-back, verified, wrong.
-CHECK = "#!lua\n" + _PRELUDE + """
+_CHECK_BODY = """
 local h, f = KEYS[1], KEYS[2]
 local now, hw = clock(h, ARGV[1], true)
 local id = ARGV[2]
@@ -207,6 +207,34 @@ local n = redis.call('HINCRBY', h, 'fseq', 1)
 redis.call('ZADD', f, num(now), num(now) .. ':' .. n)
 keep_until(f, now, now + tonumber(ARGV[6]) + tonumber(ARGV[7]))
 return out('wrong', left)
+"""
+CHECK = "#!lua\n" + _PRELUDE + _CHECK_BODY
+
+# KEYS: a pending record's key, then CHECK's (h, fail) of its number. ARGV: now, number, the
+# session id the digest was made for, digest (hex), limit, window, lock.
+# A check by `To` in one round trip (standalone Redis: the keys are in different slots): the
+# live pending record (the same life test as GET_RECORD's caller, on the same clock) and, when
+# it names that session of that number, CHECK on it, atomically. Returns {'gone'} (no live
+# pending record), {'retry', record} (it names another session or number: the caller checks the
+# usual way), or CHECK's answer followed by the record.
+CHECK_PENDING = "#!lua\n" + _PRELUDE + "local function check(KEYS, ARGV)\n" + _CHECK_BODY + """end
+local raw = redis.call('GET', KEYS[1])
+if not raw then return {'gone'} end
+local env = cjson.decode(raw)
+local e = env.expires_at
+if e ~= nil and e ~= cjson.null then
+  local now = tonumber(ARGV[1])
+  if not now then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  end
+  if tonumber(e) <= now then return {'gone'} end
+end
+local body = env.body
+if type(body) ~= 'table' or body.status ~= 'pending' then return {'gone'} end
+if body.to ~= ARGV[2] or body.session ~= ARGV[3] or ARGV[3] == '' then return {'retry', raw} end
+local r = check({KEYS[2], KEYS[3]}, {ARGV[1], ARGV[3], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]})
+return {r[1], r[2], r[3], r[4], r[5], raw}
 """
 
 # KEYS: h. ARGV: id, state ('' = unchanged), call_status ('' = unchanged), now.
