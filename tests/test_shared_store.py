@@ -163,13 +163,13 @@ def _doctor_rows(env: dict[str, str]) -> dict[str, dict]:
 
 
 def test_doctor_checks_the_connection_the_key_and_persistence(machines, redis_server, key_file, tmp_path):
-    from voice2fa_cli.stores.redis import fingerprint
+    from voice2fa_cli.stores.redis import fingerprint_of
 
     rows = _doctor_rows(machines[0])
     assert rows["VOICE2FA_STORE"]["status"] == "ok"
     assert rows["VOICE2FA_STORE"]["detail"] == f"Redis at {redis_server.url}: reached, and it was set up with this machine's key"
     assert rows["VOICE2FA_KEY_FILE"] == {"name": "VOICE2FA_KEY_FILE", "status": "ok", "fix": None,
-                                         "detail": f"{key_file} (fingerprint {fingerprint(key_file.read_bytes())})"}
+                                         "detail": f"{key_file} (fingerprint {fingerprint_of(key_file.read_bytes())})"}
     assert rows["store persistence"]["status"] == "warn"  # the test server runs with neither AOF nor RDB
     assert rows["store persistence"]["fix"] == "run Redis with `appendonly yes` (or `save` snapshots)"
     stranger = tmp_path / "stranger.key"

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is no
 
 redis = pytest.importorskip("redis")
 
-from voice2fa_cli.stores.redis import PREFIX, RedisStore, fingerprint, safe_url  # noqa: E402
+from voice2fa_cli.stores.redis import PREFIX, RedisStore, fingerprint_of, safe_url  # noqa: E402
 
 NUMBER = "+15551234567"
 CODE = "481516"
@@ -77,8 +77,8 @@ def test_a_machine_with_another_key_is_refused_before_writing(url, key):
     with pytest.raises(StoreError) as info:
         RedisStore.open(url, other)
     assert info.value.message == (
-        f"the store {url} was set up with another key (fingerprint {fingerprint(key)}, this machine's is "
-        f"{fingerprint(other)}): give every machine the same key with VOICE2FA_KEY_FILE"
+        f"the store {url} was set up with another key (fingerprint {fingerprint_of(key)}, this machine's is "
+        f"{fingerprint_of(other)}): give every machine the same key with VOICE2FA_KEY_FILE"
     )
     assert info.value.exit_code == 2
     assert everything(url) == before
@@ -92,7 +92,7 @@ def test_the_key_and_the_code_are_nowhere_in_redis(url, key):
     dump = repr(everything(url)).encode()
     for secret in (b"90817263", "90817263".encode("utf-16-le"), key, key.hex().encode()):
         assert secret not in dump
-    assert fingerprint(key).encode() in dump  # only the fingerprint, which can't be tried offline
+    assert fingerprint_of(key).encode() in dump  # only the fingerprint, which can't be tried offline
 
 
 def test_key_file_raw_or_hex(tmp_path, key):

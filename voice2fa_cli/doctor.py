@@ -187,7 +187,7 @@ def _store(env: Mapping[str, str]) -> list[Check]:
             aof, rdb = store.persistence()
         except StoreError as exc:
             return [Check(name, FAIL, exc.message)]
-        mine = store.fingerprint
+        mine = store.fingerprint_hex
     rows = [Check(name, OK, f"{spec.describe()}: reached, and it was set up with this machine's key")]
     if spec.key_file is None:
         rows.append(Check("VOICE2FA_KEY_FILE", WARN,

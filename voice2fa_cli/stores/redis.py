@@ -58,7 +58,7 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def fingerprint(key: bytes) -> str:
+def fingerprint_of(key: bytes) -> str:
     """What the store keeps of the key: enough to tell two keys apart, nothing to guess with."""
     return hmac.new(key, b"voice2fa key fingerprint v1", hashlib.sha256).hexdigest()[:16]
 
@@ -124,13 +124,13 @@ class RedisStore:
         return store
 
     @property
-    def fingerprint(self) -> str:
+    def fingerprint_hex(self) -> str:
         """The fingerprint of this machine's key (what the store keeps of it)."""
-        return fingerprint(self._key)
+        return fingerprint_of(self._key)
 
     def _check_key(self) -> None:
         meta = f"{PREFIX}meta"
-        mine = fingerprint(self._key)
+        mine = fingerprint_of(self._key)
         self._r.hsetnx(meta, "key", mine)
         self._r.hsetnx(meta, "schema", SCHEMA)
         theirs, schema = self._r.hmget(meta, "key", "schema")
@@ -232,21 +232,12 @@ class RedisStore:
         kind, *rest = self._run(
             "RESERVE_NUMBER", [h, f, c], [self._now_arg(), member, SENDS_PER_NUMBER, SEND_WINDOW, *self._lock_args()]
         )
-        if kind == "locked":
-            raise PolicyRefused(f"{number} is locked after too many wrong codes: no calls until {clock_text(float(rest[0]))}")
-        if kind == "number":
-            raise PolicyRefused(
-                f"send limit reached: {rest[0]} calls to {number} in the last "
-                f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(float(rest[1]))}"
-            )
-        now = rest[0]
-        kind, *rest = self._run("RESERVE_HOUR", [f"{self._prefix}{{calls}}"], [now, member, max_per_hour, HOUR])
-        if kind == "hour":
+        if refused := send_refusal(number, kind, rest, max_per_hour):
+            raise refused
+        kind, *rest = self._run("RESERVE_HOUR", [f"{self._prefix}{{calls}}"], [rest[0], member, max_per_hour, HOUR])
+        if refused := send_refusal(number, kind, rest, max_per_hour):
             self.release_call(f"{number}\n{member}")
-            raise PolicyRefused(
-                f"send limit reached: {rest[0]} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR="
-                f"{max_per_hour}); try again after {clock_text(float(rest[1]))}"
-            )
+            raise refused
         return f"{number}\n{member}"
 
     def release_call(self, reservation: str) -> None:
@@ -427,6 +418,24 @@ def _errors(url: str) -> Iterator[None]:
         raise StoreError(msg) from None
     except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
         raise StoreError(f"the store {url} failed: {_cause(exc)}") from None
+
+
+def send_refusal(number: str, kind: str, rest: list, max_per_hour: int) -> PolicyRefused | None:
+    """What RESERVE_NUMBER or RESERVE_HOUR answered, as the refusal the operator reads (None:
+    the call is counted)."""
+    if kind == "locked":
+        return PolicyRefused(f"{number} is locked after too many wrong codes: no calls until {clock_text(float(rest[0]))}")
+    if kind == "number":
+        return PolicyRefused(
+            f"send limit reached: {rest[0]} calls to {number} in the last "
+            f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(float(rest[1]))}"
+        )
+    if kind == "hour":
+        return PolicyRefused(
+            f"send limit reached: {rest[0]} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR="
+            f"{max_per_hour}); try again after {clock_text(float(rest[1]))}"
+        )
+    return None
 
 
 def _session(raw: str) -> Session:

@@ -19,10 +19,10 @@ from typing import Any
 import redis.asyncio as aredis
 
 from voice2fa_cli import otp
-from voice2fa_cli.errors import PolicyRefused, StoreError
+from voice2fa_cli.errors import StoreError
 from voice2fa_cli.sessions import Verdict
 from voice2fa_cli.stores import redis_scripts
-from voice2fa_cli.stores.base import HOUR, SEND_WINDOW, SENDS_PER_NUMBER, Session, clock_text
+from voice2fa_cli.stores.base import HOUR, SEND_WINDOW, SENDS_PER_NUMBER, Session
 from voice2fa_cli.stores.redis import (
     _RETRIES,
     RECENT_KEEP,
@@ -31,6 +31,7 @@ from voice2fa_cli.stores.redis import (
     _errors,
     _session,
     live_body,
+    send_refusal,
     verdict,
 )
 
@@ -166,21 +167,12 @@ class AsyncRedisStore:
         kind, *rest = await self._run(
             "RESERVE_NUMBER", [h, f, c], [s._now_arg(), member, SENDS_PER_NUMBER, SEND_WINDOW, *s._lock_args()]
         )
-        if kind == "locked":
-            raise PolicyRefused(f"{number} is locked after too many wrong codes: no calls until {clock_text(float(rest[0]))}")
-        if kind == "number":
-            raise PolicyRefused(
-                f"send limit reached: {rest[0]} calls to {number} in the last "
-                f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(float(rest[1]))}"
-            )
-        now = rest[0]
-        kind, *rest = await self._run("RESERVE_HOUR", [f"{s._prefix}{{calls}}"], [now, member, max_per_hour, HOUR])
-        if kind == "hour":
+        if refused := send_refusal(number, kind, rest, max_per_hour):
+            raise refused
+        kind, *rest = await self._run("RESERVE_HOUR", [f"{s._prefix}{{calls}}"], [rest[0], member, max_per_hour, HOUR])
+        if refused := send_refusal(number, kind, rest, max_per_hour):
             await self.release_call(f"{number}\n{member}")
-            raise PolicyRefused(
-                f"send limit reached: {rest[0]} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR="
-                f"{max_per_hour}); try again after {clock_text(float(rest[1]))}"
-            )
+            raise refused
         return f"{number}\n{member}"
 
     async def release_call(self, reservation: str) -> None:
