@@ -1249,7 +1249,12 @@ def test_a_flood_of_slow_and_idle_connections_does_not_starve_the_webhook(state_
         assert sb.heard_code() and re.fullmatch(r"[0-9]{6}", sb.heard_code())
         assert "Traceback" not in err and "out of system resource" not in err, err[:3000]
         warnings = [line for line in err.splitlines() if "webhook" in line and ("connections" in line or "open files" in line)]
-        assert len(warnings) <= 1, warnings
+        # Each condition is told once at most, never a flood: running out of open files (the
+        # accept errors), and the connection cap at work. Which of them shows depends on timing.
+        out_of_files = [line for line in warnings if "ran out of open files" in line]
+        capped = [line for line in warnings if "connections open" in line]
+        assert len(out_of_files) <= 1 and len(capped) <= 1, warnings
+        assert len(warnings) == len(out_of_files) + len(capped), warnings
         assert len(err.splitlines()) < 30, err[:3000]  # the usual timeline, not a flood
     finally:
         gate.set()
