@@ -18,7 +18,6 @@ import os
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
+from store_checks import timed  # noqa: E402 (this folder: one way to time a command)
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 from voice2fa_cli.stores.redis import RedisStore  # noqa: E402
 
@@ -91,12 +91,6 @@ def run_round(url: str, kind: str, procs: int, per_worker: int, code: str) -> fl
     if kind == "store" and code == CODE:
         assert sum(ok for _, ok in results) == procs * per_worker, "every right code must verify"
     return procs * per_worker / wall
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
-    return time.perf_counter() - t0
 
 
 def verify_startup(url: str, rounds: int) -> dict[str, float]:

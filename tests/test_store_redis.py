@@ -183,16 +183,22 @@ def test_a_server_that_is_down_is_one_line(tmp_path, key):
     assert "\n" not in info.value.message
 
 
-def test_a_store_that_goes_down_mid_use_fails_closed(tmp_path, key):
+def store_whose_server_stopped(tmp_path, key) -> tuple[RedisStore, str]:
+    """A store that held a session, on a redis-server that is stopped since; and its URL."""
     srv = RedisServer(tmp_path).start()
     try:
         store = RedisStore.open(srv.url, key, timeout=0.5, clock=lambda: T0)
         add(store)
     finally:
         srv.stop()
+    return store, srv.url
+
+
+def test_a_store_that_goes_down_mid_use_fails_closed(tmp_path, key):
+    store, url = store_whose_server_stopped(tmp_path, key)
     with pytest.raises(StoreError) as info:
         store.check(NUMBER, CODE)
-    assert info.value.message.startswith(f"the store {srv.url} cannot be reached: ")
+    assert info.value.message.startswith(f"the store {url} cannot be reached: ")
 
 
 def test_a_slow_server_times_out(url, key):
@@ -403,19 +409,14 @@ def test_the_asyncio_store_tells_live_records_on_the_servers_clock(url, key):
 
 
 def test_the_asyncio_store_fails_closed_in_one_line_when_the_server_goes_down(tmp_path, key):
-    srv = RedisServer(tmp_path).start()
-    try:
-        store = RedisStore.open(srv.url, key, timeout=0.5, clock=lambda: T0)
-        add(store)
-    finally:
-        srv.stop()
+    store, url = store_whose_server_stopped(tmp_path, key)
 
     async def work(aio):
         return await aio.check(NUMBER, CODE, "s1")
 
     with pytest.raises(StoreError) as info:
         on_loop(store, work)
-    assert info.value.message.startswith(f"the store {srv.url} cannot be reached: ")
+    assert info.value.message.startswith(f"the store {url} cannot be reached: ")
     assert "\n" not in info.value.message
 
 
