@@ -11,7 +11,7 @@ import pytest
 from voice2fa_cli import config
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError
-from voice2fa_cli.stores import StoreSpec
+from voice2fa_cli.stores.base import StoreSpec
 
 TOKEN = "PT9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 SIGNING_KEY = "PSK_4b1d2c3e4f5a6b7c8d9e0f1a2b3c4d5e"

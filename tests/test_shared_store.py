@@ -163,7 +163,7 @@ def _doctor_rows(env: dict[str, str]) -> dict[str, dict]:
 
 
 def test_doctor_checks_the_connection_the_key_and_persistence(machines, redis_server, key_file, tmp_path):
-    from voice2fa_cli.stores.redis import fingerprint_of
+    from voice2fa_cli.stores.redis_keys import fingerprint_of
 
     rows = _doctor_rows(machines[0])
     assert rows["VOICE2FA_STORE"]["status"] == "ok"

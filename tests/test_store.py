@@ -30,8 +30,12 @@ from tests.helpers import voice2fa_command
 from tests.redis_server import REDIS_SERVER, RedisServer
 from voice2fa_cli.stores import sqlite as store_mod
 from voice2fa_cli.errors import EXIT_USAGE, StoreError
-from voice2fa_cli.stores.sqlite import NoStore, Store, clock_text
-from voice2fa_cli.stores import StoreSpec, open_store
+from voice2fa_cli import policy
+from voice2fa_cli.policy import clock_text
+from voice2fa_cli.stores.base import NoStore
+from voice2fa_cli.stores.sqlite import Store
+from voice2fa_cli.stores import open_store
+from voice2fa_cli.stores.base import StoreSpec
 
 NUMBER = "+15551234567"
 OTHER = "+15557654321"
@@ -77,7 +81,7 @@ def write_private(path: Path, data: bytes) -> None:
 
 
 def add(store: Store, session_id: str = "s1", number: str = NUMBER, code: str = CODE, *, ttl: float = TTL,
-        max_attempts: int = store_mod.MAX_ATTEMPTS, call_sid: str | None = None,
+        max_attempts: int = policy.MAX_ATTEMPTS, call_sid: str | None = None,
         call_status: str | None = None):
     return store.create_session(session_id=session_id, number=number, code=code, ttl=ttl,
                                 max_attempts=max_attempts, call_sid=call_sid, call_status=call_status)
@@ -107,18 +111,20 @@ def where(request, state_dir, tmp_path) -> StoreSpec:
 
 class OnLoopStore:
     """The asyncio Redis store (stores/redis_async.py) driven from these synchronous tests, on a
-    loop of its own: what it implements is awaited there, the rest is the sync store's."""
+    loop of its own: every method of the store's interface is the asyncio driver's, awaited
+    there; only what the interface lacks (the tests' own probes) is the blocking store's."""
 
     def __init__(self, sync) -> None:
-        from voice2fa_cli.stores.redis_async import ON_LOOP
+        from voice2fa_cli.stores.base import AsyncSessionStore
+        from voice2fa_cli.stores.redis_async import AsyncRedisStore
 
         self._sync = sync
-        self._aio = sync.asyncio()
-        self._on_loop = ON_LOOP
+        self._aio = AsyncRedisStore.like(sync)
+        self._interface = {name for name in vars(AsyncSessionStore) if not name.startswith("_")}
         self._loop = asyncio.new_event_loop()
 
     def __getattr__(self, name: str):
-        if name in self._on_loop:
+        if name in self._interface:
             method = getattr(self._aio, name)
             return lambda *args, **kwargs: self._loop.run_until_complete(method(*args, **kwargs))
         return getattr(self._sync, name)
@@ -474,7 +480,7 @@ def test_ten_wrong_codes_in_an_hour_lock_the_number(store, where, clock):
             clock[0] = t
     tenth = t - 300
     assert tenth - T0 == 2700
-    until = tenth + store_mod.LOCK_SECONDS
+    until = tenth + policy.LOCK_SECONDS
 
     assert store.number_locked_until(NUMBER) == until
     assert store.number_locked_until(OTHER) is None
@@ -534,7 +540,7 @@ def test_failures_older_than_the_window_do_not_count(store, where, clock):
     for _ in range(4):
         store.check(NUMBER, "999999")
 
-    clock[0] = T0 + store_mod.FAILURE_WINDOW + 1
+    clock[0] = T0 + policy.FAILURE_WINDOW + 1
     tenth = store.check(NUMBER, "999999")  # the tenth failure, but the first nine are over an hour old
     assert (tenth.verified, tenth.reason) == (False, WRONG_THEN_LOCKED)
     assert store.number_locked_until(NUMBER) is None
@@ -1200,8 +1206,8 @@ def test_sandbox_sessions_live_in_their_own_database(where, clock):
         add(sandbox, "sim", code="222222")  # never supersedes the real session
         assert sandbox.sandbox and sandbox.get("sim").sandbox
         assert sandbox.get("real") is None
-        for i in range(store_mod.NUMBER_FAILURE_LIMIT):  # failures in the sandbox…
-            if i % store_mod.MAX_ATTEMPTS == 0:
+        for i in range(policy.NUMBER_FAILURE_LIMIT):  # failures in the sandbox…
+            if i % policy.MAX_ATTEMPTS == 0:
                 add(sandbox, f"sim{i}", code="333333")
             sandbox.check(NUMBER, "000000")
         assert sandbox.number_locked_until(NUMBER) is not None

@@ -17,14 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port
-from voice2fa_cli import stores
+from voice2fa_cli import config, stores
+from voice2fa_cli.stores.base import StoreSpec
 from voice2fa_cli.errors import ConfigError, StoreError
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
 redis = pytest.importorskip("redis")
 
-from voice2fa_cli.stores.redis import PREFIX, RedisStore, fingerprint_of, safe_url  # noqa: E402
+from voice2fa_cli.stores.redis import RedisStore
+from voice2fa_cli.stores.base import safe_url
+from voice2fa_cli.stores.redis_keys import PREFIX, fingerprint_of  # noqa: E402
 
 NUMBER = "+15551234567"
 CODE = "481516"
@@ -140,10 +143,10 @@ def test_key_file_open_to_others_symlinked_foreign_or_not_a_file_is_refused(tmp_
 
 
 def test_spec_reads_the_settings(tmp_path):
-    spec = stores.spec({}, tmp_path)
-    assert spec == stores.StoreSpec(state_dir=tmp_path) and not spec.shared
+    spec = config.store_spec({}, tmp_path)
+    assert spec == StoreSpec(state_dir=tmp_path) and not spec.shared
     assert spec.describe() == f"SQLite in {tmp_path}"
-    spec = stores.spec({"VOICE2FA_STORE": "redis://u:pw@h:6380/2", "VOICE2FA_STORE_TIMEOUT": "0.5"}, tmp_path)
+    spec = config.store_spec({"VOICE2FA_STORE": "redis://u:pw@h:6380/2", "VOICE2FA_STORE_TIMEOUT": "0.5"}, tmp_path)
     assert spec.shared and spec.timeout == 0.5
     assert spec.describe() == "Redis at redis://u:***@h:6380/2"
 
@@ -162,7 +165,7 @@ def test_spec_reads_the_settings(tmp_path):
 )
 def test_spec_refuses_bad_settings(tmp_path, env, message):
     with pytest.raises(ConfigError) as info:
-        stores.spec(env, tmp_path)
+        config.store_spec(env, tmp_path)
     assert info.value.message == message
 
 
@@ -323,7 +326,7 @@ def test_the_keys_of_a_number_share_one_cluster_slot(url, key, number, sandbox):
     from redis.crc import key_slot
 
     with RedisStore.open(url, key, sandbox=sandbox, clock=lambda: T0) as store:
-        keys = store._number_keys(number)
+        keys = store.layout.number_keys(number)
         assert len({key_slot(k.encode()) for k in keys}) == 1
         add(store, number=number)
         store.check(number, "000000")
@@ -364,7 +367,7 @@ def test_the_store_works_on_a_redis_cluster(cluster, key):
 
     numbers = [f"+1555{i:07d}" for i in range(12)]
     with RedisStore.open(cluster.url, key, clock=lambda: T0) as store:
-        assert isinstance(store._r, RedisCluster)  # one node named: the whole cluster is used
+        assert store.cluster  # one node named: the whole cluster is used
         for i, number in enumerate(numbers):
             store.reserve_call(number, 100)
             add(store, f"s{i}", number=number, code=f"{700000 + i}")
@@ -387,7 +390,9 @@ def on_loop(store: RedisStore, work):
     import asyncio
 
     async def go():
-        aio = store.asyncio()
+        from voice2fa_cli.stores.redis_async import AsyncRedisStore
+
+        aio = AsyncRedisStore.like(store)
         try:
             return await work(aio)
         finally:

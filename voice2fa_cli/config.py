@@ -13,16 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from voice2fa_cli import phone
+from voice2fa_cli import owned, phone, policy
 from voice2fa_cli.errors import ConfigError
 
 if TYPE_CHECKING:
-    from voice2fa_cli.stores import StoreSpec
+    from voice2fa_cli.stores.base import StoreSpec
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
-DB_NAME = "sessions.sqlite3"  # in the state dir: real sessions
-SANDBOX_DB_NAME = "sandbox.sqlite3"  # in the state dir: sandbox sessions, kept apart
-KEY_NAME = "key"  # in the state dir: the per-install HMAC key
 API_PATH = "/api/laml/2010-04-01"
 
 HINTS = {
@@ -69,7 +66,7 @@ class Settings:
     state_dir: Path
     timing: Timing
     allowed_countries: frozenset[str] = frozenset()
-    max_calls_per_hour: int = 30
+    max_calls_per_hour: int = policy.DEFAULT_MAX_CALLS_PER_HOUR
     warnings: tuple[str, ...] = ()
     store: StoreSpec | None = None  # where sessions live; None: the SQLite store under state_dir
 
@@ -85,9 +82,9 @@ class Environment(dict):
     """The real environment over `.env`, remembering which names came from `.env` and where
     that file was: a setting that decides where credentials go is never taken from it."""
 
-    def __init__(self, values: Mapping[str, str] = (), dotenv: Path | None = None,
+    def __init__(self, values: Mapping[str, str] | None = None, dotenv: Path | None = None,
                  from_dotenv: frozenset[str] = frozenset()) -> None:
-        super().__init__(values)
+        super().__init__(values or {})
         self.dotenv = dotenv
         self.from_dotenv = from_dotenv
 
@@ -113,18 +110,16 @@ def load_environment(cwd: Path | None = None, environ: Mapping[str, str] | None 
 def read_dotenv(path: Path) -> str | None:
     """The text of `path`, None when there is none, or a ConfigError (one line) when it is not
     a file the user alone controls."""
-    import errno
     import stat
 
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd = owned.open_nofollow(path)
     except FileNotFoundError:
         return None
+    except owned.IsLink:
+        raise ConfigError(f"{path} is a symbolic link: voice2fa reads only a regular .env file; "
+                          "copy the file there instead") from None
     except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise ConfigError(f"{path} is a symbolic link: voice2fa reads only a regular .env file; "
-                              "copy the file there instead") from None
         raise ConfigError(f"{path} cannot be read: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
@@ -133,7 +128,7 @@ def read_dotenv(path: Path) -> str | None:
                     else "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
                     or stat.S_ISBLK(st.st_mode) else "not a regular file")
             raise ConfigError(f"{path} is {kind}, not a regular file: remove it or replace it with a file")
-        if st.st_uid != os.geteuid():
+        if not owned.is_mine(st):
             raise ConfigError(f"{path} belongs to another user (uid {st.st_uid}): voice2fa reads only a .env "
                               "of your own; remove it or run elsewhere")
         if _writable_by_others(st):
@@ -173,7 +168,7 @@ def _writable_by_others(st: os.stat_result) -> bool:
         import pwd
 
         group = grp.getgrgid(st.st_gid)
-        me = pwd.getpwuid(os.geteuid())
+        me = pwd.getpwuid(owned.uid())
     except (ImportError, KeyError):
         return True
     members = set(group.gr_mem)
@@ -468,7 +463,7 @@ def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[s
 
 def max_calls_per_hour(env: Mapping[str, str]) -> int:
     raw = _raw(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
-    return 30 if raw is None else parse_int(raw, "VOICE2FA_MAX_CALLS_PER_HOUR", 1, 10000)
+    return policy.DEFAULT_MAX_CALLS_PER_HOUR if raw is None else parse_int(raw, "VOICE2FA_MAX_CALLS_PER_HOUR", 1, 10000)
 
 
 DEFAULT_REGION = "VOICE2FA_DEFAULT_REGION"
@@ -605,9 +600,56 @@ def send_settings(
     )
 
 
-def store_spec(env: Mapping[str, str]) -> StoreSpec:
-    """Where sessions live: VOICE2FA_STORE and its companions, checked (see stores)."""
-    from voice2fa_cli import stores
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
-    return stores.spec(env, state_dir(env))
+
+def store_spec(env: Mapping[str, str], state: Path | None = None) -> StoreSpec:
+    """Where sessions live, checked: VOICE2FA_STORE (unset: SQLite in the state dir, or in
+    `state`), VOICE2FA_KEY_FILE, VOICE2FA_STORE_TIMEOUT, VOICE2FA_STORE_CA."""
+    from voice2fa_cli.stores.base import DEFAULT_TIMEOUT, StoreSpec
+
+    url = value(env, "VOICE2FA_STORE")
+    key_file = value(env, "VOICE2FA_KEY_FILE")
+    ca_file = value(env, "VOICE2FA_STORE_CA")
+    for name, raw in (("VOICE2FA_STORE", url), ("VOICE2FA_KEY_FILE", key_file), ("VOICE2FA_STORE_CA", ca_file)):
+        if raw is not None and any(ord(c) < 32 or ord(c) == 127 for c in raw):
+            raise ConfigError(f"{name} contains a control character")
+    if url is not None and not url.startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            "VOICE2FA_STORE must be a redis://, rediss:// or unix:// URL (unset: the local SQLite store)"
+        )
+    if url is not None:
+        try:
+            import redis  # noqa: F401  (an optional dependency: `pip install .` leaves it out)
+        except ImportError:
+            from voice2fa_cli.stores import REDIS_MISSING
+
+            raise ConfigError(REDIS_MISSING) from None
+    if url is None and (key_file or ca_file):
+        name = "VOICE2FA_KEY_FILE" if key_file else "VOICE2FA_STORE_CA"
+        raise ConfigError(f"{name} is for the shared store: set VOICE2FA_STORE too, or unset {name}")
+    if ca_file is not None and not (url or "").startswith("rediss://"):
+        raise ConfigError("VOICE2FA_STORE_CA is for a TLS store: use a rediss:// URL in VOICE2FA_STORE")
+    timeout = DEFAULT_TIMEOUT
+    raw_timeout = value(env, "VOICE2FA_STORE_TIMEOUT")
+    if raw_timeout is not None:
+        timeout = _store_seconds(raw_timeout, "VOICE2FA_STORE_TIMEOUT")
+    return StoreSpec(
+        state_dir=state if state is not None else state_dir(env),
+        url=url,
+        key_file=Path(key_file).expanduser() if key_file else None,
+        timeout=timeout,
+        ca_file=Path(ca_file).expanduser() if ca_file else None,
+    )
+
+
+def _store_seconds(raw: str, name: str) -> float:
+    text = raw.strip()
+    whole, _, frac = text.partition(".")
+    if not (whole.isascii() and whole.isdigit() and (not frac or (frac.isascii() and frac.isdigit()))):
+        raise ConfigError(f"{name} must be a number of seconds from 0.1 to 60, such as 3 or 0.5")
+    seconds = float(text)
+    if not 0.1 <= seconds <= 60:
+        raise ConfigError(f"{name} must be a number of seconds from 0.1 to 60, such as 3 or 0.5")
+    return seconds
 

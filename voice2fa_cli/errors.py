@@ -5,6 +5,8 @@ Messages are shown to the operator as they are, so they must never contain a cod
 
 from __future__ import annotations
 
+import enum
+
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -15,15 +17,29 @@ EXIT_INTERNAL = 70  # a bug (EX_SOFTWARE); the traceback is shown with -v
 EXIT_INTERRUPTED = 130
 
 
+class Problem(enum.Enum):
+    """What went wrong, for the callers that must tell errors of one class apart (serve's
+    answers, doctor's advice): they branch on this, never on a message's text."""
+
+    NUMBER_LOCKED = "number-locked"  # PolicyRefused: too many wrong codes for the number
+    SEND_LIMIT = "send-limit"  # PolicyRefused: the per-number or hourly send limit
+    COUNTRY = "country"  # PolicyRefused: the number's country is not allowed
+    WRONG_KEY = "wrong-key"  # StoreError: the shared store was set up with another key
+    UNREACHABLE = "unreachable"  # StoreError: the shared store cannot be reached or did not answer
+    ADDRESS_IN_USE = "address-in-use"  # ConfigError: the address to listen on is taken
+
+
 class Voice2faError(Exception):
     """Base of every error the CLI turns into one line and an exit code."""
 
     exit_code = EXIT_USAGE
+    more_info: str | None = None  # a link about the error (the platform's), shown with -v
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, *, kind: Problem | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.kind = kind
 
 
 class ConfigError(Voice2faError):
@@ -58,7 +74,6 @@ class ProviderError(Voice2faError):
     dialed = True  # False only when a call request was refused before anything was dialed
     unreachable = False  # the platform was never reached (name, connection, TLS): a network problem
     auth_refused = False  # the platform refused the credentials (401/403)
-    more_info: str | None = None  # the platform's link about the error (shown with -v)
 
 
 class PolicyRefused(Voice2faError):

@@ -7,35 +7,11 @@ store itself is imported only when a database exists.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from voice2fa_cli.config import DB_NAME, SANDBOX_DB_NAME
-
-if TYPE_CHECKING:
-    from voice2fa_cli.stores import StoreSpec
-    from voice2fa_cli.stores.base import Session
-
-
-@dataclass(frozen=True)
-class Verdict:
-    verified: bool
-    reason: str  # for the operator; never contains the code
-    session: Session | None
-    attempts_left: int = 0
-
-    @property
-    def may_retry(self) -> bool:
-        """A wrong code on a session that stays open: another attempt may follow."""
-        return not self.verified and self.session is not None and self.session.is_open and self.attempts_left > 0
-
-
-def no_session(number: str, sandbox: bool) -> Verdict:
-    """The verdict when the number has no session (in the sandbox's store, or the real one)."""
-    where = "sandbox session" if sandbox else "open session"
-    send = f"voice2fa send --sandbox {number}" if sandbox else f"voice2fa send {number}"
-    return Verdict(False, f"no {where} for {number}: run `{send}` first", None)
+from voice2fa_cli.policy import Session, Verdict, no_session
+from voice2fa_cli.stores.base import NoStore, SessionStore, StoreSpec
+from voice2fa_cli.stores.statedir import DB_NAME, SANDBOX_DB_NAME
 
 
 def check(where: StoreSpec | Path, number: str, code: str, session_id: str | None = None, *,
@@ -43,12 +19,11 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
     """Check a code against the newest session of `number` (or the given session): real
     sessions only, or with `sandbox` the sandbox's only. `where`: the store settings, or the
     state dir of the SQLite store."""
-    from voice2fa_cli.stores import StoreSpec, open_store
+    from voice2fa_cli.stores import open_store
 
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():
         return no_session(number, sandbox)  # a fast answer; the store checks everything it opens
-    from voice2fa_cli.stores.base import NoStore
 
     try:
         store = open_store(spec, create=False, sandbox=sandbox)
@@ -58,10 +33,9 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
         return store.check(number, code, session_id=session_id)
 
 
-def _both_stores(where: StoreSpec | Path) -> Iterator:
+def _both_stores(where: StoreSpec | Path) -> Iterator[SessionStore]:
     """The real store, then the sandbox's, each open for the caller's block; one that holds
     nothing yet (SQLite) is skipped."""
-    from voice2fa_cli.stores.base import NoStore
     from voice2fa_cli.stores import open_store
 
     for sandbox in (False, True):
@@ -102,8 +76,8 @@ def purge(where: StoreSpec | Path) -> int:
 
 def newest_open(where: StoreSpec | Path, number: str, *, sandbox: bool = False) -> Session | None:
     """The session a code for `number` would be checked against, or None (creates nothing)."""
+    from voice2fa_cli.stores import open_store
     from voice2fa_cli.stores.base import NoStore
-    from voice2fa_cli.stores import StoreSpec, open_store
 
     spec = where if isinstance(where, StoreSpec) else StoreSpec(state_dir=where)
     if not spec.shared and not (spec.state_dir / (SANDBOX_DB_NAME if sandbox else DB_NAME)).exists():

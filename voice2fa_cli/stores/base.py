@@ -1,66 +1,59 @@
-"""What every store shares: the session record, the limits and the reasons a check gives.
+"""What every store offers: the settings that name one (StoreSpec), and the interface all of
+voice2fa uses, synchronous (SessionStore) and for an event loop (AsyncSessionStore).
 
-Two backends keep sessions behind one interface (see `open_store` in this package): the SQLite
-store under the state dir (sqlite.py, the embedded default) and the shared Redis store
-(redis.py). The contract test suite (tests/test_store.py) runs against both.
+Two backends keep sessions behind it (see `open_store` in this package): the SQLite store under
+the state dir (sqlite.py, the embedded default) and the shared Redis store (redis.py, and
+redis_async.py on an event loop). The contract test suite (tests/test_store.py) runs against
+each. The session record, the verdicts and the limits are the policy's (voice2fa_cli.policy).
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from voice2fa_cli.sessions import Verdict
+from voice2fa_cli.policy import Session, Verdict
 
-MAX_ATTEMPTS = 5
+DEFAULT_TIMEOUT = 3.0  # seconds a shared store may take to answer
+KEY_BYTES = 32  # the HMAC key's length
 
-# Per-number failures across sessions (NIST 800-63B): this many in FAILURE_WINDOW locks the
-# number for LOCK_SECONDS. A new session never resets the count.
-NUMBER_FAILURE_LIMIT = 10
-FAILURE_WINDOW = 3600.0
-LOCK_SECONDS = 3600.0
-
-OPEN_STATES = ("calling", "delivered")
-CLOCK_BACK = "expired: the code is older than its lifetime (the system clock was set back); send a new code"
-CLOSED_REASONS = {
-    "verified": "this code was already used: send a new one",
-    "locked": "locked: too many wrong codes; send a new one",
-    "superseded": "superseded by a newer code: use the newest one",
-    "undelivered": "no open session: the last call did not deliver the code; send a new one",
-}
-
-# Send limits against toll fraud and call bombing (Twilio Verify's defaults).
-SENDS_PER_NUMBER = 5
-SEND_WINDOW = 600.0
-HOUR = 3600.0
+Reservation = int | str  # what reserve_call returns, to hand back to release_call
+Record = dict  # a JSON-able record of `voice2fa serve` (services, keys, verifications, calls)
 
 
 @dataclass(frozen=True)
-class Session:
-    id: str
-    number: str
-    created_at: float
-    expires_at: float
-    attempts: int
-    max_attempts: int
-    state: str
-    call_sid: str | None
-    call_status: str | None
-    sandbox: bool
+class StoreSpec:
+    """Which store to open, from the settings (config.store_spec); opening it is `open_store`."""
+
+    state_dir: Path
+    url: str | None = None  # None: SQLite under state_dir
+    key_file: Path | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    ca_file: Path | None = None
 
     @property
-    def attempts_left(self) -> int:
-        return max(0, self.max_attempts - self.attempts)
+    def shared(self) -> bool:
+        return self.url is not None
 
-    @property
-    def is_open(self) -> bool:
-        return self.state in OPEN_STATES
+    def describe(self) -> str:
+        if self.url is None:
+            return f"SQLite in {self.state_dir}"
+        return f"Redis at {safe_url(self.url)}"
 
 
-def clock_text(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts))
+def safe_url(url: str) -> str:
+    """A store's URL with any password masked, fit for a message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 class NoStore(Exception):
@@ -73,15 +66,20 @@ class SessionStore(Protocol):
 
     sandbox: bool  # the sandbox's sessions, or the real ones: never both
 
-    def clock(self) -> float: ...
+    def clock(self) -> float:
+        """The store's time (the server's, for a shared store)."""
 
     def close(self) -> None: ...
 
-    def reserve_call(self, number: str, max_per_hour: int) -> object:
+    def __enter__(self) -> SessionStore: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def reserve_call(self, number: str, max_per_hour: int) -> Reservation:
         """Check the number's lock and the send limits and count this call (PolicyRefused
         otherwise); the reservation to release when nothing was dialed."""
 
-    def release_call(self, reservation: object) -> None: ...
+    def release_call(self, reservation: Reservation) -> None: ...
 
     def create_session(self, *, session_id: str, number: str, code: str, ttl: float, max_attempts: int = ...,
                        call_sid: str | None, call_status: str | None) -> Session:
@@ -103,13 +101,58 @@ class SessionStore(Protocol):
     def purge(self) -> int: ...
 
     # Records by kind and id, for `voice2fa serve` (services, keys, verifications, calls).
-    def put_record(self, kind: str, record_id: str, body: dict, *, ttl: float | None = None,
+    def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
                    only_new: bool = False) -> bool: ...
 
-    def get_record(self, kind: str, record_id: str) -> dict | None: ...
+    def get_record(self, kind: str, record_id: str) -> Record | None: ...
 
-    def list_records(self, kind: str) -> list[dict]: ...
+    def list_records(self, kind: str) -> list[Record]: ...
 
-    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool: ...
+    def swap_record(self, kind: str, record_id: str, body: Record, *, rev: int, ttl: float) -> bool: ...
 
     def derive_key(self, label: bytes) -> bytes: ...
+
+
+class AsyncSessionStore(Protocol):
+    """The same interface for an event loop: a sync store worked from threads
+    (stores/onloop.py), or the asyncio Redis driver (stores/redis_async.py)."""
+
+    sandbox: bool
+
+    async def clock(self) -> float: ...
+
+    async def aclose(self) -> None: ...
+
+    async def reserve_call(self, number: str, max_per_hour: int) -> Reservation: ...
+
+    async def release_call(self, reservation: Reservation) -> None: ...
+
+    async def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
+                             max_attempts: int = ..., call_sid: str | None, call_status: str | None) -> Session: ...
+
+    async def record_call(self, session_id: str, *, state: str | None = None,
+                          call_status: str | None = None) -> None: ...
+
+    async def get(self, session_id: str) -> Session | None: ...
+
+    async def newest(self, number: str) -> Session | None: ...
+
+    async def number_locked_until(self, number: str) -> float | None: ...
+
+    async def check(self, number: str, code: str, session_id: str | None = None) -> Verdict: ...
+
+    async def check_pending(self, kind: str, record_id: str, number: str, code: str) -> tuple[Record, Verdict] | None:
+        """A check through a record that names the session (serve's pending verification of a
+        number): None when no live record of `kind` and `record_id` has status pending; else
+        the record and the verdict of `check` on the session it names (and its `to`)."""
+
+    async def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
+                         only_new: bool = False) -> bool: ...
+
+    async def get_record(self, kind: str, record_id: str) -> Record | None: ...
+
+    async def list_records(self, kind: str) -> list[Record]: ...
+
+    async def swap_record(self, kind: str, record_id: str, body: Record, *, rev: int, ttl: float) -> bool: ...
+
+    async def derive_key(self, label: bytes) -> bytes: ...

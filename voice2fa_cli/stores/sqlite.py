@@ -29,30 +29,14 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from voice2fa_cli import otp
-from voice2fa_cli.config import DB_NAME, KEY_NAME, SANDBOX_DB_NAME
-from voice2fa_cli.errors import PolicyRefused, StoreError
-from voice2fa_cli.sessions import Verdict, no_session
-from voice2fa_cli.stores.base import (  # noqa: F401 (re-exported for callers of this store)
-    CLOCK_BACK,
-    CLOSED_REASONS,
-    FAILURE_WINDOW,
-    HOUR,
-    LOCK_SECONDS,
-    MAX_ATTEMPTS,
-    NUMBER_FAILURE_LIMIT,
-    NoStore,
-    OPEN_STATES,
-    SENDS_PER_NUMBER,
-    SEND_WINDOW,
-    Session,
-    clock_text,
-)
-from voice2fa_cli.stores.statedir import Missing, StateDir, open_descriptors
+from voice2fa_cli import otp, policy
+from voice2fa_cli.errors import StoreError
+from voice2fa_cli.policy import FAILURE_WINDOW, HOUR, LOCK_SECONDS, OPEN_STATES, SEND_WINDOW, Session, Verdict
+from voice2fa_cli.stores.base import KEY_BYTES, NoStore, Record
+from voice2fa_cli.stores.statedir import DB_NAME, KEY_NAME, SANDBOX_DB_NAME, Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
 SCHEMA_VERSION = 3
-KEY_BYTES = 32
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11)
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
@@ -139,7 +123,7 @@ _COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, c
 
 
 def _session(row: tuple) -> Session:
-    return Session(*row[:9], sandbox=bool(row[9]))
+    return Session(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], sandbox=bool(row[9]))
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -252,7 +236,7 @@ class Store:
         except sqlite3.DatabaseError as exc:
             text = str(exc)
             code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
-            if code == _FULL or "full" in text or (code == _IOERR or "I/O error" in text) and _disk_full(self.path):
+            if code == _FULL or "full" in text or ((code == _IOERR or "I/O error" in text) and _disk_full(self.path)):
                 msg = f"the disk holding {self.path} is full: free some space and try again"
             elif code in (_NOTADB, _CORRUPT) or "not a database" in text or "malformed" in text:
                 msg = f"the database {self.path} is damaged or not voice2fa's: move it away to start afresh"
@@ -318,7 +302,7 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.005 + secrets.randbelow(20) / 1000)
 
@@ -357,7 +341,7 @@ class Store:
         number: str,
         code: str,
         ttl: float,
-        max_attempts: int = MAX_ATTEMPTS,
+        max_attempts: int = policy.MAX_ATTEMPTS,
         call_sid: str | None,
         call_status: str | None,
     ) -> Session:
@@ -389,28 +373,22 @@ class Store:
             now = self._now(c).wall
             until = _lock_end(c, number, now)
             if until is not None:
-                raise PolicyRefused(
-                    f"{number} is locked after too many wrong codes: no calls until {clock_text(until)}"
-                )
+                raise policy.number_locked_refusal(number, until)
             recent = [r[0] for r in c.execute(
                 "SELECT at FROM calls WHERE number = ? AND at > ? ORDER BY at", (number, now - SEND_WINDOW)
             )]
-            if len(recent) >= SENDS_PER_NUMBER:
-                retry = recent[len(recent) - SENDS_PER_NUMBER] + SEND_WINDOW
-                raise PolicyRefused(
-                    f"send limit reached: {len(recent)} calls to {number} in the last "
-                    f"{SEND_WINDOW / 60:g} minutes; try again after {clock_text(retry)}"
-                )
+            retry = policy.retry_after(recent, policy.SENDS_PER_NUMBER, SEND_WINDOW)
+            if retry is not None:
+                raise policy.number_limit_refusal(number, len(recent), retry)
             hourly = [r[0] for r in c.execute("SELECT at FROM calls WHERE at > ? ORDER BY at", (now - HOUR,))]
-            if len(hourly) >= max_per_hour:
-                retry = hourly[len(hourly) - max_per_hour] + HOUR
-                raise PolicyRefused(
-                    f"send limit reached: {len(hourly)} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR="
-                    f"{max_per_hour}); try again after {clock_text(retry)}"
-                )
-            return c.execute("INSERT INTO calls (number, at) VALUES (?, ?)", (number, now)).lastrowid
+            retry = policy.retry_after(hourly, max_per_hour, HOUR)
+            if retry is not None:
+                raise policy.hourly_limit_refusal(len(hourly), max_per_hour, retry)
+            reservation = c.execute("INSERT INTO calls (number, at) VALUES (?, ?)", (number, now)).lastrowid
+            assert reservation is not None  # an INSERT's row
+            return reservation
 
-    def release_call(self, reservation: int) -> None:
+    def release_call(self, reservation: int | str) -> None:
         with self._tx() as c:
             c.execute("DELETE FROM calls WHERE rowid = ?", (reservation,))
 
@@ -474,18 +452,18 @@ class Store:
                 ).fetchone()
             session = _session(row) if row else None
             if until is not None:
-                return Verdict(False, f"locked: too many wrong codes for {number}; try again after {clock_text(until)}", session)
+                return policy.number_locked(number, until, session)
             if session is None:
-                return no_session(number, self.sandbox)
-            if session.state in CLOSED_REASONS:
-                return Verdict(False, CLOSED_REASONS[session.state], session)
+                return policy.no_session(number, self.sandbox)
+            if not session.is_open:
+                return policy.closed(session)
             if now >= session.expires_at:
-                return Verdict(False, f"expired at {clock_text(session.expires_at)}: send a new code", session)
+                return policy.expired(session)
             if _expired(clock, session.created_at, session.expires_at, row[-3], row[-2]):
-                return Verdict(False, CLOCK_BACK, session)
+                return policy.clock_back(session)
             if otp.matches(self._key, session.id, code, row[-1]):
                 c.execute("UPDATE sessions SET state = 'verified', closed_at = ? WHERE id = ?", (now, session.id))
-                return Verdict(True, "verified", self._reread(c, session.id), session.attempts_left)
+                return policy.verified(self._reread(c, session.id), session.attempts_left)
             attempts = session.attempts + 1
             left = max(0, session.max_attempts - attempts)
             state = "locked" if left == 0 else session.state
@@ -494,11 +472,7 @@ class Store:
                 (attempts, state, now if state == "locked" else None, session.id),
             )
             c.execute("INSERT INTO failures (number, at) VALUES (?, ?)", (number, now))
-            if left == 0:
-                reason = "wrong code; locked: too many wrong codes; send a new one"
-            else:
-                reason = f"wrong code ({left} attempt{'s' if left != 1 else ''} left)"
-            return Verdict(False, reason, self._reread(c, session.id), left)
+            return policy.wrong(self._reread(c, session.id), left)
 
     @staticmethod
     def _reread(c: sqlite3.Connection, session_id: str) -> Session:
@@ -514,7 +488,7 @@ class Store:
 
     # --- records (voice2fa serve: services, API keys, verifications) -------------------------
 
-    def put_record(self, kind: str, record_id: str, body: dict, *, ttl: float | None = None,
+    def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
                    only_new: bool = False) -> bool:
         """Store `body` (JSON-able) as record `record_id` of `kind`, living `ttl` seconds (None:
         until replaced). With `only_new`, only when no live record has that id. True when stored."""
@@ -531,7 +505,7 @@ class Store:
             )
         return True
 
-    def swap_record(self, kind: str, record_id: str, body: dict, *, rev: int, ttl: float) -> bool:
+    def swap_record(self, kind: str, record_id: str, body: Record, *, rev: int, ttl: float) -> bool:
         """Compare and set: store `body` only when the live record's `rev` field is `rev` (no
         live record: 0). True when stored."""
         text = json.dumps(body, separators=(",", ":"), sort_keys=True)
@@ -551,7 +525,7 @@ class Store:
         """A key for `label` derived from this store's HMAC key (which never leaves the process)."""
         return hmac.new(self._key, b"voice2fa derived key\x00" + label, hashlib.sha256).digest()
 
-    def get_record(self, kind: str, record_id: str) -> dict | None:
+    def get_record(self, kind: str, record_id: str) -> Record | None:
         """The live record, or None."""
         with self._errors():
             row = self._conn.execute(
@@ -561,7 +535,7 @@ class Store:
             return None
         return json.loads(row[0])
 
-    def list_records(self, kind: str) -> list[dict]:
+    def list_records(self, kind: str) -> list[Record]:
         """Every live record of `kind`, by id."""
         now = self.clock()
         with self._errors():
@@ -577,20 +551,7 @@ def _lock_end(c: sqlite3.Connection, number: str, now: float) -> float | None:
     rows = c.execute(
         "SELECT at FROM failures WHERE number = ? AND at > ?", (number, now - FAILURE_WINDOW - LOCK_SECONDS)
     ).fetchall()
-    return _locked_until([r[0] for r in rows], now)
-
-
-def _locked_until(failure_times: list[float], now: float) -> float | None:
-    """Failure times (any order) → the end of a lock in force at `now`, or None.
-    NUMBER_FAILURE_LIMIT failures within FAILURE_WINDOW lock the number for LOCK_SECONDS
-    from the failure that reached the limit."""
-    times = sorted(failure_times)
-    for i in range(NUMBER_FAILURE_LIMIT - 1, len(times)):
-        if times[i] - times[i - NUMBER_FAILURE_LIMIT + 1] <= FAILURE_WINDOW:
-            until = times[i] + LOCK_SECONDS
-            if until > now:
-                return until
-    return None
+    return policy.locked_until([r[0] for r in rows], now)
 
 
 def install_key(state_dir: Path) -> bytes:

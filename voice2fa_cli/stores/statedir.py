@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
+from voice2fa_cli import owned
 from voice2fa_cli.errors import StoreError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO never hangs the open
-SIDE_FILES = ("-wal", "-shm", "-journal")  # what SQLite keeps beside a database
+SIDE_FILES = ("-wal", "-shm", "-journal")
+DB_NAME = "sessions.sqlite3"  # in the state dir: real sessions
+SANDBOX_DB_NAME = "sandbox.sqlite3"  # in the state dir: sandbox sessions, kept apart
+KEY_NAME = "key"  # in the state dir: the per-install HMAC key  # what SQLite keeps beside a database
 
 
 class Missing(Exception):
@@ -38,7 +41,7 @@ def _check_ancestor(fd: int, path: Path) -> None:
 
 
 def _judge_ancestor(st: os.stat_result, path: Path) -> None:
-    if st.st_uid not in (0, os.getuid()):
+    if st.st_uid != 0 and not owned.is_mine(st):
         raise StoreError(
             f"the state dir's ancestor {path} belongs to another user (uid {st.st_uid}), who could swap "
             f"the state dir: {FIX}"
@@ -57,7 +60,7 @@ def check_private(st: os.stat_result, path: Path, what: str, want: int, kind: in
     if stat.S_IFMT(st.st_mode) != kind:
         article = "a directory" if kind == stat.S_IFDIR else "a regular file"
         raise StoreError(f"the {what} {path} is not {article}: move it away")
-    if st.st_uid != os.getuid():
+    if not owned.is_mine(st):
         raise StoreError(f"the {what} {path} belongs to another user: use a state dir of your own")
     if st.st_mode & 0o077:
         raise StoreError(
@@ -203,6 +206,8 @@ class StateDir:
 
     def create_file(self, name: str, content: bytes = b"") -> bool:
         """Create `name` 0600 with `content`, atomically; False if it already exists."""
+        import secrets
+
         tmp = f".{name}.{secrets.token_hex(6)}.tmp"
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _FILE_FLAGS, 0o600, dir_fd=self.fd)
