@@ -630,7 +630,7 @@ def test_send_sandbox_refuses_a_number_the_sandbox_locked(state_dir):
     """Ten wrong sandbox codes lock the number in the sandbox: `verify --sandbox` rejects, and
     `send --sandbox` refuses (exit 5) instead of reading a code that could never verify."""
     from tests.test_cli_output import plain_env
-    from voice2fa_cli.stores.base import clock_text
+    from voice2fa_cli.policy import clock_text
 
     with Store.open(state_dir, sandbox=True) as store:
         for sid in ("a", "b"):

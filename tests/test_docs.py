@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def variables_in_code() -> set[str]:
     names = set()
-    for path in (ROOT / "voice2fa_cli").glob("*.py"):
+    for path in (ROOT / "voice2fa_cli").rglob("*.py"):
         names |= set(re.findall(r'"((?:SIGNALWIRE|VOICE2FA)_[A-Z_]+)"', path.read_text()))
     return names
 

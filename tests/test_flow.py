@@ -9,11 +9,13 @@ import time
 import pytest
 
 from tests.helpers import CALLER, NUMBER, free_port
-from voice2fa_cli import flow, phone, sessions
+from voice2fa_cli.stores.onloop import StoreThread
+from voice2fa_cli import flow, phone, sessions, stand_in
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
-from voice2fa_cli.stores.sqlite import Store, clock_text
+from voice2fa_cli.policy import clock_text
+from voice2fa_cli.stores.sqlite import Store
 
 
 class Recorder:
@@ -193,7 +195,7 @@ async def test_sandbox_send_shows_what_the_callee_heard(tmp_path, monkeypatch):
     rec = Recorder()
     import os
 
-    result = await flow.send_sandbox(dict(os.environ), options(), rec, Listen("127.0.0.1", 0))
+    result = await stand_in.send(dict(os.environ), options(), rec, Listen("127.0.0.1", 0))
     assert result.delivered and result.session.sandbox
     readings = [line for line in rec.lines if line.replace(", ", "").isdigit()]
     assert len(readings) == 2 and readings[0] == readings[1]
@@ -207,7 +209,7 @@ async def test_sandbox_sends_are_not_limited(tmp_path, monkeypatch):
 
     monkeypatch.setenv("VOICE2FA_STATE_DIR", str(tmp_path / "s"))
     for _ in range(7):
-        result = await flow.send_sandbox(dict(os.environ), options("+447700900123"), Recorder(), Listen("127.0.0.1", 0))
+        result = await stand_in.send(dict(os.environ), options("+447700900123"), Recorder(), Listen("127.0.0.1", 0))
         assert result.delivered
 
 
@@ -238,7 +240,7 @@ async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path)
     settings = settings_for(sb, tmp_path / "s")
     sock = bind(settings.listen.host, settings.listen.port)
     with pytest.raises(NotDelivered) as info:
-        async with flow.StoreThread(FullDisk.open(tmp_path / "s")) as store:
+        async with StoreThread(FullDisk.open(tmp_path / "s")) as store:
             await flow._call(settings, options(), store, Recorder(), sock)
     assert info.value.exit_code == 3  # a call was placed: never 2, which says nothing was called
     assert info.value.message == ("the call was hung up because the store failed: "
@@ -272,7 +274,7 @@ def hold_write_lock(db):
 
 
 async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
-    from voice2fa_cli.config import SANDBOX_DB_NAME
+    from voice2fa_cli.stores.statedir import SANDBOX_DB_NAME
     from voice2fa_cli.webhook import bind
 
     state = tmp_path / "s"
@@ -281,7 +283,7 @@ async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
     sock = bind(settings.listen.host, settings.listen.port)
     holder = hold_write_lock(state / SANDBOX_DB_NAME)
     try:
-        async with flow.StoreThread(Store.open(state, sandbox=True)) as store:
+        async with StoreThread(Store.open(state, sandbox=True)) as store:
             call = asyncio.create_task(flow._call(settings, options(), store, Recorder(), sock))
             for _ in range(2000):  # the platform fetches the webhook and hears the code meanwhile
                 if sb.heard_code() or call.done():
@@ -299,7 +301,7 @@ async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
 
 
 async def test_a_store_that_stays_locked_hangs_up_and_never_exits_2(sb, tmp_path):
-    from voice2fa_cli.config import DB_NAME
+    from voice2fa_cli.stores.statedir import DB_NAME
     from voice2fa_cli.errors import NotDelivered
     from voice2fa_cli.webhook import bind
 
@@ -311,7 +313,7 @@ async def test_a_store_that_stays_locked_hangs_up_and_never_exits_2(sb, tmp_path
     holder = hold_write_lock(state / DB_NAME)
     try:
         with pytest.raises(NotDelivered) as info:
-            async with flow.StoreThread(Store.open(state, busy_timeout=0.2)) as store:
+            async with StoreThread(Store.open(state, busy_timeout=0.2)) as store:
                 await flow._call(settings, options(), store, Recorder(), sock)
     finally:
         holder.kill()

@@ -20,7 +20,8 @@ from tests import twilio_verify as facts
 from tests.helpers import FAST, NUMBER
 from voice2fa_cli.serve import records
 from voice2fa_cli.serve.log import Log
-from voice2fa_cli.stores import StoreSpec, open_store
+from voice2fa_cli.stores import open_store
+from voice2fa_cli.stores.base import StoreSpec
 from voice2fa_cli.webhook import bind
 
 OTHER = "+15557654321"
@@ -507,7 +508,7 @@ def test_both_listeners_have_the_webhooks_time_limits(env, setup, listener):
 def test_a_flood_of_wrong_secrets_is_refused_without_queueing_the_right_one(server, setup, monkeypatch):
     """Each unknown secret costs a scrypt: past MAX_HASHING at once the rest are refused at
     once (fewer hashes than requests), and the right key (checked once, then cached) keeps working."""
-    from voice2fa_cli.serve.server import MAX_HASHING
+    from voice2fa_cli.serve.core import MAX_HASHING
 
     hashed = []
     real = records.secret_matches

@@ -13,8 +13,10 @@ import pytest
 from tests.helpers import CALLER, NUMBER
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_serve import ServeThread, client_for
+from voice2fa_cli.stores.onloop import StoreThread
 from voice2fa_cli.serve import records
-from voice2fa_cli.stores import StoreSpec, open_store
+from voice2fa_cli.stores import open_store
+from voice2fa_cli.stores.base import StoreSpec
 from voice2fa_cli.webhook import bind
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
@@ -121,7 +123,7 @@ async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(st
     from voice2fa_cli.serve.calls import KIND, StoredCalls
     from voice2fa_cli.webhook import CallState
 
-    async with await flow.StoreThread.open(StoreSpec(state_dir=state_dir)) as store:
+    async with await StoreThread.open(StoreSpec(state_dir=state_dir)) as store:
         calls = await StoredCalls.open(store, {}, ttl=600)
         call = CallState(session_id="s1", code="40719386", voice=speech.Voice(), key="7")
         other = CallState(session_id="s2", code="11112222", voice=speech.Voice(), key="3")
@@ -130,14 +132,14 @@ async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(st
         loaded, rev = await calls.load(call.token)
         assert (loaded.code, loaded.key, rev) == ("40719386", "7", 1)
         rid = calls.record_id(call.token)
-        body = await store.run("get_record", KIND, rid)
+        body = await store.get_record(KIND, rid)
         assert "40719386" not in json.dumps(body) and call.token not in json.dumps(body)
         blob = bytearray(base64.b64decode(body["blob"]))
         blob[20] ^= 1
-        await store.run("put_record", KIND, rid, {"rev": 2, "blob": base64.b64encode(bytes(blob)).decode()}, ttl=60)
+        await store.put_record(KIND, rid, {"rev": 2, "blob": base64.b64encode(bytes(blob)).decode()}, ttl=60)
         assert await calls.load(call.token) is None  # altered
-        moved = await store.run("get_record", KIND, calls.record_id(other.token))
-        await store.run("put_record", KIND, rid, moved, ttl=60)
+        moved = await store.get_record(KIND, calls.record_id(other.token))
+        await store.put_record(KIND, rid, moved, ttl=60)
         assert await calls.load(call.token) is None  # another call's blob under this call's id
         stranger = StoredCalls(store, os.urandom(32), calls.id_key, {}, ttl=600)
         assert await stranger.load(other.token) is None  # another key

@@ -325,7 +325,9 @@ def send(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digi
             where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
             reporter.info("sandbox: a simulated call to a local stand-in of SignalWire; nothing is dialed")
             scenario = Scenario(**OUTCOMES[outcome]) if outcome else None
-            call = flow.send_sandbox(env, options, reporter, where, ring_timeout, scenario=scenario)
+            from voice2fa_cli import stand_in
+
+            call = stand_in.send(env, options, reporter, where, ring_timeout, scenario=scenario)
         else:
             settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
             for warning in settings.warnings:

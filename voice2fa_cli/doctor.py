@@ -13,11 +13,14 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from voice2fa_cli import config
-from voice2fa_cli.errors import ConfigError, ProviderError, StoreError
+from voice2fa_cli.errors import ConfigError, Problem, ProviderError, StoreError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,8 @@ class Report:
         }
 
 
-def _setting(checks: list[Check], name: str, read: Callable[[], object], show: Callable[[object], str],
-             warn: Callable[[object], str | None] = lambda _: None):
+def _setting(checks: list[Check], name: str, read: Callable[[], T], show: Callable[[T], str],
+             warn: Callable[[T], str | None] = lambda _: None) -> T | None:
     """One row: the setting read by send's own function; its value, or None when it failed."""
     try:
         got = read()
@@ -126,7 +129,7 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
         except ConfigError as exc:
             checks[-1] = Check("VOICE2FA_LISTEN", FAIL, exc.message,
                                "stop the program that holds it, or choose another port with --listen or "
-                               "VOICE2FA_LISTEN (and point the tunnel at it)" if "in use" in exc.message else None)
+                               "VOICE2FA_LISTEN (and point the tunnel at it)" if exc.kind is Problem.ADDRESS_IN_USE else None)
     try:
         add(_state(env))
         checks.extend(_store(env))
@@ -177,12 +180,15 @@ def _store(env: Mapping[str, str]) -> list[Check]:
         store = open_store(spec)
     except StoreError as exc:
         fix = None
-        if "another key" in exc.message:
+        if exc.kind is Problem.WRONG_KEY:
             fix = "copy the key file every other machine uses and set VOICE2FA_KEY_FILE to it"
-        elif "cannot be reached" in exc.message or "did not answer" in exc.message:
+        elif exc.kind is Problem.UNREACHABLE:
             fix = "start Redis, or check the host, port or socket in VOICE2FA_STORE and the network to it"
         return [Check(name, FAIL, exc.message, fix)]
+    from voice2fa_cli.stores.redis import RedisStore
+
     with store:
+        assert isinstance(store, RedisStore)  # a spec with a URL opens the shared store
         try:
             aof, rdb = store.persistence()
         except StoreError as exc:
@@ -231,7 +237,7 @@ async def _credentials(space: str | None, project: str | None, token: str | None
         else:
             fix = None
         return Check("credentials", FAIL, exc.message, fix)
-    return Check("credentials", OK, f"accepted by {host} (account {str(account.get('status') or 'active')})")
+    return Check("credentials", OK, f"accepted by {host} (account {account.get('status') or 'active'!s})")
 
 
 async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:

@@ -5,25 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import secrets
 import socket
 import time
-from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from voice2fa_cli import config, otp
-from voice2fa_cli.errors import ConfigError, NotDelivered, PolicyRefused, ProviderError, StoreError
+from voice2fa_cli import config, otp, policy
+from voice2fa_cli.errors import ConfigError, NotDelivered, ProviderError, StoreError
 from voice2fa_cli.phone import Number
+from voice2fa_cli.policy import Session
 from voice2fa_cli.speech import KEY_WINDOW, Voice
-from voice2fa_cli.stores.base import Session, SessionStore
-from voice2fa_cli.stores import StoreSpec
+from voice2fa_cli.stores.base import AsyncSessionStore, Reservation
+from voice2fa_cli.stores.onloop import StoreThread
 
-MAX_TTL = 600
+if TYPE_CHECKING:
+    from aiohttp import web
 
+    from voice2fa_cli.signalwire import Client
+    from voice2fa_cli.webhook import CallState, ServerConfig
 
 class Reporter(Protocol):
     def warn(self, text: str) -> None: ...
@@ -36,55 +37,11 @@ class Reporter(Protocol):
 class SendOptions:
     number: Number
     digits: int = otp.DEFAULT_DIGITS
-    ttl: int = MAX_TTL
+    ttl: int = policy.DEFAULT_TTL
     voice: Voice = Voice()
     keypress: bool = True
-    max_attempts: int = 5
+    max_attempts: int = policy.MAX_ATTEMPTS
     preflight: bool = True
-
-
-class StoreThread:
-    """The store worked from one thread of its own, one call at a time and in order: a busy or
-    slow store (another process holding the write lock, a slow disk) never blocks the event
-    loop, so the webhook keeps answering the platform meanwhile."""
-
-    def __init__(self, store: SessionStore, workers: int = 1) -> None:
-        self.store = store
-        # More than one worker only for a store whose client is thread-safe (Redis's pool of
-        # connections); each coroutine still awaits its own calls in order.
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="voice2fa-store")
-
-    @classmethod
-    async def open(cls, where: StoreSpec | Path, *, sandbox: bool = False, workers: int = 1) -> StoreThread:
-        from voice2fa_cli.stores import open_store
-
-        pool = ThreadPoolExecutor(1, thread_name_prefix="voice2fa-store")
-        try:
-            store = await asyncio.get_running_loop().run_in_executor(
-                pool, functools.partial(open_store, where, sandbox=sandbox)
-            )
-        finally:
-            pool.shutdown(wait=False)
-        shared = isinstance(where, StoreSpec) and where.shared
-        return cls(store, workers if shared else 1)
-
-    async def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        call = functools.partial(getattr(self.store, method), *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    async def apply(self, function, *args: Any, **kwargs: Any) -> Any:
-        """`function(store, *args, **kwargs)` on the store's thread."""
-        call = functools.partial(function, self.store, *args, **kwargs)
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
-
-    async def __aenter__(self) -> StoreThread:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            await self.run("close")
-        finally:
-            self._pool.shutdown(wait=False)
 
 
 @dataclass(frozen=True)
@@ -97,85 +54,52 @@ class SendResult:
     duration: int | None
 
 
-async def send(settings: config.Settings, options: SendOptions, reporter: Reporter) -> SendResult:
-    """Call through the configured SignalWire space."""
+def nothing_dialed(exc: BaseException) -> bool:
+    """Whether a failure came before anything was dialed (so the call it reserved is released)."""
+    return isinstance(exc, ConfigError) or (isinstance(exc, ProviderError) and not exc.dialed)
+
+
+@contextlib.asynccontextmanager
+async def reserved(store: AsyncSessionStore, number: str, max_per_hour: int) -> AsyncIterator[Reservation]:
+    """The send policy before a real call: the number's lock and the send limits, counted in
+    the store (PolicyRefused otherwise); the reservation is released again when the block fails
+    before anything was dialed."""
+    reservation = await store.reserve_call(number, max_per_hour)
+    try:
+        yield reservation
+    except BaseException as exc:
+        if nothing_dialed(exc):
+            await store.release_call(reservation)
+        raise
+
+
+async def refuse_locked(store: AsyncSessionStore, number: Number) -> None:
+    """A simulated call (the sandbox): no send limits or countries apply, as nothing is dialed,
+    but a number the sandbox locked gets no call, since its code could never verify."""
+    until = await store.number_locked_until(number.e164)
+    if until is not None:
+        raise policy.number_locked_refusal(number.e164, until)
+
+
+async def send(settings: config.Settings, options: SendOptions, reporter: Reporter, *, sandbox: bool = False,
+               sock: socket.socket | None = None, on_call: Callable[[CallState], None] | None = None) -> SendResult:
+    """One call through the Space the settings name: a real one (the send policy applies), or
+    with `sandbox` a local stand-in the caller started (its sessions in their own store).
+    `sock`: the socket to serve the webhook on (default: bind settings.listen); `on_call` is
+    told the call's state before it is dialed."""
     from voice2fa_cli.webhook import bind
 
-    number = options.number
-    if number.region not in settings.allowed_countries:
-        allowed = ",".join(sorted(settings.allowed_countries))
-        national = (f" (it has no country code and was read as dialed in {number.national.describe()}: "
-                    f"write it with + and its country code, or set VOICE2FA_DEFAULT_REGION)"
-                    if number.national is not None else "")
-        raise PolicyRefused(
-            f"calls to {number.region} ({number.e164}) are not allowed: VOICE2FA_ALLOWED_COUNTRIES is "
-            f"{allowed}; add {number.region} to allow them" + national
-        )
-    async with await StoreThread.open(settings.store or settings.state_dir) as store:
-        reservation = await store.run("reserve_call", number.e164, settings.max_calls_per_hour)
-        try:
-            sock = bind(settings.listen.host, settings.listen.port)
-            return await _call(settings, options, store, reporter, sock)
-        except ConfigError:
-            await store.run("release_call", reservation)  # --listen or the preflight failed: nothing was dialed
-            raise
-        except ProviderError as exc:
-            if not exc.dialed:
-                await store.run("release_call", reservation)
-            raise
-
-
-async def send_sandbox(
-    env: Mapping[str, str],
-    options: SendOptions,
-    reporter: Reporter,
-    listen: config.Listen,
-    ring_timeout: int | None = None,
-    scenario: object | None = None,
-) -> SendResult:
-    """Call through an in-process stand-in of the platform: no account, nothing dialed."""
-    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox
-    from voice2fa_cli.webhook import bind
-
-    state_dir = config.state_dir(env)
-    timing = config.timing(env, ring_timeout)
-    async with await StoreThread.open(config.store_spec(env), sandbox=True) as store:  # sandbox sessions: their own store
-        # send limits and countries do not apply (nothing is dialed), but a number the sandbox
-        # locked gets no call: its code could never verify
-        until = await store.run("number_locked_until", options.number.e164)
-        if until is not None:
-            from voice2fa_cli.stores.base import clock_text
-
-            raise PolicyRefused(
-                f"{options.number.e164} is locked after too many wrong codes: no calls until {clock_text(until)}"
-            )
-        sock = bind(listen.host, listen.port)
-        try:
-            host, port = sock.getsockname()[:2]
-            if sock.family == socket.AF_INET6:
-                host = "::1" if host == "::" else host
-                base = f"http://[{host}]:{port}"
-            else:
-                base = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
-            live: list = []  # the CallState, once _call has made it
-            sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=lambda sim, lines: live and live[0].note_heard(lines))
-            if scenario is not None:
-                sandbox.scenario = scenario  # type: ignore[assignment]
-            async with sandbox:
-                settings = config.Settings(
-                    space=sandbox.url,
-                    project=sandbox.project,
-                    token=sandbox.token,
-                    caller=SANDBOX_CALLER,
-                    signing_key=sandbox.signing_key,
-                    public_url=base,
-                    listen=config.Listen(host, port),
-                    state_dir=state_dir,
-                    timing=timing,
-                )
-                return await _call(settings, options, store, reporter, sock, published=live)
-        finally:
-            sock.close()
+    async with await StoreThread.open(settings.store or settings.state_dir, sandbox=sandbox) as store:
+        if sandbox:
+            await refuse_locked(store, options.number)
+            return await _call(settings, options, store, reporter,
+                               sock or bind(settings.listen.host, settings.listen.port), on_call)
+        refused = policy.country_refusal(options.number, settings.allowed_countries)
+        if refused is not None:
+            raise refused
+        async with reserved(store, options.number.e164, settings.max_calls_per_hour):
+            return await _call(settings, options, store, reporter,
+                               sock or bind(settings.listen.host, settings.listen.port), on_call)
 
 
 _UNDELIVERED = {
@@ -186,7 +110,7 @@ _UNDELIVERED = {
 }
 
 
-def new_call(options: SendOptions):
+def new_call(options: SendOptions) -> CallState:
     """A call's state for the webhook: its session id, a fresh code, the voice, the gate's key."""
     from voice2fa_cli.webhook import CallState
 
@@ -201,18 +125,18 @@ def new_call(options: SendOptions):
 async def _call(
     settings: config.Settings,
     options: SendOptions,
-    store: StoreThread,
+    store: AsyncSessionStore,
     reporter: Reporter,
     sock: socket.socket,
-    published: list | None = None,
+    on_call: Callable[[CallState], None] | None = None,
 ) -> SendResult:
     """The CLI's one call: a webhook server and an API client of its own for it."""
     from voice2fa_cli.signalwire import Client
     from voice2fa_cli.webhook import Server, ServerConfig, make_app
 
     call = new_call(options)
-    if published is not None:
-        published.append(call)
+    if on_call is not None:
+        on_call(call)
     server_config = ServerConfig(settings.public_url, settings.signing_key)
     app = make_app(server_config)
     timing = settings.timing
@@ -228,13 +152,13 @@ async def _call(
 async def place_call(
     settings: config.Settings,
     options: SendOptions,
-    store: StoreThread,
+    store: AsyncSessionStore,
     reporter: Reporter,
-    client,
-    app,
-    call,
-    placed: asyncio.Future | None = None,
-    refresh=None,
+    client: Client,
+    app: web.Application,
+    call: CallState,
+    placed: asyncio.Future[Session] | None = None,
+    refresh: Callable[[], Awaitable[object]] | None = None,
 ) -> SendResult:
     """One call on a serving webhook app (the CLI's own, or `voice2fa serve`'s shared one): its
     token routes registered, dialed, its session stored (then `placed` gets the Session),
@@ -260,8 +184,7 @@ async def place_call(
     reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
     session = None
     try:
-        session = await store.run(
-            "create_session",
+        session = await store.create_session(
             session_id=call.session_id,
             number=options.number.e164,
             code=call.code,
@@ -274,7 +197,7 @@ async def place_call(
         reporter.step("expires", time.monotonic() - started, repr(session.expires_at))
         if placed is not None and not placed.done():
             placed.set_result(session)
-        problem = await _Follower(call, client, store, reporter, timing, started).run()
+        problem = await _Follower(call, created.sid, client, store, reporter, timing, started).run()
         if refresh is not None:
             await refresh()
     except BaseException as exc:
@@ -287,8 +210,7 @@ async def place_call(
                 reporter.step("hung-up", time.monotonic() - started)
         if session is not None:
             with contextlib.suppress(Exception):
-                await store.run(
-                    "record_call",
+                await store.record_call(
                     session.id,
                     state=None if call.delivered else "undelivered",
                     call_status=call.status if call.ended else "canceled",
@@ -314,10 +236,8 @@ async def place_call(
             else:
                 problem = "the call ended before the code was read"
     try:
-        await store.run(
-            "record_call", session.id, state=None if call.delivered else "undelivered", call_status=call.status
-        )
-        stored = await store.run("get", session.id)
+        await store.record_call(session.id, state=None if call.delivered else "undelivered", call_status=call.status)
+        stored = await store.get(session.id)
     except StoreError as exc:
         raise NotDelivered(f"the call ended but the store failed: {exc.message}") from None
     return SendResult(
@@ -330,7 +250,7 @@ async def place_call(
     )
 
 
-async def preflight(server_config, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
+async def preflight(server_config: ServerConfig, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
     """Fetch this run's health path through the public URL and check that this very server
     answered: its body must be the proof only this process can make (an HMAC of the nonce under
     a secret that never leaves it), so an echo of the path does not pass. Before anything is
@@ -363,8 +283,10 @@ async def preflight(server_config, listen: config.Listen, timeout: float, hint: 
 class _Follower:
     """Follows a call to its end: callbacks first, the REST API when they go quiet."""
 
-    def __init__(self, call, client, store: StoreThread, reporter: Reporter, timing: config.Timing, started: float):
+    def __init__(self, call: CallState, sid: str, client: Client, store: AsyncSessionStore, reporter: Reporter,
+                 timing: config.Timing, started: float) -> None:
         self.call = call
+        self.sid = call.call_sid or sid  # the platform's id of the call
         self.client = client
         self.store = store
         self.reporter = reporter
@@ -390,14 +312,14 @@ class _Follower:
             self.seen = len(call.history)
             if not call.delivered or self.recorded_delivery:
                 return
-            await self.store.run("record_call", call.session_id, state="delivered")
+            await self.store.record_call(call.session_id, state="delivered")
             self.recorded_delivery = True
 
     async def run(self) -> str | None:
         """Returns a problem text when the call had to be abandoned, else None."""
         call, timing = self.call, self.timing
         last_news = time.monotonic()
-        give_up = self.started + timing.ring_timeout + timing.webhook_grace + MAX_TTL
+        give_up = self.started + timing.ring_timeout + timing.webhook_grace + policy.MAX_TTL
         poll_failures = 0
         while True:
             await self._drain()
@@ -427,7 +349,7 @@ class _Follower:
             if time.monotonic() - last_news < timing.poll_interval:
                 continue
             try:
-                polled = await self.client.fetch_call(call.call_sid)
+                polled = await self.client.fetch_call(self.sid)
                 poll_failures = 0
             except ProviderError as exc:
                 poll_failures += 1
@@ -448,9 +370,9 @@ class _Follower:
         recorded; only when neither comes is the outcome inferred."""
         call, timing = self.call, self.timing
         call.hung_up = True  # no document from now on; the status route still answers
-        self.reporter.debug(f"hanging up {call.call_sid}")
+        self.reporter.debug(f"hanging up {self.sid}")
         with contextlib.suppress(ProviderError):
-            await self.client.hang_up(call.call_sid)
+            await self.client.hang_up(self.sid)
         deadline = time.monotonic() + timing.webhook_grace
         next_poll = time.monotonic() + timing.poll_interval
         while not call.ended:
@@ -463,7 +385,7 @@ class _Follower:
             if time.monotonic() >= next_poll:
                 next_poll = time.monotonic() + timing.poll_interval
                 with contextlib.suppress(ProviderError):
-                    polled = await self.client.fetch_call(call.call_sid)
+                    polled = await self.client.fetch_call(self.sid)
                     call.set_status(polled.status, duration=polled.duration)
         if not call.ended:
             call.set_status("completed" if call.fetched or self.answered_at else "canceled")

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl, urlsplit
 from aiohttp import web
 
 from voice2fa_cli import signature, speech
-from voice2fa_cli.errors import ConfigError
+from voice2fa_cli.errors import ConfigError, Problem
 from voice2fa_cli.signalwire import FINAL_STATUSES
 
 MAX_BODY = 64 * 1024
@@ -402,7 +402,8 @@ def bind(host: str, port: int, what: str = "--listen") -> socket.socket:
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"{what} {shown}: the address is already in use: choose another port") from None
+            raise ConfigError(f"{what} {shown}: the address is already in use: choose another port",
+                              kind=Problem.ADDRESS_IN_USE) from None
         if exc.errno == errno.EADDRNOTAVAIL:
             raise ConfigError(f"{what} {shown}: {host} is not an address of this machine") from None
         if exc.errno == errno.EACCES:

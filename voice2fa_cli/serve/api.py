@@ -10,8 +10,9 @@ import time
 from aiohttp import web
 
 from voice2fa_cli.serve import shapes
+from voice2fa_cli.serve.core import Core
 from voice2fa_cli.serve.log import Log, safe_path
-from voice2fa_cli.serve.server import ApiError, Core
+from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.webhook import CONFIG, MAX_BODY, ServerConfig, _form, _in_handler
 
 CORE = web.AppKey("core", Core)
@@ -20,7 +21,7 @@ CORE = web.AppKey("core", Core)
 async def _fields(request: web.Request) -> dict[str, str]:
     fields = await _form(request, request.app[CONFIG].limits.body)
     if isinstance(fields, web.Response):
-        raise ApiError(60200, f"Invalid request body: {fields.text.strip()}", status=fields.status)
+        raise ApiError(60200, f"Invalid request body: {(fields.text or '').strip()}", status=fields.status)
     form: dict[str, str] = {}
     for name, value in fields:
         form.setdefault(name, value)  # the first of repeated fields, as Twilio's form parsing

@@ -20,6 +20,7 @@ import re
 from voice2fa_cli import speech
 from voice2fa_cli.errors import StoreError
 from voice2fa_cli.serve.sealed import SealError, seal, unseal
+from voice2fa_cli.stores.base import AsyncSessionStore
 from voice2fa_cli.webhook import CallState
 
 KIND = "call"
@@ -65,9 +66,9 @@ def merge(local: CallState, seen: CallState) -> None:
 
 
 class StoredCalls:
-    """webhook.SharedCalls on the store (through its StoreThread)."""
+    """webhook.SharedCalls on the store (an AsyncSessionStore)."""
 
-    def __init__(self, store, master: bytes, id_key: bytes, local: dict, ttl: float) -> None:
+    def __init__(self, store: AsyncSessionStore, master: bytes, id_key: bytes, local: dict, ttl: float) -> None:
         self.store = store
         self.master = master
         self.id_key = id_key
@@ -75,9 +76,9 @@ class StoredCalls:
         self.ttl = ttl
 
     @classmethod
-    async def open(cls, store, local: dict, ttl: float) -> StoredCalls:
-        master = await store.run("derive_key", b"serve call seal v1")
-        id_key = await store.run("derive_key", b"serve call id v1")
+    async def open(cls, store: AsyncSessionStore, local: dict, ttl: float) -> StoredCalls:
+        master = await store.derive_key(b"serve call seal v1")
+        id_key = await store.derive_key(b"serve call id v1")
         return cls(store, master, id_key, local, ttl)
 
     def record_id(self, token: str) -> str:
@@ -89,7 +90,7 @@ class StoredCalls:
         return await self._load(self.record_id(token), token)
 
     async def _load(self, rid: str, token: str) -> tuple[CallState, int] | None:
-        body = await self.store.run("get_record", KIND, rid)
+        body = await self.store.get_record(KIND, rid)
         if body is None:
             return None
         try:
@@ -103,7 +104,7 @@ class StoredCalls:
 
     async def _save(self, rid: str, call: CallState, rev: int) -> bool:
         blob = seal(self.master, rid.encode(), json.dumps(state(call), separators=(",", ":")).encode())
-        return await self.store.run("swap_record", KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
+        return await self.store.swap_record(KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
                                     rev=rev, ttl=self.ttl)
 
     async def hang_up(self, rid: str) -> None:

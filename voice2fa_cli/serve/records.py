@@ -1,6 +1,6 @@
 """What `voice2fa serve` keeps in the store, beside the sessions: services, API keys and
 verifications, as records (the store's `put_record` / `get_record` / `list_records`, the same on
-SQLite and Redis). Synchronous: call them through a StoreThread from the event loop.
+SQLite and Redis). Synchronous (the CLI's `keys` and `services`); serve reads the same records on its loop.
 
 API keys are stored only as a slow hash (scrypt) of their secret, which is shown once."""
 
@@ -12,6 +12,10 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from voice2fa_cli.stores.base import Record, SessionStore
 
 SERVICE, KEY, VERIFICATION, PENDING, META = "service", "key", "verification", "pending", "meta"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
@@ -34,12 +38,6 @@ def clean_name(name: str, what: str) -> str:
     return text
 
 
-def account_sid(store) -> str:
-    """This install's account SID (made on first use), shown in every resource."""
-    store.put_record(META, "account", {"sid": new_sid("AC")}, only_new=True)
-    return store.get_record(META, "account")["sid"]
-
-
 # --- services ----------------------------------------------------------------------------------
 
 
@@ -57,7 +55,7 @@ class Service:
                 "language": self.language, "created": self.created}
 
 
-def create_service(store, name: str, code_length: int = 6, ttl: int = 600, language: str | None = None) -> Service:
+def create_service(store: SessionStore, name: str, code_length: int = 6, ttl: int = 600, language: str | None = None) -> Service:
     if code_length not in CODE_LENGTHS:
         raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1}")
     if ttl not in TTLS:
@@ -67,14 +65,22 @@ def create_service(store, name: str, code_length: int = 6, ttl: int = 600, langu
     return service
 
 
-def get_service(store, sid: str) -> Service | None:
-    if not SID.fullmatch(sid) or not sid.startswith("VA"):
+def is_service_sid(sid: str) -> bool:
+    return bool(SID.fullmatch(sid)) and sid.startswith("VA")
+
+
+def is_key_sid(sid: str) -> bool:
+    return bool(SID.fullmatch(sid)) and sid.startswith("SK")
+
+
+def get_service(store: SessionStore, sid: str) -> Service | None:
+    if not is_service_sid(sid):
         return None
     body = store.get_record(SERVICE, sid)
     return Service(**body) if body else None
 
 
-def list_services(store) -> list[Service]:
+def list_services(store: SessionStore) -> list[Service]:
     return sorted((Service(**b) for b in store.list_records(SERVICE)), key=lambda s: (s.created, s.sid))
 
 
@@ -93,7 +99,7 @@ def _hash(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 << 20, dklen=32)
 
 
-def create_key(store, name: str) -> tuple[ApiKey, str]:
+def create_key(store: SessionStore, name: str) -> tuple[ApiKey, str]:
     """A new key: its record and its secret (shown once, stored only as a scrypt hash)."""
     key = ApiKey(new_sid("SK"), clean_name(name, "the key name"), time.time())
     secret = secrets.token_urlsafe(32)
@@ -104,12 +110,12 @@ def create_key(store, name: str) -> tuple[ApiKey, str]:
     return key, secret
 
 
-def list_keys(store) -> list[ApiKey]:
+def list_keys(store: SessionStore) -> list[ApiKey]:
     keys = [ApiKey(b["sid"], b["name"], b["created"], b["revoked"]) for b in store.list_records(KEY)]
     return sorted(keys, key=lambda k: (k.created, k.sid))
 
 
-def revoke_key(store, sid: str) -> bool:
+def revoke_key(store: SessionStore, sid: str) -> bool:
     """Revoke the key; False when there is no such key."""
     body = store.get_record(KEY, sid) if SID.fullmatch(sid) else None
     if body is None:
@@ -118,8 +124,8 @@ def revoke_key(store, sid: str) -> bool:
     return True
 
 
-def key_record(store, sid: str) -> dict | None:
-    if not SID.fullmatch(sid) or not sid.startswith("SK"):
+def key_record(store: SessionStore, sid: str) -> Record | None:
+    if not is_key_sid(sid):
         return None
     return store.get_record(KEY, sid)
 

@@ -81,3 +81,14 @@ def verification_check(record: dict, status: str) -> dict:
         "date_created": iso(record["created"]),
         "date_updated": iso(record["updated"]),
     }
+
+
+class ApiError(Exception):
+    """An answer in Twilio's error shape."""
+
+    def __init__(self, code: int, message: str | None = None, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.status = code, message, status
+
+    def response(self) -> web.Response:
+        return error(self.code, self.message, self.status)

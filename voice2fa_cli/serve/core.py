@@ -1,0 +1,334 @@
+"""The verification service behind `voice2fa serve`'s API: services and API keys, and
+verifications (a call that reads a code, then checks of it) over the store. Twilio Verify v2's
+rules and error codes; the policy's limits and verdicts. serve/api.py is its HTTP face,
+serve/server.py starts and stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from voice2fa_cli import config, flow, phone, phrases, policy, speech
+from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderError, StoreError, Voice2faError
+from voice2fa_cli.policy import Kind, Session
+from voice2fa_cli.serve import records, shapes
+from voice2fa_cli.serve.log import CallReporter, Log
+from voice2fa_cli.serve.shapes import ApiError
+from voice2fa_cli.stores.base import AsyncSessionStore, Record
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from voice2fa_cli.serve.calls import StoredCalls
+    from voice2fa_cli.serve.metrics import Metrics
+    from voice2fa_cli.signalwire import Client
+    from voice2fa_cli.webhook import CallState
+
+AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
+MAX_AUTH_CACHE = 1024
+MAX_HASHING = 32  # scrypt checks running or waiting at once; beyond, 20003 at once
+MAX_CODE = 10
+CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
+SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
+
+
+@dataclass
+class Flight:
+    call: CallState
+    task: asyncio.Task[None]
+
+
+class Core:
+    def __init__(self, settings: config.Settings, creds: AsyncSessionStore, store: AsyncSessionStore,
+                 client: Client, webhook: web.Application, log: Log, metrics: Metrics, *, sandbox: bool,
+                 api_url: str, linger: float = CALL_LINGER, calls: StoredCalls | None = None) -> None:
+        self.settings = settings
+        self.calls = calls  # serve.calls.StoredCalls with several instances, else None
+        self.creds = creds  # services and API keys: always the real namespace
+        self.store = store  # verifications and sessions: the sandbox's with --sandbox
+        self.client = client
+        self.webhook = webhook
+        self.log = log
+        self.metrics = metrics
+        self.sandbox = sandbox
+        self.api_url = api_url
+        self.linger = linger
+        self.draining = False
+        self.account = ""
+        self.flights: dict[str, Flight] = {}  # verification sid → its call in flight here
+        self.tasks: set[asyncio.Task] = set()
+        self._mac_key = secrets.token_bytes(32)
+        self._auth_cache: dict[str, tuple[bytes, float]] = {}
+        self._scrypt = asyncio.Semaphore(2)
+        self._hashing = 0  # requests waiting for or running a scrypt check
+        self._services: dict[str, records.Service] = {}
+
+    async def start(self) -> None:
+        await self.creds.put_record(records.META, "account", {"sid": records.new_sid("AC")}, only_new=True)
+        account = await self.creds.get_record(records.META, "account")
+        if account is None:
+            raise StoreError("the store lost the account record it was just given: try again")
+        self.account = account["sid"]
+
+    # --- credentials -----------------------------------------------------------------------
+
+    async def authenticate(self, header: str | None) -> bool:
+        """HTTP basic auth with an API key: the key's SID and its secret."""
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, secret = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        if not records.SID.fullmatch(user) or not secret or len(secret) > 256:
+            return False
+        mac = hmac.digest(self._mac_key, secret.encode(), "sha256")
+        cached = self._auth_cache.get(user)
+        now = time.monotonic()
+        if cached is not None and hmac.compare_digest(cached[0], mac) and now - cached[1] < AUTH_CACHE_SECONDS:
+            return True
+        record = await self.creds.get_record(records.KEY, user) if records.is_key_sid(user) else None
+        if record is None or record["revoked"]:
+            self._auth_cache.pop(user, None)
+            return False
+        if cached is None or not hmac.compare_digest(cached[0], mac):
+            if self._hashing >= MAX_HASHING:
+                return False  # a flood of wrong secrets: refused at once rather than queued
+            self._hashing += 1
+            try:
+                async with self._scrypt:
+                    ok = await asyncio.to_thread(records.secret_matches, record, secret)
+            finally:
+                self._hashing -= 1
+            if not ok:
+                return False
+        if len(self._auth_cache) >= MAX_AUTH_CACHE:
+            self._auth_cache.clear()
+        self._auth_cache[user] = (mac, now)
+        return True
+
+    async def service(self, sid: str) -> records.Service:
+        service = self._services.get(sid)  # services never change: cached once read
+        if service is None:
+            body = await self.creds.get_record(records.SERVICE, sid) if records.is_service_sid(sid) else None
+            service = records.Service(**body) if body else None
+            if service is not None:
+                if len(self._services) >= MAX_AUTH_CACHE:
+                    self._services.clear()
+                self._services[sid] = service
+        if service is None:
+            raise ApiError(20404, f"The requested resource /Services/{sid} was not found")
+        return service
+
+    # --- verifications ---------------------------------------------------------------------
+
+    async def _record(self, service: records.Service, sid: str) -> Record:
+        record = None
+        if records.SID.fullmatch(sid) and sid.startswith("VE"):
+            record = await self.store.get_record(records.VERIFICATION, sid)
+        if record is None or record["service_sid"] != service.sid or record["status"] != "pending":
+            raise ApiError(20404, f"The requested resource /Services/{service.sid}/Verifications/{sid} was not found")
+        return record
+
+    async def _close(self, service: records.Service, record: Record, status: str) -> Record:
+        record = {**record, "status": status, "updated": time.time()}
+        await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
+        await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", {"sid": None}, ttl=service.ttl)
+        return record
+
+    def _number(self, to: str | None) -> phone.Number:
+        if not to:
+            raise ApiError(60200, "Invalid parameter: To is required")
+        if not to.startswith("+") or len(to) > 20:
+            raise ApiError(60200, "Invalid parameter `To`: a phone number in E.164 format, such as +15017122661")
+        try:
+            number = phone.parse(to, "To")
+        except ConfigError as exc:
+            raise ApiError(60200, f"Invalid parameter `To`: {exc.message}") from None
+        if not self.sandbox and policy.country_refusal(number, self.settings.allowed_countries) is not None:
+            raise ApiError(60200, f"Invalid parameter `To`: calls to {number.region} are not allowed by this server")
+        return number
+
+    def _voice(self, service: records.Service, number: phone.Number, form: Mapping[str, str]) -> speech.Voice:
+        from voice2fa_cli.call_options import OptionError, voice_options
+
+        try:
+            voice, _ = voice_options(language=form.get("Locale") or service.language, voice=None,
+                                     message=form.get("CustomMessage") or None,
+                                     caller=form.get("CustomFriendlyName") or None, region=number.region,
+                                     caller_setting="CustomFriendlyName")
+        except OptionError as exc:
+            if exc.option == "language":
+                raise ApiError(60200, f"Invalid parameter `Locale`: one of {', '.join(phrases.CALL_LANGUAGES)}") from None
+            field = {"message": "CustomMessage", "caller": "CustomFriendlyName"}[exc.option]
+            raise ApiError(60200, f"Invalid parameter `{field}`: {exc.detail}") from None
+        return voice
+
+    async def create(self, service: records.Service, form: Mapping[str, str]) -> Record:
+        if self.draining:
+            raise ApiError(20001, status=503)
+        number = self._number(form.get("To"))
+        channel = form.get("Channel")
+        if channel != "call":
+            raise ApiError(60200, "Invalid parameter `Channel`: this server verifies by voice call only (Channel=call)")
+        voice = self._voice(service, number, form)
+        pending = await self.store.get_record(records.PENDING, f"{service.sid}:{number.e164}")
+        record = pending if pending and pending.get("status") == "pending" else None
+        now = time.time()
+        if record is None:
+            record = {"sid": records.new_sid("VE"), "service_sid": service.sid, "account_sid": self.account,
+                      "to": number.e164, "status": "pending", "created": now, "send_code_attempts": []}
+        options = flow.SendOptions(number=number, digits=service.code_length, ttl=service.ttl, voice=voice,
+                                   keypress=True, preflight=False)
+        try:
+            async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour):
+                call, task, placed = await self._dial(record["sid"], options)
+        except PolicyRefused as refused:
+            if refused.kind is Problem.NUMBER_LOCKED:
+                self.metrics.refused("locked")
+                raise ApiError(60202, f"Max check attempts reached: {refused.message}") from None
+            self.metrics.refused("send_limit")
+            raise ApiError(60203, f"Max send attempts reached: {refused.message}") from None
+        except (ProviderError, StoreError) as failed:
+            raise ApiError(20500, f"The call could not be placed: {failed.message}", status=502) from None
+        previous = self.flights.get(record["sid"])
+        session = placed.result()
+        self.flights[record["sid"]] = Flight(call, task)
+        if previous is not None and not previous.task.done():
+            previous.task.cancel()  # the new attempt supersedes the call still ringing
+        record = {**record, "session": session.id, "updated": now,
+                  "call": self.calls.record_id(call.token) if self.calls is not None else None,
+                  "send_code_attempts": [*record["send_code_attempts"],
+                                         {"time": now, "channel": "call", "attempt_sid": records.new_sid("VL")}]}
+        await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
+        await self.store.put_record(records.PENDING, f"{service.sid}:{number.e164}", record, ttl=service.ttl)
+        self.metrics.placed()
+        self.log.write("verification", verification=record["sid"], service=service.sid, event="created",
+                       attempt=len(record["send_code_attempts"]))
+        return shapes.verification(record, self.api_url)
+
+    async def _dial(self, sid: str, options: flow.SendOptions
+                    ) -> tuple[CallState, asyncio.Task[None], asyncio.Future[Session]]:
+        """Start the call that follows a verification: once the platform took it and its session
+        is stored, the call's state, the task following it and the session (in `placed`). A
+        failure before that is raised here (the call, if any, was hung up)."""
+        call = flow.new_call(options)
+        if self.calls is not None:
+            await self.calls.publish(call)  # before it is dialed: any instance may get its webhook
+        placed: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(self._follow(sid, options, call, placed))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        waiters: set[asyncio.Future[Any]] = {placed, task}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not placed.done():
+            failure = task.exception()
+            if isinstance(failure, Voice2faError):
+                raise failure
+            raise ApiError(20500)
+        return call, task, placed
+
+    async def _follow(self, sid: str, options: flow.SendOptions, call: CallState,
+                      placed: asyncio.Future[Session]) -> None:
+        from voice2fa_cli.webhook import CALLS
+
+        reporter = CallReporter(self.log, sid)
+        calls = self.calls
+        syncing = None
+        if calls is not None:
+            me = asyncio.current_task()
+            assert me is not None
+            syncing = asyncio.create_task(calls.follow(call, SYNC_INTERVAL, me.cancel))  # canceled elsewhere: hang up
+        try:
+            result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
+                                           call, placed, refresh=None if calls is None else (lambda: calls.sync(call)))
+            self.metrics.call_ended()
+            if result.delivered:
+                self.metrics.delivered()
+            self.log.write("call", verification=sid, event="ended", status=result.call_status,
+                           delivered=result.delivered)
+        except Exception as exc:
+            if not placed.done():
+                raise  # the create waits on this task and answers for it
+            # Placed, then failed (the store or the platform went away): flow hung up and
+            # recorded what it could; nobody else awaits this task, so the failure is told here,
+            # in one line (never asyncio's "Task exception was never retrieved").
+            self.log.write("call", verification=sid, event="failed",
+                           error=exc.message if isinstance(exc, Voice2faError) else type(exc).__name__)
+        finally:
+            if syncing is not None and calls is not None:
+                syncing.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(calls.sync(call), self.settings.timing.api_timeout)
+            flight = self.flights.get(sid)
+            if flight is not None and flight.call is call:
+                del self.flights[sid]
+            loop = asyncio.get_running_loop()
+            loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
+
+    async def fetch(self, service: records.Service, sid: str) -> Record:
+        return shapes.verification(await self._record(service, sid), self.api_url)
+
+    async def update(self, service: records.Service, sid: str, form: Mapping[str, str]) -> Record:
+        if form.get("Status") != "canceled":
+            raise ApiError(60200, "Invalid parameter `Status`: canceled")
+        record = await self._record(service, sid)
+        record = await self._close(service, record, "canceled")
+        if record.get("session"):
+            await self.store.record_call(record["session"], state="undelivered")
+        flight = self.flights.get(sid)
+        if flight is not None and not flight.task.done():
+            flight.task.cancel()  # hangs up and records
+        elif self.calls is not None and record.get("call"):
+            await self.calls.hang_up(record["call"])  # placed by another instance: it hangs up
+        self.log.write("verification", verification=sid, service=service.sid, event="canceled")
+        return shapes.verification(record, self.api_url)
+
+    async def check(self, service: records.Service, form: Mapping[str, str]) -> Record:
+        code = form.get("Code") or ""
+        if not (code.isascii() and code.isdigit() and 1 <= len(code) <= MAX_CODE):
+            raise ApiError(60200, "Invalid parameter `Code`: the digits the callee heard")
+        if form.get("VerificationSid"):
+            record = await self._record(service, form["VerificationSid"])
+            verdict = await self.store.check(record["to"], code, record.get("session"))
+        elif form.get("To"):
+            found = await self.store.check_pending(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code)
+            if found is None:
+                raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
+            record, verdict = found
+        else:
+            raise ApiError(60200, "Invalid parameter: To or VerificationSid is required")
+        if verdict.verified:
+            record = await self._close(service, record, "approved")
+            self.metrics.checked("approved")
+            self.log.write("check", verification=record["sid"], outcome="approved")
+            return shapes.verification_check(record, "approved")
+        if verdict.kind.locked:
+            self.metrics.checked("locked")
+            self.log.write("check", verification=record["sid"], outcome="locked")
+            raise ApiError(60202)
+        if verdict.kind.expired:
+            self.metrics.checked("expired")
+            raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
+        outcome = "lockout" if verdict.kind is Kind.LOCKOUT else "wrong"
+        self.metrics.checked(outcome)
+        self.log.write("check", verification=record["sid"], outcome=outcome)
+        return shapes.verification_check(record, "pending")
+
+    async def drain(self, bound: float) -> None:
+        """Stop taking verifications; let the calls in flight end (up to `bound` s), then hang up."""
+        self.draining = True
+        pending = {t for t in self.tasks if not t.done()}
+        if pending:
+            await asyncio.wait(pending, timeout=bound)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.timing.api_timeout)

@@ -1,0 +1,90 @@
+"""The edge that chooses `--sandbox`: it starts the platform's stand-in (voice2fa_cli.sandbox)
+and hands its URL and credentials to the same code path as a real Space. `flow` and `serve`
+never import the sandbox; `send --sandbox` and `serve --sandbox` come through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from voice2fa_cli import config
+
+if TYPE_CHECKING:
+    from voice2fa_cli.flow import Reporter, SendOptions, SendResult
+    from voice2fa_cli.sandbox import Scenario
+    from voice2fa_cli.webhook import CallState
+
+
+def local_url(sock: socket.socket) -> str:
+    """The http:// URL that reaches a bound loopback or wildcard socket from this machine."""
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        return f"http://[{'::1' if host == '::' else host}]:{port}"
+    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+
+
+class Platform(Protocol):
+    """What the real code path needs of a running stand-in."""
+
+    url: str  # its API's base, http:// on loopback
+    project: str
+    token: str
+    caller: str | None
+    signing_key: str | None
+
+
+def platform() -> contextlib.AbstractAsyncContextManager[Platform]:
+    """A stand-in of the platform, served on loopback while the context lasts."""
+    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox
+
+    return Sandbox(caller=SANDBOX_CALLER)
+
+
+def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket, ring_timeout: int | None = None,
+             max_calls_per_hour: int = config.Settings.max_calls_per_hour) -> config.Settings:
+    """Settings that point the real code path at a running stand-in: its API, its credentials
+    and signing key, the webhook served on `sock` and reached at its local URL; the store and
+    the timing as the environment says."""
+    from voice2fa_cli.sandbox import SANDBOX_CALLER
+
+    return config.Settings(
+        space=sandbox.url,
+        project=sandbox.project,
+        token=sandbox.token,
+        caller=sandbox.caller or SANDBOX_CALLER,
+        signing_key=sandbox.signing_key,
+        public_url=local_url(sock),
+        listen=config.Listen(*sock.getsockname()[:2]),
+        state_dir=config.state_dir(env),
+        timing=config.timing(env, ring_timeout),
+        max_calls_per_hour=max_calls_per_hour,
+        store=config.store_spec(env),
+    )
+
+
+async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter, listen: config.Listen,
+               ring_timeout: int | None = None, scenario: Scenario | None = None) -> SendResult:
+    """`send --sandbox`: one simulated call through an in-process stand-in; nothing is dialed."""
+    from voice2fa_cli import flow
+    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox, SimCall
+    from voice2fa_cli.webhook import bind
+
+    live: list[CallState] = []  # the call's state, once flow has made it
+
+    def heard(_sim: SimCall, lines: list[str]) -> None:
+        if live:
+            live[0].note_heard(lines)
+
+    sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=heard)
+    if scenario is not None:
+        sandbox.scenario = scenario
+    sock = bind(listen.host, listen.port)
+    try:
+        async with sandbox:
+            run = settings(sandbox, env, sock, ring_timeout)
+            return await flow.send(run, options, reporter, sandbox=True, sock=sock, on_call=live.append)
+    finally:
+        sock.close()
