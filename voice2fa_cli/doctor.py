@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from voice2fa_cli import config
+from voice2fa_cli import config, phone
 from voice2fa_cli.errors import ConfigError, Problem, ProviderError, StoreError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -133,28 +133,7 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
     try:
         add(_state(env))
         checks.extend(_store(env))
-        _setting(checks, "VOICE2FA_ALLOWED_COUNTRIES",
-                 lambda: config.allowed_countries(env, caller.region if caller else "US"),
-                 lambda c: ",".join(sorted(c)) + (" (default: the caller ID's country)"
-                                                  if config.value(env, "VOICE2FA_ALLOWED_COUNTRIES") is None else ""))
-        _setting(checks, "VOICE2FA_MAX_CALLS_PER_HOUR", lambda: config.max_calls_per_hour(env),
-                 lambda n: f"{n}" + (" (default)" if config.value(env, "VOICE2FA_MAX_CALLS_PER_HOUR") is None else ""))
-        if config.value(env, config.DEFAULT_REGION) is None and caller is None and \
-                config.value(env, "SIGNALWIRE_NUMBER") is not None:
-            add(Check(config.DEFAULT_REGION, SKIP, "not set: the caller ID's country, once SIGNALWIRE_NUMBER is fixed"))
-        else:
-            _setting(checks, config.DEFAULT_REGION, lambda: config.default_region(env),
-                     lambda r: f"{r.describe()}: numbers without a country code are read as dialed there")
-        allowed = config.value(env, config.ALLOW_SPACE_HOST)
-        if allowed is None:
-            add(Check(config.ALLOW_SPACE_HOST, OK, "not set: credentials go only to *.signalwire.com or loopback"))
-        else:
-            _setting(checks, config.ALLOW_SPACE_HOST, lambda: config.allowed_space_host(env),
-                     lambda h: f"{h}", lambda h: "the API credentials may be sent to this host")
-        timeout = _setting(checks, "VOICE2FA_API_TIMEOUT", lambda: config.api_timeout(env), _seconds(env, "VOICE2FA_API_TIMEOUT"))
-        _setting(checks, "VOICE2FA_POLL_INTERVAL", lambda: config.poll_interval(env), _seconds(env, "VOICE2FA_POLL_INTERVAL"))
-        _setting(checks, "VOICE2FA_WEBHOOK_GRACE", lambda: config.webhook_grace(env), _seconds(env, "VOICE2FA_WEBHOOK_GRACE"))
-        timeout = timeout if timeout is not None else config.Timing.api_timeout
+        timeout = _limits_and_timing(checks, env, caller)
 
         add(await _credentials(space, project, token, timeout))
         add(await _tunnel(url[0] if url else None, where, sock, timeout))
@@ -162,6 +141,33 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
         if sock is not None:
             sock.close()
     return Report(checks, getattr(env, "dotenv", None))
+
+
+def _limits_and_timing(checks: list[Check], env: Mapping[str, str], caller: phone.Number | None) -> float:
+    """The send policy's, the region's, the Space host's and the timing's rows; the API timeout."""
+    add = checks.append
+    _setting(checks, "VOICE2FA_ALLOWED_COUNTRIES",
+             lambda: config.allowed_countries(env, caller.region if caller else "US"),
+             lambda c: ",".join(sorted(c)) + (" (default: the caller ID's country)"
+                                              if config.value(env, "VOICE2FA_ALLOWED_COUNTRIES") is None else ""))
+    _setting(checks, "VOICE2FA_MAX_CALLS_PER_HOUR", lambda: config.max_calls_per_hour(env),
+             lambda n: f"{n}" + (" (default)" if config.value(env, "VOICE2FA_MAX_CALLS_PER_HOUR") is None else ""))
+    if config.value(env, config.DEFAULT_REGION) is None and caller is None and \
+            config.value(env, "SIGNALWIRE_NUMBER") is not None:
+        add(Check(config.DEFAULT_REGION, SKIP, "not set: the caller ID's country, once SIGNALWIRE_NUMBER is fixed"))
+    else:
+        _setting(checks, config.DEFAULT_REGION, lambda: config.default_region(env),
+                 lambda r: f"{r.describe()}: numbers without a country code are read as dialed there")
+    allowed = config.value(env, config.ALLOW_SPACE_HOST)
+    if allowed is None:
+        add(Check(config.ALLOW_SPACE_HOST, OK, "not set: credentials go only to *.signalwire.com or loopback"))
+    else:
+        _setting(checks, config.ALLOW_SPACE_HOST, lambda: config.allowed_space_host(env),
+                 lambda h: f"{h}", lambda h: "the API credentials may be sent to this host")
+    timeout = _setting(checks, "VOICE2FA_API_TIMEOUT", lambda: config.api_timeout(env), _seconds(env, "VOICE2FA_API_TIMEOUT"))
+    _setting(checks, "VOICE2FA_POLL_INTERVAL", lambda: config.poll_interval(env), _seconds(env, "VOICE2FA_POLL_INTERVAL"))
+    _setting(checks, "VOICE2FA_WEBHOOK_GRACE", lambda: config.webhook_grace(env), _seconds(env, "VOICE2FA_WEBHOOK_GRACE"))
+    return timeout if timeout is not None else config.Timing.api_timeout
 
 
 def _store(env: Mapping[str, str]) -> list[Check]:

@@ -203,38 +203,12 @@ async def place_call(
     except BaseException as exc:
         # Interrupted (Ctrl-C), or the store or the API failed, while the phone may be
         # ringing: hang up first, then record what is known.
-        if not call.ended:
-            call.hung_up = True
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(client.hang_up(created.sid), timing.api_timeout)
-                reporter.step("hung-up", time.monotonic() - started)
-        if session is not None:
-            with contextlib.suppress(Exception):
-                await store.record_call(
-                    session.id,
-                    state=None if call.delivered else "undelivered",
-                    call_status=call.status if call.ended else "canceled",
-                )
+        await _abandon(call, created.sid, session, client, store, reporter, timing.api_timeout, started)
         if isinstance(exc, StoreError):  # a call was placed: never exit 2 ("nothing was called")
             raise NotDelivered(f"the call was hung up because the store failed: {exc.message}") from None
         raise
     if problem is None and not call.delivered:
-        problem = _UNDELIVERED.get(call.status)
-        if problem is None:
-            if not call.fetched:
-                problem = (
-                    f"SignalWire never reached {settings.public_url}: is the tunnel running? "
-                    f"(it must forward to {settings.listen})"
-                )
-            elif call.key is not None and call.wrong_keys:
-                problem = f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
-            elif call.key is not None and call.duration is not None and call.duration < KEY_WINDOW:
-                # too short a call to have waited out the key window: the callee hung up
-                problem = f"the code was not delivered: the callee hung up before pressing {call.key}"
-            elif call.key is not None:
-                problem = f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
-            else:
-                problem = "the call ended before the code was read"
+        problem = why_undelivered(call, settings)
     try:
         await store.record_call(session.id, state=None if call.delivered else "undelivered", call_status=call.status)
         stored = await store.get(session.id)
@@ -248,6 +222,41 @@ async def place_call(
         problem=None if call.delivered else problem,
         duration=call.duration,
     )
+
+
+async def _abandon(call: CallState, sid: str, session: Session | None, client: Client, store: AsyncSessionStore,
+                   reporter: Reporter, timeout: float, started: float) -> None:
+    """A call given up while the phone may ring: hang up, then record what is known (best effort)."""
+    if not call.ended:
+        call.hung_up = True
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(client.hang_up(sid), timeout)
+            reporter.step("hung-up", time.monotonic() - started)
+    if session is not None:
+        with contextlib.suppress(Exception):
+            await store.record_call(
+                session.id,
+                state=None if call.delivered else "undelivered",
+                call_status=call.status if call.ended else "canceled",
+            )
+
+
+def why_undelivered(call: CallState, settings: config.Settings) -> str:
+    """Why an ended call did not deliver the code, from what is known of it."""
+    problem = _UNDELIVERED.get(call.status)
+    if problem is not None:
+        return problem
+    if not call.fetched:
+        return (f"SignalWire never reached {settings.public_url}: is the tunnel running? "
+                f"(it must forward to {settings.listen})")
+    if call.key is not None and call.wrong_keys:
+        return f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
+    if call.key is not None and call.duration is not None and call.duration < KEY_WINDOW:
+        # too short a call to have waited out the key window: the callee hung up
+        return f"the code was not delivered: the callee hung up before pressing {call.key}"
+    if call.key is not None:
+        return f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
+    return "the call ended before the code was read"
 
 
 async def preflight(server_config: ServerConfig, listen: config.Listen, timeout: float, hint: str | None = None) -> None:

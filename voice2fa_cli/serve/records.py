@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from voice2fa_cli import policy
+
 if TYPE_CHECKING:
     from voice2fa_cli.stores.base import Record, SessionStore
 
@@ -24,7 +26,7 @@ SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}
 MAX_NAME = 64
 CODE_LENGTHS = range(4, 11)
-TTLS = range(30, 601)
+TTLS = range(30, policy.MAX_TTL + 1)
 
 
 def new_sid(prefix: str) -> str:
@@ -55,7 +57,8 @@ class Service:
                 "language": self.language, "created": self.created}
 
 
-def create_service(store: SessionStore, name: str, code_length: int = 6, ttl: int = 600, language: str | None = None) -> Service:
+def create_service(store: SessionStore, name: str, code_length: int = 6, ttl: int = policy.DEFAULT_TTL,
+                   language: str | None = None) -> Service:
     if code_length not in CODE_LENGTHS:
         raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1}")
     if ttl not in TTLS:

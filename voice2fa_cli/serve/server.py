@@ -97,7 +97,7 @@ class Serving:
             hook_store: AsyncSessionStore = store
             if isinstance(store, StoreThread):
                 hook_store = await stack.enter_async_context(store.sibling(STORE_WORKERS))
-            calls = await StoredCalls.open(hook_store, webhook[CALLS], ttl=policy.MAX_TTL + 3600)
+            calls = await StoredCalls.open(hook_store, webhook[CALLS], ttl=policy.MAX_TTL + policy.HOUR)
             webhook[SHARED] = calls
         metrics.observe_webhook(webhook, registry)
         api.log_requests(webhook, self.log, "webhook")
