@@ -132,18 +132,12 @@ def exit_codes(json_out: bool, verbose: bool | None = None, shape: str | None = 
 def run_async(coro):
     """Run `coro`; SIGINT and SIGTERM cancel it (so it can hang up) and raise Interrupted."""
     import asyncio
-    import signal
+
+    from voice2fa_cli.signals import until_stopped
 
     async def main():
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
+        with until_stopped(asyncio.current_task().cancel):
             return await coro
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
     try:
         return asyncio.run(main())
