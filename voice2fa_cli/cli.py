@@ -383,29 +383,19 @@ def _voice(speech, language: str | None, voice: str | None, message: str | None,
 
 
 def _prompt_and_check(ui, store, number: str, session_id: str, reporter, sandbox: bool):
-    from voice2fa_cli import otp
     from voice2fa_cli import sessions as sessions_core
 
     interactive = sys.stdin.isatty()
-    check = f"voice2fa verify --sandbox {number}" if sandbox else f"voice2fa verify {number}"
-    still_open = f"the session stays open: `{check}`"
-    while True:
+
+    def read_code() -> str | None:
         try:
-            entry = ui.read_code(interactive)
+            return ui.read_code(interactive)
         except KeyboardInterrupt:
+            still_open = f"the session stays open: `{sessions_core.verify_command(number, sandbox)}`"
             raise Interrupted(f"interrupted; {still_open}") from None
-        if entry is None:
-            raise Rejected(f"no code entered; the session stays open for `{check}`")
-        code = otp.normalise(entry)
-        if code is None:
-            if interactive:
-                reporter.verdict(False, "a code is 6 to 10 digits; try again")
-                continue
-            raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
-        verdict = sessions_core.check(store, number, code, session_id=session_id, sandbox=sandbox)
-        if not (interactive and verdict.may_retry):
-            return verdict
-        reporter.verdict(False, f"{verdict.reason}; try again")
+
+    return sessions_core.prompt_and_check(store, number, session_id, read_code, reporter, interactive=interactive,
+                                          sandbox=sandbox)
 
 
 @main.command(epilog=VERIFY_EXAMPLES)
