@@ -144,18 +144,13 @@ def sandbox_command(listen, json_out, outcome, press, api_error, api_code, api_o
     (exit 0).
     """
     import asyncio
-    import ipaddress
 
     from voice2fa_cli import config, ui
     from voice2fa_cli.errors import ConfigError
 
     with exit_codes(json_out, shape="sandbox") as payload:
         where = config.parse_listen(listen, "--listen")
-        try:
-            loopback = where.host == "localhost" or ipaddress.ip_address(where.host).is_loopback
-        except ValueError:
-            loopback = False
-        if not loopback:
+        if not config.is_loopback(where.host):
             raise ConfigError(f"--listen {where}: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)")
         if press not in ("asked", "none") and not (len(press) == 1 and press in "0123456789*#"):
             raise ConfigError(f"--press {press[:10]!r}: give one key (0-9, * or #), asked or none")
