@@ -65,12 +65,14 @@ def verify_command(number: str, sandbox: bool) -> str:
     return f"voice2fa verify --sandbox {number}" if sandbox else f"voice2fa verify {number}"
 
 
-class Retries(Protocol):
+class Reporter(Protocol):
+    """Where the operator is told why an entry is asked again (ui.Reporter)."""
+
     def verdict(self, ok: bool, text: str) -> None: ...
 
 
 def prompt_and_check(where: StoreSpec | Path, number: str, session_id: str, read_code: Callable[[], str | None],
-                     reporter: Retries, *, interactive: bool, sandbox: bool = False) -> Verdict:
+                     reporter: Reporter, *, interactive: bool, sandbox: bool = False) -> Verdict:
     """Check the code the operator enters for the session just delivered. `read_code` gives
     one entry, None when none was entered. On a terminal (`interactive`) an entry that is not
     a code, or a wrong code while the session stays open, is reported and asked again;
