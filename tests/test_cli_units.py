@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from voice2fa_cli import cli
+from voice2fa_cli.commands import edge
 from voice2fa_cli.errors import NotDelivered
 
 
@@ -18,7 +19,7 @@ def test_an_unexpected_exception_is_one_line_and_exit_70():
     @click.command()
     @click.option("-v", "verbose", is_flag=True)
     def broken(verbose):
-        with cli.exit_codes(False, verbose):
+        with edge.exit_codes(False, verbose):
             raise RuntimeError("secret detail 123456")
 
     quiet = CliRunner().invoke(broken, [])
@@ -31,7 +32,7 @@ def test_an_unexpected_exception_is_one_line_and_exit_70():
 def test_domain_errors_carry_their_exit_code_and_json():
     @click.command()
     def failing():
-        with cli.exit_codes(True) as payload:
+        with edge.exit_codes(True) as payload:
             payload.update(number="+15551234567")
             raise NotDelivered("the line was busy: the code was not delivered")
 
@@ -84,6 +85,25 @@ def test_importing_the_cli_imports_no_aiohttp_rich_or_phonenumbers():
     assert out.strip() == "[]"
 
 
+def test_the_command_modules_import_nothing_heavy_and_cli_imports_them_only_when_used():
+    import subprocess
+    import sys
+
+    code = ("import sys, voice2fa_cli.cli; loaded = sorted(m for m in sys.modules if m.startswith('voice2fa_cli.commands.'));"
+            " from voice2fa_cli.commands import admin, check, send, tools;"
+            " print(loaded, sorted(m for m in ('aiohttp', 'rich', 'phonenumbers', 'sqlite3', 'asyncio') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['voice2fa_cli.commands.edge'] []"
+
+
+def test_every_command_is_registered_and_listed_in_order():
+    names = cli.main.list_commands(click.Context(cli.main))
+    assert names == ["completion", "doctor", "keys", "preview", "sandbox", "send", "serve", "services", "sessions",
+                     "verify"]
+    for name in names:
+        assert cli.main.get_command(click.Context(cli.main), name).name == name
+
+
 def test_a_pipe_guard_swallows_a_closed_pipe_once_and_for_all(tmp_path):
     import io
     import os
@@ -116,7 +136,7 @@ def test_a_usage_error_with_json_still_prints_the_shape(capfd):
 def test_every_json_shape_matches_its_schema():
     from tests import json_schemas
 
-    for command, shape in cli.JSON_SHAPES.items():
+    for command, shape in edge.JSON_SHAPES.items():
         schema = json_schemas.schema("sessions-purge" if command == "purge" else command)
         assert list(shape) == list(schema["properties"]), command
         assert set(schema["required"]) == set(shape), command

@@ -191,6 +191,15 @@ def test_bad_flags_exit_2(args, message):
     assert (result.returncode, result.stdout, result.stderr.splitlines()[-1]) == (2, "", message)
 
 
+@pytest.mark.parametrize("where", ["evil.localhost:8765", "localhost.example.com:8765", "10.0.0.1:8765"])
+def test_the_sandbox_listens_where_config_is_loopback_says_only(where):
+    result = subprocess.run(voice2fa_command() + ["sandbox", "--listen", where], env=base_env(), capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: --listen {where}: the sandbox listens on loopback only (e.g. 127.0.0.1:8765)"
+    )
+
+
 def test_a_port_in_use_exits_2():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

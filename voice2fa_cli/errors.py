@@ -1,4 +1,4 @@
-"""Domain errors. Each carries the exit code the contract gives it; cli.py maps them.
+"""Domain errors. Each carries the exit code the contract gives it; commands/edge.py maps them.
 
 Messages are shown to the operator as they are, so they must never contain a code.
 """

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 MAX_ATTEMPTS = 5  # wrong codes a session allows, then it is locked
 DEFAULT_TTL = 600  # seconds a code lives by default
+MIN_TTL = 30  # at the least
 MAX_TTL = 600  # and at the most
 
 # Per-number failures across sessions (NIST 800-63B rev 4): this many in FAILURE_WINDOW lock the

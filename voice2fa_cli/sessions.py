@@ -1,4 +1,5 @@
-"""What `verify` and `sessions` do with the store: check a code, list, purge.
+"""What `verify` and `sessions` do with the store: check a code (or the codes an operator
+enters for a session just delivered), list, purge.
 
 Kept apart from flow.py (which needs asyncio and aiohttp) so that `verify` starts fast; the
 store itself is imported only when a database exists.
@@ -6,9 +7,11 @@ store itself is imported only when a database exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Protocol
 
+from voice2fa_cli.errors import Rejected
 from voice2fa_cli.policy import Session, Verdict, no_session
 from voice2fa_cli.stores.base import NoStore, SessionStore, StoreSpec
 from voice2fa_cli.stores.statedir import DB_NAME, SANDBOX_DB_NAME
@@ -31,6 +34,43 @@ def check(where: StoreSpec | Path, number: str, code: str, session_id: str | Non
         return no_session(number, sandbox)
     with store:
         return store.check(number, code, session_id=session_id)
+
+
+def verify_command(number: str, sandbox: bool) -> str:
+    """The command that checks a code for `number` later (its sandbox sessions, or the real ones)."""
+    return f"voice2fa verify --sandbox {number}" if sandbox else f"voice2fa verify {number}"
+
+
+class Reporter(Protocol):
+    """Where the operator is told why an entry is asked again (ui.Reporter)."""
+
+    def verdict(self, ok: bool, text: str) -> None: ...
+
+
+def prompt_and_check(where: StoreSpec | Path, number: str, session_id: str, read_code: Callable[[], str | None],
+                     reporter: Reporter, *, interactive: bool, sandbox: bool = False) -> Verdict:
+    """Check the code the operator enters for the session just delivered. `read_code` gives
+    one entry, None when none was entered. On a terminal (`interactive`) an entry that is not
+    a code, or a wrong code while the session stays open, is reported and asked again;
+    otherwise one entry is all there is. No entry, or (off a terminal) one that is not a code,
+    is Rejected with no attempt counted, the session left open."""
+    from voice2fa_cli import otp
+
+    check_later = verify_command(number, sandbox)
+    while True:
+        entry = read_code()
+        if entry is None:
+            raise Rejected(f"no code entered; the session stays open for `{check_later}`")
+        code = otp.normalise(entry)
+        if code is None:
+            if interactive:
+                reporter.verdict(False, "a code is 6 to 10 digits; try again")
+                continue
+            raise Rejected("the entry is not a code of 6 to 10 digits; the session stays open")
+        verdict = check(where, number, code, session_id=session_id, sandbox=sandbox)
+        if not (interactive and verdict.may_retry):
+            return verdict
+        reporter.verdict(False, f"{verdict.reason}; try again")
 
 
 def _both_stores(where: StoreSpec | Path) -> Iterator[SessionStore]:

@@ -3,12 +3,11 @@ at (an official SDK, your own code). SIGINT and SIGTERM stop it cleanly."""
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Callable
 
 from voice2fa_cli.sandbox import platform
 from voice2fa_cli.sandbox.server import SANDBOX_CALLER, Sandbox, Scenario, SimCall
+from voice2fa_cli.signals import until_stopped
 
 
 def settings(sb: Sandbox) -> dict[str, str]:
@@ -37,11 +36,6 @@ async def serve(
 ) -> None:
     """Run until SIGINT or SIGTERM; `ready` is called once it listens, `say` gets one line per
     event of every call (its status, what the callee heard)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
     def on_status(call: SimCall) -> None:
         say(f"call {call.sid} to {call.to}: {call.status}")
 
@@ -52,10 +46,9 @@ async def serve(
     sb = Sandbox(caller=SANDBOX_CALLER, scenario=scenario, signing_key="" if signed else None,
                  on_status=on_status, on_heard=on_heard)
     try:
-        await sb.start(host, port)
-        ready(sb)
-        await stop.wait()
+        with until_stopped() as stop:
+            await sb.start(host, port)
+            ready(sb)
+            await stop.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await sb.close()

@@ -4,11 +4,11 @@ anything starts), serve until SIGTERM or SIGINT, then shut down gracefully (exit
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Mapping
 
 from voice2fa_cli import config
 from voice2fa_cli.errors import ConfigError
+from voice2fa_cli.signals import until_stopped
 
 
 def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
@@ -40,16 +40,9 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
         except BaseException:
             api_sock.close()
             raise
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
+        with until_stopped() as stop:
             async with Serving(env, api_sock=api_sock, webhook_sock=hook_sock, sandbox=sandbox, log=log,
                                public_url=public_url, drain=drain, preflight=preflight):
                 await stop.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
 
     asyncio.run(main())

@@ -26,7 +26,7 @@ SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}
 MAX_NAME = 64
 CODE_LENGTHS = range(4, 11)
-TTLS = range(30, policy.MAX_TTL + 1)
+TTLS = range(policy.MIN_TTL, policy.MAX_TTL + 1)
 
 
 def new_sid(prefix: str) -> str:

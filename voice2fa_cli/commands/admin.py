@@ -1,0 +1,140 @@
+"""`voice2fa serve` (the Verify v2-shaped API) and what it serves with: `keys` and `services`."""
+
+from __future__ import annotations
+
+import click
+
+from voice2fa_cli.commands import Command, Group
+from voice2fa_cli.commands.edge import exit_codes
+from voice2fa_cli.commands.params import Digits, parse_ttl
+
+SERVE_EXAMPLES = """
+\b
+Examples:
+  voice2fa serve --sandbox                           try it: no account, nothing dialed
+  voice2fa services create "Acme login"             a service (its sid: VA...)
+  voice2fa keys create backend                      an API key (its secret is shown once)
+  voice2fa serve --public-url https://hooks.example.com --listen 127.0.0.1:5000
+  curl -u "$KEY_SID:$KEY_SECRET" http://127.0.0.1:8080/v2/Services/$VA/Verifications \\
+       -d To=+15551234567 -d Channel=call
+"""
+
+
+@click.command("serve", cls=Command, epilog=SERVE_EXAMPLES)
+@click.option("--listen-api", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
+              help="Where the API (/v2, /healthz, /metrics) listens; keep it off the internet.")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where the webhook listens (call routes only) [VOICE2FA_LISTEN, 127.0.0.1:5000; --sandbox: any free port].")
+@click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
+@click.option("--sandbox", is_flag=True, help="Place calls through a local stand-in of SignalWire: no account, nothing dialed.")
+@click.option("--drain", type=Digits(0, 900), default=60, show_default=True,
+              help="On SIGTERM, seconds the calls in flight get to finish before they are hung up.")
+@click.option("--skip-preflight", is_flag=True, help="Do not check at start that the public URL reaches this server.")
+def serve_command(listen_api, listen, public_url, sandbox, drain, skip_preflight) -> None:
+    """Serve a voice verification API in the shape of Twilio Verify v2.
+
+    Applications create verifications (POST /v2/Services/VA.../Verifications with To and
+    Channel=call) and check codes (POST .../VerificationCheck with Code and To) with an API key
+    as HTTP basic auth; voice2fa calls the number and reads the code. Logs are JSON lines on
+    stderr. SIGTERM: new verifications get 503, calls in flight finish (up to --drain), exit 0.
+    """
+    from voice2fa_cli import config
+    from voice2fa_cli.serve import main as serve_main
+
+    with exit_codes(False):
+        env = config.load_environment()
+        serve_main.run(env, listen_api=listen_api, listen=listen, public_url=public_url, sandbox=sandbox,
+                       drain=float(drain), preflight=not skip_preflight)
+
+
+def _records_store():
+    from voice2fa_cli import config
+    from voice2fa_cli.stores import open_store
+
+    return open_store(config.store_spec(config.load_environment()))
+
+
+@click.group("keys", cls=Group)
+def keys_group() -> None:
+    """API keys for `voice2fa serve` (HTTP basic auth: the key's SID and its secret)."""
+
+
+@keys_group.command("create")
+@click.argument("name")
+def keys_create(name) -> None:
+    """Make an API key; its secret is printed once (JSON on stdout) and stored only as a hash."""
+    from voice2fa_cli import ui
+    from voice2fa_cli.errors import ConfigError
+    from voice2fa_cli.serve import records
+
+    with exit_codes(True), _records_store() as store:
+        try:
+            key, secret = records.create_key(store, name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        ui.emit_json({"sid": key.sid, "name": key.name, "secret": secret})
+        click.echo(f"API key {key.sid} made: keep its secret now, it is not shown again", err=True)
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """The API keys (never their secrets), as JSON lines on stdout."""
+    from voice2fa_cli import ui
+    from voice2fa_cli.serve import records
+
+    with exit_codes(True), _records_store() as store:
+        for key in records.list_keys(store):
+            ui.emit_json({"sid": key.sid, "name": key.name, "created": key.created, "revoked": key.revoked})
+
+
+@keys_group.command("revoke")
+@click.argument("sid")
+def keys_revoke(sid) -> None:
+    """Revoke an API key (servers stop taking it within 5 seconds)."""
+    from voice2fa_cli.errors import ConfigError
+    from voice2fa_cli.serve import records
+
+    with exit_codes(False), _records_store() as store:
+        if not records.revoke_key(store, sid):
+            raise ConfigError(f"no API key {sid[:40]!r}: see `voice2fa keys list`")
+        click.echo(f"API key {sid} revoked", err=True)
+
+
+@click.group("services", cls=Group)
+def services_group() -> None:
+    """Verification services for `voice2fa serve` (each with its code length, TTL and language)."""
+
+
+@services_group.command("create")
+@click.argument("name")
+@click.option("--code-length", type=Digits(4, 10), default=6, show_default=True, help="Digits in each code.")
+@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long a code stays valid (max 10m).  [default: 10m]")
+@click.option("--language", help="The calls' default language, e.g. fr-FR [default: from the callee's country].")
+def services_create(name, code_length, ttl, language) -> None:
+    """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""
+    from voice2fa_cli import phrases, ui
+    from voice2fa_cli.errors import ConfigError
+    from voice2fa_cli.serve import records
+
+    with exit_codes(True), _records_store() as store:
+        if language is not None:
+            try:
+                language = phrases.choose(language=language, voice=None, region=None).language
+            except phrases.LanguageError as exc:
+                raise ConfigError(str(exc)) from None
+        try:
+            service = records.create_service(store, name, code_length, ttl, language)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        ui.emit_json(service.body())
+
+
+@services_group.command("list")
+def services_list() -> None:
+    """The services, as JSON lines on stdout."""
+    from voice2fa_cli import ui
+    from voice2fa_cli.serve import records
+
+    with exit_codes(True), _records_store() as store:
+        for service in records.list_services(store):
+            ui.emit_json(service.body())
