@@ -32,7 +32,8 @@ HINTS = {
         "with --public-url or VOICE2FA_PUBLIC_URL"
     ),
 }
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*\.?")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?"
+_HOST = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
 
 
 @dataclass(frozen=True)
@@ -547,7 +548,10 @@ def caller_name(env: Mapping[str, str], flag: str | None) -> str | None:
     """Who the call says is calling (--caller-name, else VOICE2FA_CALLER_NAME); None: a neutral call."""
     from voice2fa_cli.phrases import clean_caller_name
 
-    name, raw = ("--caller-name", flag) if flag is not None else ("VOICE2FA_CALLER_NAME", value(env, "VOICE2FA_CALLER_NAME"))
+    if flag is not None:
+        name, raw = "--caller-name", flag
+    else:
+        name, raw = "VOICE2FA_CALLER_NAME", value(env, "VOICE2FA_CALLER_NAME")
     if raw is None:
         return None
     try:

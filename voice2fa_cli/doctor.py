@@ -129,7 +129,8 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
         except ConfigError as exc:
             checks[-1] = Check("VOICE2FA_LISTEN", FAIL, exc.message,
                                "stop the program that holds it, or choose another port with --listen or "
-                               "VOICE2FA_LISTEN (and point the tunnel at it)" if exc.kind is Problem.ADDRESS_IN_USE else None)
+                               "VOICE2FA_LISTEN (and point the tunnel at it)"
+                               if exc.kind is Problem.ADDRESS_IN_USE else None)
     try:
         add(_state(env))
         checks.extend(_store(env))
@@ -164,9 +165,12 @@ def _limits_and_timing(checks: list[Check], env: Mapping[str, str], caller: phon
     else:
         _setting(checks, config.ALLOW_SPACE_HOST, lambda: config.allowed_space_host(env),
                  lambda h: f"{h}", lambda h: "the API credentials may be sent to this host")
-    timeout = _setting(checks, "VOICE2FA_API_TIMEOUT", lambda: config.api_timeout(env), _seconds(env, "VOICE2FA_API_TIMEOUT"))
-    _setting(checks, "VOICE2FA_POLL_INTERVAL", lambda: config.poll_interval(env), _seconds(env, "VOICE2FA_POLL_INTERVAL"))
-    _setting(checks, "VOICE2FA_WEBHOOK_GRACE", lambda: config.webhook_grace(env), _seconds(env, "VOICE2FA_WEBHOOK_GRACE"))
+    timeout = _setting(checks, "VOICE2FA_API_TIMEOUT", lambda: config.api_timeout(env),
+                       _seconds(env, "VOICE2FA_API_TIMEOUT"))
+    _setting(checks, "VOICE2FA_POLL_INTERVAL", lambda: config.poll_interval(env),
+             _seconds(env, "VOICE2FA_POLL_INTERVAL"))
+    _setting(checks, "VOICE2FA_WEBHOOK_GRACE", lambda: config.webhook_grace(env),
+             _seconds(env, "VOICE2FA_WEBHOOK_GRACE"))
     return timeout if timeout is not None else config.Timing.api_timeout
 
 
@@ -259,7 +263,8 @@ async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:
            "(or --public-url) to its URL")
     try:
         async with Server(make_app(server_config), sock):
-            await flow.preflight(server_config, where, timeout, hint=f"is the tunnel running and forwarding to {where}?")
+            await flow.preflight(server_config, where, timeout,
+                                 hint=f"is the tunnel running and forwarding to {where}?")
     except ConfigError as exc:
         return Check("tunnel", FAIL, exc.message, fix)
     return Check("tunnel", OK, f"{url} reaches this machine's {where}")

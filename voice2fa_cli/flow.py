@@ -38,7 +38,7 @@ class SendOptions:
     number: Number
     digits: int = otp.DEFAULT_DIGITS
     ttl: int = policy.DEFAULT_TTL
-    voice: Voice = Voice()
+    voice: Voice = Voice()  # noqa: RUF009 (a frozen dataclass: one shared default is safe)
     keypress: bool = True
     max_attempts: int = policy.MAX_ATTEMPTS
     preflight: bool = True
@@ -259,7 +259,8 @@ def why_undelivered(call: CallState, settings: config.Settings) -> str:
     return "the call ended before the code was read"
 
 
-async def preflight(server_config: ServerConfig, listen: config.Listen, timeout: float, hint: str | None = None) -> None:
+async def preflight(server_config: ServerConfig, listen: config.Listen, timeout: float,
+                    hint: str | None = None) -> None:
     """Fetch this run's health path through the public URL and check that this very server
     answered: its body must be the proof only this process can make (an HMAC of the nonce under
     a secret that never leaves it), so an echo of the path does not pass. Before anything is
@@ -275,10 +276,10 @@ async def preflight(server_config: ServerConfig, listen: config.Listen, timeout:
     if hint is None:
         hint = f"is the tunnel running and forwarding to {listen}? (--skip-preflight to skip this check)"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
-            async with http.get(url, allow_redirects=False) as resp:
-                body = await resp.content.read(4096)
-                status = resp.status
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http, \
+                http.get(url, allow_redirects=False) as resp:
+            body = await resp.content.read(4096)
+            status = resp.status
     except asyncio.TimeoutError:
         raise ConfigError(f"the public URL {shown} did not answer within {timeout:g} s: {hint}") from None
     except aiohttp.ClientError as exc:

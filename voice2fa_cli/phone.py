@@ -141,7 +141,9 @@ def _international(digits: str, stripped: str, what: str, parsed=None) -> Number
             parsed = phonenumbers.parse("+" + digits, None)
         except phonenumbers.NumberParseException as exc:
             if exc.error_type in (exc.TOO_SHORT_NSN, exc.TOO_SHORT_AFTER_IDD, exc.NOT_A_NUMBER) and len(digits) <= 3:
-                raise ConfigError(f"{what} {shown(stripped)} is too short: a country code alone is not a number") from None
+                raise ConfigError(
+                    f"{what} {shown(stripped)} is too short: a country code alone is not a number"
+                ) from None
             raise ConfigError(
                 f"{what} {shown(stripped)} does not start with a known country calling code "
                 f"(E.164: '+', country code, number; e.g. {EXAMPLE})"

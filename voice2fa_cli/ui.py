@@ -6,6 +6,7 @@ Rich is imported only when stderr is a terminal that wants colour.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -89,10 +90,8 @@ class PipeGuard:
             self._stream.flush()
         except BrokenPipeError:
             self._gone()
-            try:
+            with contextlib.suppress(OSError):
                 self._stream.flush()  # what was buffered goes to /dev/null
-            except OSError:
-                pass
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
@@ -494,7 +493,7 @@ def session_table(rows: list[dict], now: float | None = None) -> None:
     table = [[title for _, title, _ in columns]] + [[c[key] for key, _, _ in columns] for c in cells]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False)).rstrip())
 
 
 MARKS = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red"), "skip": ("-", "dim")}
@@ -515,7 +514,7 @@ def doctor_table(checks) -> None:
         if name_width:
             lines += fit(f"{mark} {c.name.ljust(name_width)}  {sanitize(c.detail)}", columns, indent)
         else:
-            lines += [f"{mark} {c.name}"] + fit(" " * indent + sanitize(c.detail), columns)
+            lines += [f"{mark} {c.name}", *fit(" " * indent + sanitize(c.detail), columns)]
         if c.fix and c.status != "ok":
             lines += fit(" " * indent + f"fix: {sanitize(c.fix)}", columns, 5)
         for line in lines:

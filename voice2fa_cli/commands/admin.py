@@ -24,9 +24,11 @@ Examples:
 @click.option("--listen-api", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Where the API (/v2, /healthz, /metrics) listens; keep it off the internet.")
 @click.option("--listen", metavar="HOST:PORT",
-              help="Where the webhook listens (call routes only) [VOICE2FA_LISTEN, 127.0.0.1:5000; --sandbox: any free port].")
+              help="Where the webhook listens (call routes only) "
+                   "[VOICE2FA_LISTEN, 127.0.0.1:5000; --sandbox: any free port].")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
-@click.option("--sandbox", is_flag=True, help="Place calls through a local stand-in of SignalWire: no account, nothing dialed.")
+@click.option("--sandbox", is_flag=True,
+              help="Place calls through a local stand-in of SignalWire: no account, nothing dialed.")
 @click.option("--drain", type=Digits(0, 900), default=60, show_default=True,
               help="On SIGTERM, seconds the calls in flight get to finish before they are hung up.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check at start that the public URL reaches this server.")
@@ -108,7 +110,8 @@ def services_group() -> None:
 @services_group.command("create")
 @click.argument("name")
 @click.option("--code-length", type=Digits(4, 10), default=6, show_default=True, help="Digits in each code.")
-@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long a code stays valid (max 10m).  [default: 10m]")
+@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm",
+              help="How long a code stays valid (max 10m).  [default: 10m]")
 @click.option("--language", help="The calls' default language, e.g. fr-FR [default: from the callee's country].")
 def services_create(name, code_length, ttl, language) -> None:
     """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""

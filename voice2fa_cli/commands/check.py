@@ -68,7 +68,8 @@ def verify_command(number, code, sandbox, json_out) -> None:
             raise Rejected(verdict.reason)
         if json_out:
             ui.emit_json(payload)
-        click.echo(f"verified: {e164}" + (" (a sandbox session: simulated, nothing was dialed)" if sandbox else ""), err=True)
+        simulated = " (a sandbox session: simulated, nothing was dialed)" if sandbox else ""
+        click.echo(f"verified: {e164}{simulated}", err=True)
 
 
 @click.group("sessions", cls=Group, invoke_without_command=True, epilog="""

@@ -14,15 +14,16 @@ from voice2fa_cli.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, Voice2faError
 
 # Every --json output has one shape per command: these keys, on every outcome (schemas/*.json).
 JSON_SHAPES: dict[str, dict] = {
-    "send": dict(session_id=None, number=None, call_sid=None, call_status=None, verified=None, expires_at=None,
-                 delivered=None, attempts_left=None, sandbox=False, error=None, exit_code=0),
-    "verify": dict(number=None, verified=False, session_id=None, reason=None, attempts_left=None, sandbox=None,
-                   error=None, exit_code=0),
-    "sessions": dict(sessions=[], error=None, exit_code=0),
-    "purge": dict(removed=None, error=None, exit_code=0),
-    "doctor": dict(ok=False, problems=None, dotenv=None, checks=[], error=None, exit_code=0),
-    "sandbox": dict(SIGNALWIRE_SPACE=None, SIGNALWIRE_PROJECT=None, SIGNALWIRE_TOKEN=None, SIGNALWIRE_NUMBER=None,
-                    SIGNALWIRE_SIGNING_KEY=None, error=None, exit_code=0),
+    "send": {"session_id": None, "number": None, "call_sid": None, "call_status": None, "verified": None,
+             "expires_at": None, "delivered": None, "attempts_left": None, "sandbox": False, "error": None,
+             "exit_code": 0},
+    "verify": {"number": None, "verified": False, "session_id": None, "reason": None, "attempts_left": None,
+               "sandbox": None, "error": None, "exit_code": 0},
+    "sessions": {"sessions": [], "error": None, "exit_code": 0},
+    "purge": {"removed": None, "error": None, "exit_code": 0},
+    "doctor": {"ok": False, "problems": None, "dotenv": None, "checks": [], "error": None, "exit_code": 0},
+    "sandbox": {"SIGNALWIRE_SPACE": None, "SIGNALWIRE_PROJECT": None, "SIGNALWIRE_TOKEN": None,
+                "SIGNALWIRE_NUMBER": None, "SIGNALWIRE_SIGNING_KEY": None, "error": None, "exit_code": 0},
 }
 
 

@@ -51,17 +51,26 @@ OUTCOMES: dict[str, dict] = {
 @click.option("--no-prompt", is_flag=True, help="Return once the call has ended; check later with `verify`.")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
-@click.option("--listen", metavar="HOST:PORT", help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
 @click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the code.")
-@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm", help="How long the code stays valid (max 10m).  [default: 10m]")
-@click.option("--ring-timeout", type=Digits(5, 600), default=30, show_default=True, help="Seconds to let the phone ring.")
-@click.option("--max-attempts", type=Digits(1, policy.MAX_ATTEMPTS), default=policy.MAX_ATTEMPTS, show_default=True, help="Wrong codes allowed before the session locks.")
-@click.option("--language", help="Language of the call, e.g. fr-FR  [default: the voice's, else from the callee's country]")
-@click.option("--voice", help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna); a named voice brings its language.")
-@click.option("--caller-name", metavar="NAME", help="Who the call says is calling, e.g. \"Acme support\" [VOICE2FA_CALLER_NAME].")
+@click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm",
+              help="How long the code stays valid (max 10m).  [default: 10m]")
+@click.option("--ring-timeout", type=Digits(5, 600), default=30, show_default=True,
+              help="Seconds to let the phone ring.")
+@click.option("--max-attempts", type=Digits(1, policy.MAX_ATTEMPTS), default=policy.MAX_ATTEMPTS, show_default=True,
+              help="Wrong codes allowed before the session locks.")
+@click.option("--language",
+              help="Language of the call, e.g. fr-FR  [default: the voice's, else from the callee's country]")
+@click.option("--voice",
+              help="A SignalWire voice name for every <Say> (e.g. woman, Polly.Joanna); "
+                   "a named voice brings its language.")
+@click.option("--caller-name", metavar="NAME",
+              help="Who the call says is calling, e.g. \"Acme support\" [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence (plain text, at most 200 characters).")
 @click.option("--no-keypress", is_flag=True, help="Read the code at once instead of asking for a key press first.")
-@click.option("--skip-preflight", is_flag=True, help="Do not check that the public URL reaches this server before dialing.")
+@click.option("--skip-preflight", is_flag=True,
+              help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
 def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout,
@@ -76,7 +85,7 @@ def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, list
     """
     if outcome is not None and not sandbox:
         raise click.BadParameter("only with --sandbox (a real call ends as it ends)", param_hint="--outcome")
-    from voice2fa_cli import config, flow, speech, ui
+    from voice2fa_cli import config, flow, ui
 
     with exit_codes(json_out, verbose, shape="send") as payload:
         payload.update(sandbox=sandbox)

@@ -62,12 +62,15 @@ Examples:
 """)
 @click.argument("number", required=False)
 @click.option("--language", help="Language of the call  [default: the voice's, else from NUMBER's country, else en-US]")
-@click.option("--voice", help="A SignalWire voice name, as `send --voice` takes it; it brings its language (--audio and --play speak with espeak-ng's own voice).")
+@click.option("--voice",
+              help="A SignalWire voice name, as `send --voice` takes it; it brings its language "
+                   "(--audio and --play speak with espeak-ng's own voice).")
 @click.option("--caller-name", metavar="NAME", help="Who the call says is calling [VOICE2FA_CALLER_NAME].")
 @click.option("--message", metavar="TEXT", help="Your own first sentence.")
 @click.option("--digits", type=Digits(6, 10), default=6, show_default=True, help="Length of the sample code.")
 @click.option("--no-keypress", is_flag=True, help="Preview the call without the key-press gate.")
-@click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True), help="Write the call as a WAV file (espeak-ng).")
+@click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True),
+              help="Write the call as a WAV file (espeak-ng).")
 @click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
 def preview_command(number, language, voice, caller_name, message, digits, no_keypress, audio, play) -> None:
     """Show exactly what the callee would hear, with a sample code.
@@ -75,7 +78,7 @@ def preview_command(number, language, voice, caller_name, message, digits, no_ke
     The transcript goes to stdout, each line with its language, and the keys the callee may
     press; --audio and --play speak it through espeak-ng, each line in its language.
     """
-    from voice2fa_cli import config, preview, speech
+    from voice2fa_cli import config, preview
     from voice2fa_cli.commands.send import call_voice
 
     with exit_codes(False):
@@ -132,7 +135,8 @@ Examples:
               help="The key the callee presses at each prompt.")
 @click.option("--api-error", type=click.Choice(["400", "401", "404", "422", "429", "500", "503"]),
               help="Answer the API with this error instead.")
-@click.option("--api-code", type=click.IntRange(1, 99999999), help="The error code with --api-error (e.g. 21211, 21219).")
+@click.option("--api-code", type=click.IntRange(1, 99999999),
+              help="The error code with --api-error (e.g. 21211, 21219).")
 @click.option("--api-on", type=click.Choice(["create", "fetch", "update"]), default="create", show_default=True,
               help="The request --api-error answers.")
 @click.option("--unsigned", is_flag=True, help="Send webhooks without X-SignalWire-Signature (no signing key).")

@@ -31,7 +31,8 @@ FINAL = frozenset({"canceled", "completed", "busy", "failed", "no-answer"})
 # SPEC_HOOK VoiceStatusCallbackPayload.CallStatus: the values a callback carries. There is no
 # `answered`: the `answered` event (SPEC_REQ CreateCallRequest.StatusCallbackEvent) arrives as
 # `in-progress`.
-CALLBACK_STATUSES = ("initiated", "ringing", "in-progress", "queued", "failed", "busy", "no-answer", "completed", "canceled")
+CALLBACK_STATUSES = ("initiated", "ringing", "in-progress", "queued", "failed", "busy", "no-answer", "completed",
+                     "canceled")
 # SPEC_REQ CreateCallRequest.StatusCallbackEvent: valid values; default ["completed"].
 EVENTS = ("initiated", "ringing", "answered", "completed", "ringing_forwarded", "ringing_queued")
 DEFAULT_EVENTS = ("completed",)
@@ -97,5 +98,6 @@ def error_array(code: int, message: str | None = None) -> web.Response:
     """SPEC_ERRORS CompatibilityErrorArrayResponse, the answer to a rejected create
     (SPEC_CALLS create → CompatibilityStatusCode400Array): 400 with {errors: [{code: string,
     message, more_info}]}."""
-    item = {"code": str(code), "message": message or ERROR_MESSAGES.get(code, "Error"), "more_info": f"{MORE_INFO}#{code}"}
+    item = {"code": str(code), "message": message or ERROR_MESSAGES.get(code, "Error"),
+            "more_info": f"{MORE_INFO}#{code}"}
     return web.json_response({"errors": [item]}, status=400)

@@ -455,7 +455,8 @@ class Sandbox:
             headers[signing.HEADER] = signing.sign(self.signing_key, url, form)
         # sent exactly as signed: yarl would otherwise re-encode the URL (e.g. %2C → ",")
         target = URL(url, encoded=True)
-        async with self._http.request(method, target, data=form or None, headers=headers, allow_redirects=False) as resp:
+        async with self._http.request(method, target, data=form or None, headers=headers,
+                                      allow_redirects=False) as resp:
             return resp.status, await resp.read()
 
     async def _simulate(self, call: SimCall) -> None:
@@ -525,7 +526,7 @@ class Sandbox:
                     return
                 url, method = document.redirect, "POST"
                 continue
-            self._heard(call, list(document.lines[: gather.heard_before_key]) + [f"[presses {key}]"])
+            self._heard(call, [*list(document.lines[:gather.heard_before_key]), f"[presses {key}]"])
             call.pressed.append(key)
             await self._pause(call)
             # SignalWire cXML <Gather>: with no action, the current URL is requested again

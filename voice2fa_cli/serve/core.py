@@ -166,7 +166,8 @@ class Core:
                                      caller_setting="CustomFriendlyName")
         except OptionError as exc:
             if exc.option == "language":
-                raise ApiError(60200, f"Invalid parameter `Locale`: one of {', '.join(phrases.CALL_LANGUAGES)}") from None
+                languages = ", ".join(phrases.CALL_LANGUAGES)
+                raise ApiError(60200, f"Invalid parameter `Locale`: one of {languages}") from None
             field = {"message": "CustomMessage", "caller": "CustomFriendlyName"}[exc.option]
             raise ApiError(60200, f"Invalid parameter `{field}`: {exc.detail}") from None
         return voice

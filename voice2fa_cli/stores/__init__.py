@@ -35,7 +35,9 @@ def read_key_file(path: Path) -> bytes:
         if not owned.regular(st):
             raise StoreError(f"the key file {path} (VOICE2FA_KEY_FILE) is not a regular file")
         if not owned.is_mine(st):
-            raise StoreError(f"the key file {path} (VOICE2FA_KEY_FILE) belongs to another user: copy it and own the copy")
+            raise StoreError(
+                f"the key file {path} (VOICE2FA_KEY_FILE) belongs to another user: copy it and own the copy"
+            )
         if owned.open_to_others(st):
             raise StoreError(
                 f"the key file {path} (VOICE2FA_KEY_FILE) is open to other users "

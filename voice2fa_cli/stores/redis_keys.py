@@ -135,7 +135,9 @@ class Layout:
                                           Command(("HSETNX", meta, "schema", SCHEMA)),
                                           Command(("HMGET", meta, "key", "schema"))]))[2]
         if schema != SCHEMA:
-            raise StoreError(f"the store {self.url} was written by another voice2fa (schema {schema}): upgrade voice2fa")
+            raise StoreError(
+                f"the store {self.url} was written by another voice2fa (schema {schema}): upgrade voice2fa"
+            )
         if not hmac.compare_digest(theirs or "", mine):
             raise StoreError(
                 f"the store {self.url} was set up with another key (fingerprint {theirs}, this machine's "
@@ -366,7 +368,9 @@ def errors(url: str) -> Iterator[None]:
     try:
         yield
     except rexc.AuthenticationError:
-        raise StoreError(f"the store {url} refused the credentials: check the user and password in VOICE2FA_STORE") from None
+        raise StoreError(
+            f"the store {url} refused the credentials: check the user and password in VOICE2FA_STORE"
+        ) from None
     except (rexc.TimeoutError, TimeoutError):
         raise StoreError(f"the store {url} did not answer in time: is the server overloaded or unreachable?",
                          kind=Problem.UNREACHABLE) from None

@@ -496,7 +496,8 @@ class Store:
         with self._tx() as c:
             now = self._now(c).wall
             if only_new:
-                row = c.execute("SELECT expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)).fetchone()
+                row = c.execute("SELECT expires_at FROM records WHERE kind = ? AND id = ?",
+                                (kind, record_id)).fetchone()
                 if row is not None and (row[0] is None or row[0] > now):
                     return False
             c.execute(
@@ -511,7 +512,8 @@ class Store:
         text = json.dumps(body, separators=(",", ":"), sort_keys=True)
         with self._tx() as c:
             now = self._now(c).wall
-            row = c.execute("SELECT body, expires_at FROM records WHERE kind = ? AND id = ?", (kind, record_id)).fetchone()
+            row = c.execute("SELECT body, expires_at FROM records WHERE kind = ? AND id = ?",
+                            (kind, record_id)).fetchone()
             live = row is not None and (row[1] is None or row[1] > now)
             if (json.loads(row[0]).get("rev", 0) if live else 0) != rev:
                 return False

@@ -13,6 +13,7 @@ Directories voice2fa creates are 0700, files 0600, whatever the umask.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -87,10 +88,14 @@ def _open_component(fd: int, name: str, path: Path, create: bool, what: str) -> 
                 raise StoreError(f"cannot create the {what} {path}: {exc.strerror}") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files") from None
+                raise StoreError(
+                    f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files"
+                ) from None
             if exc.errno == errno.ENOTDIR:
                 if _is_link(fd, name):  # O_DIRECTORY may win over O_NOFOLLOW
-                    raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files") from None
+                    raise StoreError(
+                        f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files"
+                    ) from None
                 raise StoreError(f"the {what} {path} exists and is not a directory") from None
             raise StoreError(f"cannot open the {what} {path}: {exc.strerror}") from None
 
@@ -195,7 +200,9 @@ class StateDir:
             raise Missing(str(path)) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise StoreError(f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files") from None
+                raise StoreError(
+                    f"the {what} {path} is a symbolic link: voice2fa keeps its state in real files"
+                ) from None
             raise StoreError(f"cannot open the {what} {path}: {exc.strerror}") from None
         try:
             check_private(os.fstat(fd), path, what, 0o600)
@@ -225,10 +232,8 @@ class StateDir:
         except OSError as exc:
             raise StoreError(f"cannot create {self.path / name}: {exc.strerror}") from None
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=self.fd)
-            except OSError:
-                pass
 
     def read_file(self, name: str, what: str, limit: int) -> bytes:
         fd = self.open_file(name, what)
