@@ -548,10 +548,8 @@ def caller_name(env: Mapping[str, str], flag: str | None) -> str | None:
     """Who the call says is calling (--caller-name, else VOICE2FA_CALLER_NAME); None: a neutral call."""
     from voice2fa_cli.phrases import clean_caller_name
 
-    if flag is not None:
-        name, raw = "--caller-name", flag
-    else:
-        name, raw = "VOICE2FA_CALLER_NAME", value(env, "VOICE2FA_CALLER_NAME")
+    name = "--caller-name" if flag is not None else "VOICE2FA_CALLER_NAME"
+    raw = flag if flag is not None else value(env, "VOICE2FA_CALLER_NAME")
     if raw is None:
         return None
     try:

@@ -11,9 +11,12 @@ import os
 import re
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
+
+if TYPE_CHECKING:
+    from rich.status import Status
 
 LABELS = {
     "dialing": "calling {detail}",
@@ -280,7 +283,7 @@ class Reporter:
         self.ring_timeout = ring_timeout
         self.clock = clock
         self._console = console(self.stream)
-        self._status = None  # a Rich spinner while the call runs (terminal only)
+        self._status: Status | None = None  # a Rich spinner while the call runs (terminal only)
         self._started = clock()
         self._elapsed = 0.0  # of the last step: the flow's clock, which lines without one share
 

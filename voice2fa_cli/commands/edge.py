@@ -78,7 +78,9 @@ def run_async(coro):
     from voice2fa_cli.signals import until_stopped
 
     async def main():
-        with until_stopped(asyncio.current_task().cancel):
+        task = asyncio.current_task()
+        assert task is not None  # asyncio.run runs main as a task
+        with until_stopped(task.cancel):
             return await coro
 
     try:

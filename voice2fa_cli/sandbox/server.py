@@ -526,6 +526,7 @@ class Sandbox:
                     return
                 url, method = document.redirect, "POST"
                 continue
+            assert gather is not None  # a key is pressed only at a <Gather>
             self._heard(call, [*list(document.lines[:gather.heard_before_key]), f"[presses {key}]"])
             call.pressed.append(key)
             await self._pause(call)
