@@ -387,7 +387,7 @@ class ServerProc:
 
 
 def signed_form(server: ServerProc, tail: str, form: list[tuple[str, str]]) -> tuple[str, str, str]:
-    from voice2fa_cli import signature
+    from voice2fa_cli.signalwire import signature
 
     url = server.url(tail)  # = public_url (http://127.0.0.1:PORT) + path: the URL the app checks
     fields = [(k, v.format(sid=server.info["call_sid"])) for k, v in form]
@@ -548,7 +548,7 @@ def bench_webhook(report: Report, s: Settings, want: set[str], tool: str, pin: b
                         "result = ratio of the medians; per-round paired ratios (noise check): "
                         + "; ".join(f"{n} " + ", ".join(f"{r:.2f}" for r in paired[n]) for n in routes))
     report.notes.append(
-        "webhook: server = bench/serve.py in its own process (webhook.make_app + webhook.Server, no access log), "
+        "webhook: server = bench/serve.py in its own process (voice.webhook.make_app + web.server.Server, no access log), "
         "public_url http://127.0.0.1:PORT so the signed URL has a non-default port: one HMAC per request "
         "(an https URL without a port is checked twice, with and without :443); baseline = a bare aiohttp "
         "handler that awaits request.post() and returns 200, served the same way; "
@@ -576,7 +576,7 @@ def profile_webhook(s: Settings, tool: str, pin: bool) -> None:
         print("```")
         stats = pstats.Stats(path, stream=sys.stdout)
         stats.strip_dirs().sort_stats("tottime").print_stats(20)
-        stats.sort_stats("cumulative").print_stats(r"^(webhook|signature|speech|phrases)\.py", 15)
+        stats.sort_stats("cumulative").print_stats(r"^(webhook|call|server|forms|signature|speech|phrases)\.py", 15)
         print("```")
         os.unlink(path)
 
@@ -652,8 +652,9 @@ def main() -> None:
         if not 1 <= args.rounds <= 20:
             parser.error("--rounds must be 1..20")
         settings = Settings(**{**settings.__dict__, "rounds": args.rounds})
-    if args.before and not (Path(args.before) / "voice2fa_cli" / "webhook.py").is_file():
-        parser.error(f"--before {args.before}: no voice2fa_cli/webhook.py there")
+    if args.before and not any((Path(args.before) / "voice2fa_cli" / tail).is_file()
+                               for tail in ("voice/webhook.py", "webhook.py")):
+        parser.error(f"--before {args.before}: no voice2fa_cli/voice/webhook.py (or webhook.py) there")
 
     report = Report()
     started = time.perf_counter()

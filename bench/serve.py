@@ -3,10 +3,10 @@
     python bench/serve.py [--port 0] [--signing-key KEY] [--key 7|none] [--calls 1]
     python bench/serve.py --bare [--port 0]
 
-Real mode builds the product app (voice2fa_cli.webhook.make_app) with
+Real mode builds the product app (voice2fa_cli.voice.webhook.make_app) with
 ServerConfig("http://127.0.0.1:PORT", signing_key), registers --calls live CallState objects
 (the first one is the one under load, the rest only fill the token table), and serves it the
-way the product does (webhook.bind + webhook.Server: AppRunner/SockSite, no access log).
+way the product does (web_server.bind + web_server.Server: AppRunner/SockSite, no access log).
 
 Bare mode serves, the same way, a handler that awaits request.post() and returns 200: the
 baseline of what aiohttp itself costs for one form POST.
@@ -41,15 +41,28 @@ def build_bare() -> tuple[web.Application, dict]:
     return app, {"token": "bare", "call_sid": CALL_SID}
 
 
+def product():
+    """The product's modules (webhook, the web server, speech, the call's state) in this tree's
+    layout, or in the one before voice/ and web/ (for `run.py --before` an older tree)."""
+    try:
+        from voice2fa_cli.voice import call, speech, webhook
+        from voice2fa_cli.web import server
+    except ImportError:
+        from voice2fa_cli import speech, webhook  # type: ignore[no-redef]
+
+        call = server = webhook  # type: ignore[assignment]
+    return webhook, server, speech, call.CallState
+
+
 def build_real(port: int, signing_key: str | None, key: str | None, calls: int) -> tuple[web.Application, dict]:
-    from voice2fa_cli import speech, webhook
+    webhook, _, speech, call_state = product()
 
     config = webhook.ServerConfig(public_url=f"http://{HOST}:{port}", signing_key=signing_key)
     app = webhook.make_app(config)
     main = None
     for i in range(max(1, calls)):
         # status stays "queued" (not final): the call is live, so the routes never answer 410
-        call = webhook.CallState(session_id=f"bench-{i}", code="482913", voice=speech.Voice(), key=key)
+        call = call_state(session_id=f"bench-{i}", code="482913", voice=speech.Voice(), key=key)
         if i == 0:
             call.call_sid = CALL_SID
             main = call
@@ -59,9 +72,8 @@ def build_real(port: int, signing_key: str | None, key: str | None, calls: int) 
 
 
 async def serve(args: argparse.Namespace) -> None:
-    from voice2fa_cli import webhook
-
-    sock = webhook.bind(HOST, args.port, what="bench")
+    webhook, web_server, _, _ = product()
+    sock = web_server.bind(HOST, args.port, what="bench")
     port = sock.getsockname()[1]
     if args.bare:
         app, info = build_bare()
@@ -72,7 +84,7 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with webhook.Server(app, sock):
+    async with web_server.Server(app, sock):
         code = webhook.__file__  # which voice2fa_cli is served (run.py --before checks it)
         print(json.dumps({"mode": "bare" if args.bare else "real", "port": port, "code": code, **info}), flush=True)
         try:

@@ -173,3 +173,48 @@ def test_flow_and_serve_never_import_the_sandbox():
     graph = edges()
     for name in ("voice2fa_cli.flow", "voice2fa_cli.serve.core", "voice2fa_cli.serve.server"):
         assert not any(m.startswith("voice2fa_cli.sandbox") for m in graph[name]), name
+
+
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+# The generic HTTP layer knows no app: the webhook, serve's API (and later the console) use it.
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _within(n, ("voice2fa_cli.web",))))
+def test_the_web_layer_knows_no_app(name):
+    assert edges()[name] - {"voice2fa_cli.errors"} <= {n for n in MODULES if _within(n, ("voice2fa_cli.web",))}
+
+
+# The platform's client and signatures know nothing above them (the package's version aside).
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _within(n, ("voice2fa_cli.signalwire",))))
+def test_the_platform_layer_knows_nothing_above_it(name):
+    allowed = {"voice2fa_cli", "voice2fa_cli.errors"} | {n for n in MODULES if _within(n, ("voice2fa_cli.signalwire",))}
+    assert edges()[name] <= allowed
+
+
+FACES = ("voice2fa_cli.cli", "voice2fa_cli.commands", "voice2fa_cli.serve", "voice2fa_cli.__main__")
+USE_CASES = ("voice2fa_cli.flow", "voice2fa_cli.sessions", "voice2fa_cli.doctor", "voice2fa_cli.stand_in")
+
+
+# The voice channel sits under the use cases: it never imports one, nor a face.
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _within(n, ("voice2fa_cli.voice",))))
+def test_the_voice_channel_imports_no_use_case_or_face(name):
+    assert {m for m in edges()[name] if _within(m, FACES + USE_CASES)} == set()
+
+
+# Arrows run one way: no use case imports a face; only the Click layer imports the commands, and
+# only the Click layer (the serve command) reaches serve from outside it.
+@pytest.mark.parametrize("name", sorted(n for n in MODULES if _within(n, USE_CASES)))
+def test_a_use_case_imports_no_face(name):
+    assert {m for m in edges()[name] if _within(m, FACES)} == set()
+
+
+def test_only_the_click_layer_imports_the_commands_and_serve():
+    graph = edges()
+    click_layer = ("voice2fa_cli.cli", "voice2fa_cli.commands", "voice2fa_cli.__main__")
+    for name, targets in graph.items():
+        if _within(name, click_layer):
+            continue
+        assert not any(_within(m, ("voice2fa_cli.commands", "voice2fa_cli.cli")) for m in targets), name
+        if not _within(name, ("voice2fa_cli.serve",)):
+            assert not any(_within(m, ("voice2fa_cli.serve",)) for m in targets), name

@@ -412,7 +412,7 @@ def test_verify_empty_stdin_is_no_code(state_dir):
 
 
 def languages_heard(sandbox) -> set[str]:
-    from voice2fa_cli import speech
+    from voice2fa_cli.voice import speech
 
     call = next(iter(sandbox.calls.values()))
     return {lang for doc in call.documents for lang in speech.render(doc).languages}
@@ -560,7 +560,7 @@ def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir
 
 
 def test_the_callee_presses_repeat_then_slower(sandbox, cli_env, state_dir):
-    from voice2fa_cli import speech
+    from voice2fa_cli.voice import speech
 
     sandbox.set_scenario(steer=(speech.REPEAT_KEY, speech.SLOWER_KEY))
     cli_env["VOICE2FA_CALLER_NAME"] = "Acme support"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voice2fa_cli import config
+from voice2fa_cli import config, environment
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError
 from voice2fa_cli.stores.base import StoreSpec
@@ -138,13 +138,13 @@ def test_the_example_env_placeholder_is_refused(value):
 
 def test_space_reads_the_opt_in_from_the_real_environment(clean_env):
     environ = {"SIGNALWIRE_SPACE": "https://stand-in.internal", "VOICE2FA_ALLOW_SPACE_HOST": "stand-in.internal"}
-    assert config.space(config.load_environment(clean_env, environ)) == "https://stand-in.internal"
+    assert config.space(environment.load_environment(clean_env, environ)) == "https://stand-in.internal"
 
 
 def test_space_refuses_the_opt_in_from_dotenv(clean_env):
     # A .env (a cloned project's, say) that could allow a host could send the credentials anywhere.
     path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=https://evil.example\nVOICE2FA_ALLOW_SPACE_HOST=evil.example\n")
-    env = config.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
+    env = environment.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
     assert config_error(config.space, env).message == (
         f"VOICE2FA_ALLOW_SPACE_HOST is read only from the real environment, not from {path}: export it in your shell"
     )
@@ -152,7 +152,7 @@ def test_space_refuses_the_opt_in_from_dotenv(clean_env):
 
 def test_space_from_dotenv_alone_cannot_leave_signalwire(clean_env):
     write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
-    env = config.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
+    env = environment.load_environment(clean_env, {"SIGNALWIRE_PROJECT": "p", "SIGNALWIRE_TOKEN": TOKEN})
     assert config_error(config.send_settings, {**ENV, **env}).message == NOT_A_SPACE.format(host="evil.example")
 
 
@@ -573,13 +573,13 @@ def write_dotenv(directory: Path, text: str) -> Path:
 
 
 def test_load_environment_without_a_dotenv_is_the_environment(clean_env):
-    assert config.load_environment(environ={"A": "1"}) == {"A": "1"}
-    assert config.load_environment(clean_env, {"A": "1"}) == {"A": "1"}
+    assert environment.load_environment(environ={"A": "1"}) == {"A": "1"}
+    assert environment.load_environment(clean_env, {"A": "1"}) == {"A": "1"}
 
 
 def test_dotenv_fills_in_what_the_environment_lacks(clean_env):
     write_dotenv(clean_env, "SIGNALWIRE_PROJECT=from-file\nexport VOICE2FA_LISTEN='127.0.0.1:6000'\n# comment\n\n")
-    assert config.load_environment(clean_env, {"SIGNALWIRE_TOKEN": "from-env"}) == {
+    assert environment.load_environment(clean_env, {"SIGNALWIRE_TOKEN": "from-env"}) == {
         "SIGNALWIRE_PROJECT": "from-file",
         "VOICE2FA_LISTEN": "127.0.0.1:6000",
         "SIGNALWIRE_TOKEN": "from-env",
@@ -590,7 +590,7 @@ def test_dotenv_never_overrides_the_real_environment(clean_env, monkeypatch):
     write_dotenv(clean_env, "SIGNALWIRE_TOKEN=from-file\nVOICE2FA_LISTEN=0.0.0.0:6000\nSIGNALWIRE_PROJECT=from-file\n")
     monkeypatch.setenv("SIGNALWIRE_TOKEN", "from-env")
     monkeypatch.setenv("VOICE2FA_LISTEN", "127.0.0.1:6001")
-    env = config.load_environment()  # the real environment and the working directory
+    env = environment.load_environment()  # the real environment and the working directory
     assert env["SIGNALWIRE_TOKEN"] == "from-env"
     assert env["VOICE2FA_LISTEN"] == "127.0.0.1:6001"
     assert env["SIGNALWIRE_PROJECT"] == "from-file"
@@ -599,12 +599,12 @@ def test_dotenv_never_overrides_the_real_environment(clean_env, monkeypatch):
 def test_an_empty_environment_variable_still_shadows_dotenv(clean_env):
     # python-dotenv's rule: a variable present in the environment is never overridden.
     write_dotenv(clean_env, "SIGNALWIRE_TOKEN=from-file\n")
-    assert config.load_environment(clean_env, {"SIGNALWIRE_TOKEN": ""}) == {"SIGNALWIRE_TOKEN": ""}
+    assert environment.load_environment(clean_env, {"SIGNALWIRE_TOKEN": ""}) == {"SIGNALWIRE_TOKEN": ""}
 
 
 def test_dotenv_values_are_not_interpolated(clean_env):
     write_dotenv(clean_env, "A=${HOME}/x\n")
-    assert config.load_environment(clean_env, {"HOME": "/home/op"})["A"] == "${HOME}/x"
+    assert environment.load_environment(clean_env, {"HOME": "/home/op"})["A"] == "${HOME}/x"
 
 
 def test_full_precedence_flags_over_env_over_dotenv_over_defaults(clean_env):
@@ -614,7 +614,7 @@ def test_full_precedence_flags_over_env_over_dotenv_over_defaults(clean_env):
         + "VOICE2FA_LISTEN=127.0.0.1:6000\nVOICE2FA_PUBLIC_URL=https://file.ngrok.app\nVOICE2FA_API_TIMEOUT=7\n",
     )
     environ = {"VOICE2FA_LISTEN": "127.0.0.1:6001", "VOICE2FA_PUBLIC_URL": "https://env.ngrok.app"}
-    env = config.load_environment(clean_env, environ)
+    env = environment.load_environment(clean_env, environ)
 
     settings = config.send_settings(env)
     assert settings.listen == Listen("127.0.0.1", 6001)  # environment over .env
@@ -633,7 +633,7 @@ SECRET_JUNK = f"sk_live {TOKEN}"
 
 def test_a_junk_dotenv_line_is_named_by_number_not_content(clean_env):
     path = write_dotenv(clean_env, f"SIGNALWIRE_PROJECT=p\n# a comment\n{SECRET_JUNK}\nVOICE2FA_LISTEN=127.0.0.1:1\n")
-    error = config_error(config.load_environment, clean_env, {})
+    error = config_error(environment.load_environment, clean_env, {})
     assert error.message == f"{path} line 3 is not KEY=VALUE: fix or remove that line"
     assert TOKEN not in error.message
     assert "sk_live" not in error.message
@@ -642,7 +642,7 @@ def test_a_junk_dotenv_line_is_named_by_number_not_content(clean_env):
 
 def test_a_junk_dotenv_line_in_the_working_directory(clean_env):
     write_dotenv(clean_env, f"{SECRET_JUNK}\n")
-    error = config_error(config.load_environment)
+    error = config_error(environment.load_environment)
     assert error.message == f"{Path.cwd() / '.env'} line 1 is not KEY=VALUE: fix or remove that line"
     assert TOKEN not in error.message
 
@@ -656,7 +656,7 @@ def test_a_junk_dotenv_line_in_the_working_directory(clean_env):
     ],
 )
 def test_parse_dotenv_junk_lines(text, line):
-    error = config_error(config.parse_dotenv, text, "/srv/app/.env")
+    error = config_error(environment.parse_dotenv, text, "/srv/app/.env")
     assert error.message == f"/srv/app/.env line {line} is not KEY=VALUE: fix or remove that line"
     assert TOKEN not in error.message
 
@@ -664,14 +664,14 @@ def test_parse_dotenv_junk_lines(text, line):
 def test_dotenv_that_is_not_utf8(clean_env):
     path = clean_env / ".env"
     path.write_bytes(b"SIGNALWIRE_TOKEN=\xff\xfe" + TOKEN.encode() + b"\n")
-    error = config_error(config.load_environment, clean_env, {})
+    error = config_error(environment.load_environment, clean_env, {})
     assert error.message == f"{path} is not UTF-8 text: fix or remove it"
     assert TOKEN not in error.message
 
 
 def test_dotenv_that_cannot_be_read(clean_env):
     (clean_env / ".env").mkdir()
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{clean_env / '.env'} is a directory, not a regular file: remove it or replace it with a file"
     )
 
@@ -736,7 +736,7 @@ def test_a_dotenv_fifo_is_refused_at_once(clean_env):
     path = clean_env / ".env"
     os.mkfifo(path)
     outcome: list = []
-    worker = threading.Thread(target=lambda: outcome.append(config_error(config.load_environment, clean_env, {})),
+    worker = threading.Thread(target=lambda: outcome.append(config_error(environment.load_environment, clean_env, {})),
                               daemon=True)
     worker.start()
     worker.join(30)
@@ -751,7 +751,7 @@ def test_a_dotenv_symlink_is_refused(clean_env, tmp_path):
     target = tmp_path / "elsewhere.env"
     target.write_text("SIGNALWIRE_SPACE=acme.signalwire.com\n")
     (clean_env / ".env").symlink_to(target)
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{clean_env / '.env'} is a symbolic link: voice2fa reads only a regular .env file; copy the file there instead"
     )
 
@@ -760,7 +760,7 @@ def test_a_dotenv_symlink_is_refused(clean_env, tmp_path):
 def test_a_dotenv_writable_by_everyone_is_refused(clean_env, mode):
     path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
     path.chmod(mode)
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{path} is writable by other users (mode {mode:o}): run `chmod go-w {path}`"
     )
 
@@ -779,7 +779,7 @@ def test_a_dotenv_writable_by_a_shared_group_is_refused(clean_env):
     path = write_dotenv(clean_env, "A=1\n")
     os.chown(path, -1, shared.gr_gid)
     path.chmod(0o660)
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{path} is writable by other users (mode 660): run `chmod go-w {path}`"
     )
 
@@ -795,7 +795,7 @@ def test_a_dotenv_writable_by_the_users_own_group_is_read(clean_env):
     path = write_dotenv(clean_env, "A=1\n")
     os.chown(path, -1, me.pw_gid)
     path.chmod(0o664)  # umask 002 with a private group: the usual Debian set-up
-    assert config.load_environment(clean_env, {}) == {"A": "1"}
+    assert environment.load_environment(clean_env, {}) == {"A": "1"}
 
 
 def test_a_dotenv_of_another_user_is_refused(clean_env):
@@ -805,7 +805,7 @@ def test_a_dotenv_of_another_user_is_refused(clean_env):
         pytest.skip("needs root to give a file away")
     path = write_dotenv(clean_env, "SIGNALWIRE_SPACE=evil.example\n")
     os.chown(path, 65534, 65534)
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{path} belongs to another user (uid 65534): voice2fa reads only a .env of your own; remove it or run "
         "elsewhere"
     )
@@ -813,16 +813,16 @@ def test_a_dotenv_of_another_user_is_refused(clean_env):
 
 def test_an_oversized_dotenv_is_refused(clean_env):
     path = write_dotenv(clean_env, "A=" + "x" * (300 * 1024) + "\n")
-    assert config_error(config.load_environment, clean_env, {}).message == (
+    assert config_error(environment.load_environment, clean_env, {}).message == (
         f"{path} is larger than 256 KiB: a .env holds a few settings"
     )
 
 
 def test_load_environment_remembers_what_came_from_dotenv(clean_env):
     path = write_dotenv(clean_env, "A=1\nB=2\n")
-    env = config.load_environment(clean_env, {"B": "env"})
+    env = environment.load_environment(clean_env, {"B": "env"})
     assert (env.dotenv, env.from_dotenv) == (path, frozenset({"A"}))
-    assert config.load_environment(clean_env / "nowhere", {}).dotenv is None
+    assert environment.load_environment(clean_env / "nowhere", {}).dotenv is None
 
 
 # --- every number typed is ASCII digits ---------------------------------------------------------------------

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from tests.helpers import CALLER, NUMBER, free_port
-from voice2fa_cli.stores.onloop import StoreThread
 from voice2fa_cli import flow, phone, sessions, stand_in
 from voice2fa_cli.config import Listen, Settings, Timing
 from voice2fa_cli.errors import ConfigError, PolicyRefused, ProviderError
-from voice2fa_cli.sandbox import Sandbox, Scenario
 from voice2fa_cli.policy import clock_text
+from voice2fa_cli.sandbox import Sandbox, Scenario
+from voice2fa_cli.stores.onloop import StoreThread
 from voice2fa_cli.stores.sqlite import Store
 
 
@@ -230,7 +230,7 @@ async def test_a_taken_listen_address_does_not_count_as_a_send(sb, tmp_path):
 
 async def test_a_store_failure_after_the_call_was_created_hangs_up(sb, tmp_path):
     from voice2fa_cli.errors import NotDelivered, StoreError
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.web.server import bind
 
     class FullDisk(Store):
         def create_session(self, **kwargs):
@@ -275,7 +275,7 @@ def hold_write_lock(db):
 
 async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
     from voice2fa_cli.stores.statedir import SANDBOX_DB_NAME
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.web.server import bind
 
     state = tmp_path / "s"
     Store.open(state, sandbox=True).close()
@@ -301,9 +301,9 @@ async def test_a_locked_store_never_freezes_the_call(sb, tmp_path):
 
 
 async def test_a_store_that_stays_locked_hangs_up_and_never_exits_2(sb, tmp_path):
-    from voice2fa_cli.stores.statedir import DB_NAME
     from voice2fa_cli.errors import NotDelivered
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.stores.statedir import DB_NAME
+    from voice2fa_cli.web.server import bind
 
     state = tmp_path / "s"
     Store.open(state).close()

@@ -11,7 +11,7 @@ import wave
 import pytest
 
 from tests.helpers import run_cli, voice2fa_command
-from voice2fa_cli import preview, speech
+from voice2fa_cli.voice import preview, speech
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 

@@ -17,9 +17,10 @@ import pytest
 from aiohttp import web
 
 from tests.helpers import serving as serve
-from voice2fa_cli import signature, speech
 from voice2fa_cli.config import API_PATH
 from voice2fa_cli.sandbox import Sandbox, Scenario
+from voice2fa_cli.signalwire import signature
+from voice2fa_cli.voice import speech
 
 CALLER = "+15550100000"
 NUMBER = "+15551234567"

@@ -22,7 +22,7 @@ from voice2fa_cli.serve import records
 from voice2fa_cli.serve.log import Log
 from voice2fa_cli.stores import open_store
 from voice2fa_cli.stores.base import StoreSpec
-from voice2fa_cli.webhook import bind
+from voice2fa_cli.web.server import bind
 
 OTHER = "+15557654321"
 
@@ -466,7 +466,7 @@ async def _closed_by_server(reader, bound: float = 10.0):
 def test_both_listeners_have_the_webhooks_time_limits(env, setup, listener):
     """A slow-loris (headers that never end) and an idle connection are closed on either
     listener; a body that never arrives is 408 (in Twilio's shape on the API)."""
-    from voice2fa_cli.webhook import Limits
+    from voice2fa_cli.web.server import Limits
 
     service, key, secret = setup
     server = ServeThread(env, linger=0.5, drain=5, limits=Limits(idle=0.3, head=0.3, body=0.3))

@@ -13,11 +13,11 @@ import pytest
 from tests.helpers import CALLER, NUMBER
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_serve import ServeThread, client_for
-from voice2fa_cli.stores.onloop import StoreThread
 from voice2fa_cli.serve import records
 from voice2fa_cli.stores import open_store
 from voice2fa_cli.stores.base import StoreSpec
-from voice2fa_cli.webhook import bind
+from voice2fa_cli.stores.onloop import StoreThread
+from voice2fa_cli.web.server import bind
 
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed")
 
@@ -119,9 +119,10 @@ def redis_dump(server: RedisServer) -> str:
 async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(state_dir, tmp_path):
     import base64
 
-    from voice2fa_cli import flow, speech
+    from voice2fa_cli import flow
     from voice2fa_cli.serve.calls import KIND, StoredCalls
-    from voice2fa_cli.webhook import CallState
+    from voice2fa_cli.voice import speech
+    from voice2fa_cli.voice.call import CallState
 
     async with await StoreThread.open(StoreSpec(state_dir=state_dir)) as store:
         calls = await StoredCalls.open(store, {}, ttl=600)

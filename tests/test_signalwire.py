@@ -17,7 +17,7 @@ from aiohttp import web
 from voice2fa_cli.config import API_PATH
 from voice2fa_cli.errors import EXIT_PROVIDER, ProviderError
 from voice2fa_cli.sandbox import Sandbox, Scenario
-from voice2fa_cli.signalwire import Call, Client
+from voice2fa_cli.signalwire.client import Call, Client
 
 RELEASE = web.AppKey("release", asyncio.Event)
 

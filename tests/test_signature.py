@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voice2fa_cli import signature
+from voice2fa_cli.signalwire import signature
 
 # The published vector (Twilio's and SignalWire's documentation).
 KEY = "12345"

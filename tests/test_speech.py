@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import digit_runs
-from voice2fa_cli import phrases, speech
-from voice2fa_cli.speech import Heard, Voice, code_document, gate_document, render
+from voice2fa_cli.voice import phrases, speech
+from voice2fa_cli.voice.speech import Heard, Voice, code_document, gate_document, render
 
 CODE = "481234"
 ACTION = "https://abc123.ngrok.app/v/tok/key?attempt=1&x=2"

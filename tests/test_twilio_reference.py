@@ -17,12 +17,13 @@ from twilio.request_validator import RequestValidator
 from twilio.rest import Client as TwilioClient
 
 from tests.helpers import serving
-from tests.test_sandbox import CALLER, NUMBER, EVENTS, Phone, phone, settle  # noqa: F401
+from tests.test_sandbox import CALLER, EVENTS, NUMBER, Phone, phone, settle  # noqa: F401
 from tests.test_sandbox_spec import SCRIPTED
-from voice2fa_cli import speech
 from voice2fa_cli.sandbox import Sandbox, Scenario
 from voice2fa_cli.sandbox.platform import ERROR_MESSAGES
-from voice2fa_cli.webhook import CallState, ServerConfig, make_app, register
+from voice2fa_cli.voice import speech
+from voice2fa_cli.voice.call import CallState
+from voice2fa_cli.voice.webhook import ServerConfig, make_app, register
 
 
 def twilio_for(sb: Sandbox) -> TwilioClient:

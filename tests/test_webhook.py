@@ -33,32 +33,23 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 import pytest
+from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aiohttp import web
-
 from tests.helpers import FAST, ThreadedSandbox, digit_runs, free_port, serving, voice2fa_command
-from voice2fa_cli import flow, signature, speech, webhook
-from voice2fa_cli import phone
+from voice2fa_cli import flow, phone
 from voice2fa_cli.config import Listen, Settings, Timing
-from voice2fa_cli.sandbox import Sandbox, Scenario
-from voice2fa_cli.stores.sqlite import Store
 from voice2fa_cli.errors import EXIT_USAGE, ConfigError
-from voice2fa_cli.webhook import (
-    GATE_TRIES,
-    MAX_BODY,
-    MAX_CODE_READS,
-    MAX_FIELDS,
-    MAX_HISTORY,
-    CallState,
-    Limits,
-    Server,
-    ServerConfig,
-    bind,
-    make_app,
-    register,
-)
+from voice2fa_cli.sandbox import Sandbox, Scenario
+from voice2fa_cli.signalwire import signature
+from voice2fa_cli.stores.sqlite import Store
+from voice2fa_cli.voice import speech, webhook
+from voice2fa_cli.voice.call import MAX_HISTORY, CallState
+from voice2fa_cli.voice.webhook import GATE_TRIES, MAX_CODE_READS, ServerConfig, make_app, register
+from voice2fa_cli.web import server as web_server
+from voice2fa_cli.web.forms import MAX_BODY, MAX_FIELDS
+from voice2fa_cli.web.server import Limits, Server, bind
 
 PUBLIC = "https://voice.example.test"
 KEY = "whk-test-signing-key"
@@ -223,8 +214,10 @@ async def hooks():
     stack = contextlib.AsyncExitStack()
     http = await stack.enter_async_context(aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)))
 
-    async def make(public_url: str = PUBLIC, signing_key: str | None = KEY) -> Hook:
+    async def make(public_url: str = PUBLIC, signing_key: str | None = KEY, shared=None) -> Hook:
         hook = Hook(ServerConfig(public_url, signing_key))
+        if shared is not None:
+            hook.app[webhook.SHARED] = shared
         hook.base = await stack.enter_async_context(serving(hook.app))
         hook.http = http
         return hook
@@ -1267,7 +1260,8 @@ def test_a_flood_of_slow_and_idle_connections_does_not_starve_the_webhook(state_
 
 SERVE_SCRIPT = """
 import asyncio, json, logging, os, resource, sys
-from voice2fa_cli import speech, webhook
+from voice2fa_cli.voice import speech, webhook
+from voice2fa_cli.web import server as web_server
 
 class Reporter:
     def warn(self, text): print("warning: " + text, file=sys.stderr, flush=True)
@@ -1276,11 +1270,11 @@ class Reporter:
 async def main(mode):
     config = webhook.ServerConfig("http://127.0.0.1", None)
     app = webhook.make_app(config)
-    sock = webhook.bind("127.0.0.1", 0)
+    sock = web_server.bind("127.0.0.1", 0)
     try:
-        server = webhook.Server(app, sock, Reporter())
+        server = web_server.Server(app, sock, Reporter())
     except TypeError:  # a Server without a reporter (the code before the fix)
-        server = webhook.Server(app, sock)
+        server = web_server.Server(app, sock)
     async with server:
         held = []
         if mode == "exhaust":  # something else took every descriptor but a few
@@ -1454,10 +1448,10 @@ async def open_idle(port: int, n: int) -> list[tuple[asyncio.StreamReader, async
 
 async def test_at_the_cap_the_oldest_idle_connection_makes_room_for_the_platform():
     call = CallState(session_id="s", code=CODE, voice=speech.Voice(), key="7", call_sid=SID)
-    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=webhook.MIN_CONNECTIONS)
+    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=web_server.MIN_CONNECTIONS)
     async with limited_server(limits, call) as (port, server):
-        assert server.pool.capacity == webhook.MIN_CONNECTIONS
-        held = await open_idle(port, webhook.MIN_CONNECTIONS + 8)
+        assert server.pool.capacity == web_server.MIN_CONNECTIONS
+        held = await open_idle(port, web_server.MIN_CONNECTIONS + 8)
         for _, writer in held[: 8]:  # some send part of their headers: slow, not busy
             writer.write(b"POST /v/x HTTP/1.1\r\n")
         path = f"/v/{call.token}"
@@ -1471,21 +1465,21 @@ async def test_at_the_cap_the_oldest_idle_connection_makes_room_for_the_platform
                 assert_gate(Reply(resp.status, resp.headers, await resp.read()), call, retry=False)
         closed = [await closed_by_server(reader, 0.5) for reader, _ in held[:9]]
         assert closed == [b""] * 9  # the oldest made room: the 8 over the cap, then one for the platform
-        assert len(server.pool.open) <= webhook.MIN_CONNECTIONS
+        assert len(server.pool.open) <= web_server.MIN_CONNECTIONS
         for _, writer in held:
             writer.close()
 
 
 async def test_at_the_cap_with_every_connection_in_a_handler_a_new_one_is_closed_at_once():
     call = CallState(session_id="s", code=CODE, voice=speech.Voice(), key="7", call_sid=SID)
-    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=webhook.MIN_CONNECTIONS)
+    limits = Limits(idle=LONG, head=LONG, body=LONG, connections=web_server.MIN_CONNECTIONS)
     async with limited_server(limits, call) as (port, server):
-        busy = await open_idle(port, webhook.MIN_CONNECTIONS)
+        busy = await open_idle(port, web_server.MIN_CONNECTIONS)
         head = f"POST /v/{call.token} HTTP/1.1\r\nHost: a\r\nContent-Type: {FORM}\r\nContent-Length: 20\r\n\r\n"
         for _, writer in busy:  # headers in, the body still to come: each holds a handler
             writer.write(head.encode() + b"CallSid=")
         for _ in range(1000):
-            if sum(c.phase == webhook._BUSY for c in server.pool.open) == webhook.MIN_CONNECTIONS:
+            if sum(c.phase == web_server.BUSY for c in server.pool.open) == web_server.MIN_CONNECTIONS:
                 break
             await asyncio.sleep(0.01)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -1529,10 +1523,10 @@ async def test_errors_in_the_loop_never_print_a_traceback(capfd):
 
 def test_the_capacity_leaves_room_for_the_rest_of_the_process():
     limits = Limits()
-    assert webhook.connection_capacity(limits, None, 10, 128) == 1000
-    assert webhook.connection_capacity(limits, 1024, 20, 128) == 1024 - 20 - 64 - 128
-    assert webhook.connection_capacity(limits, 1 << 20, 20, 128) == 1000
-    assert webhook.connection_capacity(limits, 100, 20, 128) == webhook.MIN_CONNECTIONS
+    assert web_server.connection_capacity(limits, None, 10, 128) == 1000
+    assert web_server.connection_capacity(limits, 1024, 20, 128) == 1024 - 20 - 64 - 128
+    assert web_server.connection_capacity(limits, 1 << 20, 20, 128) == 1000
+    assert web_server.connection_capacity(limits, 100, 20, 128) == web_server.MIN_CONNECTIONS
 
 
 # --- hostile input ------------------------------------------------------------------------------------
@@ -2107,3 +2101,79 @@ async def test_every_document_of_a_steered_call_keeps_signalwire_s_cxml_rules(ho
     for reply in replies:
         assert (reply.status, reply.headers["Content-Type"]) == (200, "application/xml; charset=utf-8")
         check_cxml(reply.body)
+
+
+# --- calls kept in a shared store (voice2fa serve on Redis): load, answer, save, or again ----------
+
+
+class ContendedCalls:
+    """A SharedCalls over a dict whose save fails `conflicts` times (another server saved the call
+    first) and which forgets the call after `forget_after` loads (its record expired meanwhile)."""
+
+    def __init__(self, conflicts: int = 0, forget_after: int | None = None) -> None:
+        self.calls: dict[str, tuple[CallState, int]] = {}
+        self.conflicts = conflicts
+        self.forget_after = forget_after
+        self.loads = 0
+        self.saves = 0
+        self.merged: list[str] = []
+
+    async def load(self, token: str) -> tuple[CallState, int] | None:
+        self.loads += 1
+        if self.forget_after is not None and self.loads > self.forget_after:
+            return None
+        return self.calls.get(token)
+
+    async def save(self, token: str, call: CallState, rev: int) -> bool:
+        self.saves += 1
+        if self.conflicts > 0:
+            self.conflicts -= 1
+            return False
+        self.calls[token] = (call, rev + 1)
+        return True
+
+    def merge(self, token: str, seen: CallState) -> None:
+        self.merged.append(token)
+
+
+async def shared_hook(hooks, calls: ContendedCalls) -> tuple[Hook, CallState]:
+    hook = await hooks(shared=calls)
+    call = CallState(session_id="sess-1", code=CODE, voice=speech.Voice(), key=None)
+    calls.calls[call.token] = (call, 1)
+    return hook, call
+
+
+async def test_a_shared_call_saved_after_a_conflict_is_answered_once_saved(hooks):
+    calls = ContendedCalls(conflicts=2)
+    hook, call = await shared_hook(hooks, calls)
+    reply = await hook.post(call)
+    assert reply.status == 200 and carries_code(reply.body, reply.headers, loose=False)
+    assert (calls.loads, calls.saves, calls.merged) == (3, 3, [call.token])
+    assert calls.calls[call.token][1] == 2 and calls.calls[call.token][0].delivered
+
+
+async def test_a_shared_call_that_keeps_changing_gets_503_and_no_code(hooks):
+    calls = ContendedCalls(conflicts=100)
+    hook, call = await shared_hook(hooks, calls)
+    reply = await hook.post(call)
+    assert (reply.status, reply.text) == (503, "the call's state kept changing: try again\n")
+    no_code(reply)
+    assert calls.saves == webhook.SHARED_TRIES and calls.merged == []
+
+
+async def test_a_shared_call_gone_between_tries_gets_404_not_a_crash(hooks):
+    # the record expires after the first load: the retry finds nothing, and says so
+    calls = ContendedCalls(conflicts=1, forget_after=1)
+    hook, call = await shared_hook(hooks, calls)
+    reply = await hook.post(call)
+    assert (reply.status, reply.text) == (404, "not found\n")
+    no_code(reply)
+    assert (calls.loads, calls.saves, calls.merged) == (2, 1, [])
+
+
+async def test_an_unknown_token_on_a_shared_store_gets_404(hooks):
+    calls = ContendedCalls()
+    hook, _ = await shared_hook(hooks, calls)
+    reply = await hook.send("POST", hook.path("no-such-token"), fields_for())
+    assert (reply.status, reply.text) == (404, "not found\n")
+    assert calls.saves == 0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from voice2fa_cli import config, phone
+from voice2fa_cli import config, environment, phone
 from voice2fa_cli.errors import ConfigError, Problem, ProviderError, StoreError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -84,9 +84,9 @@ def load(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> t
     (the real environment alone is used for the rest)."""
     where = (cwd or Path.cwd()) / ".env"
     try:
-        env = config.load_environment(cwd, environ)
+        env = environment.load_environment(cwd, environ)
     except ConfigError as exc:
-        return config.Environment(os.environ if environ is None else environ), Check(".env", FAIL, exc.message)
+        return environment.Environment(os.environ if environ is None else environ), Check(".env", FAIL, exc.message)
     if env.dotenv is None:
         return env, Check(".env", OK, f"none in {where.parent} (the environment only)")
     count = len(env.from_dotenv)
@@ -122,7 +122,7 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
                      lambda w: f"{w}" + (" (from --listen)" if listen_flag is not None else ""))
     sock = None
     if where is not None:
-        from voice2fa_cli.webhook import bind
+        from voice2fa_cli.web.server import bind
 
         try:
             sock = bind(where.host, where.port, "--listen" if listen_flag is not None else "VOICE2FA_LISTEN")
@@ -230,7 +230,7 @@ async def _credentials(space: str | None, project: str | None, token: str | None
         missing = [n for n, v in (("SIGNALWIRE_SPACE", space), ("SIGNALWIRE_PROJECT", project),
                                   ("SIGNALWIRE_TOKEN", token)) if not v]
         return Check("credentials", SKIP, f"not checked: {', '.join(missing)} above must be fixed first")
-    from voice2fa_cli.signalwire import Client
+    from voice2fa_cli.signalwire.client import Client
 
     host = space.split("://", 1)[1]
     try:
@@ -256,7 +256,8 @@ async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:
                               if bad)
         return Check("tunnel", SKIP, f"not checked: {failed} above must be fixed first")
     from voice2fa_cli import flow
-    from voice2fa_cli.webhook import Server, ServerConfig, make_app
+    from voice2fa_cli.voice.webhook import ServerConfig, make_app
+    from voice2fa_cli.web.server import Server
 
     server_config = ServerConfig(url, None)
     fix = (f"start a tunnel that forwards to {where} (e.g. `ngrok http {where.port}`) and set VOICE2FA_PUBLIC_URL "

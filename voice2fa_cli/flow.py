@@ -16,15 +16,16 @@ from voice2fa_cli import config, otp, policy
 from voice2fa_cli.errors import ConfigError, NotDelivered, ProviderError, StoreError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.policy import Session
-from voice2fa_cli.speech import KEY_WINDOW, Voice
 from voice2fa_cli.stores.base import AsyncSessionStore, Reservation
 from voice2fa_cli.stores.onloop import StoreThread
+from voice2fa_cli.voice.speech import KEY_WINDOW, Voice
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from voice2fa_cli.signalwire import Client
-    from voice2fa_cli.webhook import CallState, ServerConfig
+    from voice2fa_cli.signalwire.client import Client
+    from voice2fa_cli.voice.call import CallState
+    from voice2fa_cli.voice.webhook import ServerConfig
 
 class Reporter(Protocol):
     def warn(self, text: str) -> None: ...
@@ -87,7 +88,7 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     with `sandbox` a local stand-in the caller started (its sessions in their own store).
     `sock`: the socket to serve the webhook on (default: bind settings.listen); `on_call` is
     told the call's state before it is dialed."""
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.web.server import bind
 
     async with await StoreThread.open(settings.store or settings.state_dir, sandbox=sandbox) as store:
         if sandbox:
@@ -112,7 +113,7 @@ _UNDELIVERED = {
 
 def new_call(options: SendOptions) -> CallState:
     """A call's state for the webhook: its session id, a fresh code, the voice, the gate's key."""
-    from voice2fa_cli.webhook import CallState
+    from voice2fa_cli.voice.call import CallState
 
     return CallState(
         session_id=secrets.token_hex(8),
@@ -131,8 +132,9 @@ async def _call(
     on_call: Callable[[CallState], None] | None = None,
 ) -> SendResult:
     """The CLI's one call: a webhook server and an API client of its own for it."""
-    from voice2fa_cli.signalwire import Client
-    from voice2fa_cli.webhook import Server, ServerConfig, make_app
+    from voice2fa_cli.signalwire.client import Client
+    from voice2fa_cli.voice.webhook import ServerConfig, make_app
+    from voice2fa_cli.web.server import Server
 
     call = new_call(options)
     if on_call is not None:
@@ -165,7 +167,7 @@ async def place_call(
     followed to its end and recorded. `refresh` (a coroutine function), when given, brings the
     call's state up to date once it has ended, before the outcome is read (several servers:
     another one may have served the call)."""
-    from voice2fa_cli.webhook import CONFIG, call_url, register
+    from voice2fa_cli.voice.webhook import CONFIG, call_url, register
 
     server_config = app[CONFIG]
     register(app, call)
@@ -269,7 +271,7 @@ async def preflight(server_config: ServerConfig, listen: config.Listen, timeout:
 
     import aiohttp
 
-    from voice2fa_cli.webhook import health_answer, health_url
+    from voice2fa_cli.voice.webhook import health_answer, health_url
 
     url = health_url(server_config)
     shown = server_config.public_url

@@ -11,19 +11,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from voice2fa_cli import config
+from voice2fa_cli.web.server import local_url
 
 if TYPE_CHECKING:
     from voice2fa_cli.flow import Reporter, SendOptions, SendResult
     from voice2fa_cli.sandbox import Scenario
-    from voice2fa_cli.webhook import CallState
-
-
-def local_url(sock: socket.socket) -> str:
-    """The http:// URL that reaches a bound loopback or wildcard socket from this machine."""
-    host, port = sock.getsockname()[:2]
-    if sock.family == socket.AF_INET6:
-        return f"http://[{'::1' if host == '::' else host}]:{port}"
-    return f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port}"
+    from voice2fa_cli.voice.call import CallState
 
 
 class Platform(Protocol):
@@ -70,7 +63,7 @@ async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter,
     """`send --sandbox`: one simulated call through an in-process stand-in; nothing is dialed."""
     from voice2fa_cli import flow
     from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox, SimCall
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.web.server import bind
 
     live: list[CallState] = []  # the call's state, once flow has made it
 

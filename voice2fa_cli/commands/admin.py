@@ -40,20 +40,20 @@ def serve_command(listen_api, listen, public_url, sandbox, drain, skip_preflight
     as HTTP basic auth; voice2fa calls the number and reads the code. Logs are JSON lines on
     stderr. SIGTERM: new verifications get 503, calls in flight finish (up to --drain), exit 0.
     """
-    from voice2fa_cli import config
+    from voice2fa_cli import environment
     from voice2fa_cli.serve import main as serve_main
 
     with exit_codes(False):
-        env = config.load_environment()
+        env = environment.load_environment()
         serve_main.run(env, listen_api=listen_api, listen=listen, public_url=public_url, sandbox=sandbox,
                        drain=float(drain), preflight=not skip_preflight)
 
 
 def _records_store():
-    from voice2fa_cli import config
+    from voice2fa_cli import config, environment
     from voice2fa_cli.stores import open_store
 
-    return open_store(config.store_spec(config.load_environment()))
+    return open_store(config.store_spec(environment.load_environment()))
 
 
 @click.group("keys", cls=Group)
@@ -115,9 +115,10 @@ def services_group() -> None:
 @click.option("--language", help="The calls' default language, e.g. fr-FR [default: from the callee's country].")
 def services_create(name, code_length, ttl, language) -> None:
     """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""
-    from voice2fa_cli import phrases, ui
+    from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
     from voice2fa_cli.serve import records
+    from voice2fa_cli.voice import phrases
 
     with exit_codes(True), _records_store() as store:
         if language is not None:

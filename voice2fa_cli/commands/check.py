@@ -38,11 +38,11 @@ def verify_command(number, code, sandbox, json_out) -> None:
     terminal, else a prompt. Needs only the state dir. Exit codes: 0 verified, 1 not (the
     reason on stderr), 2 malformed number or code, or a broken state dir.
     """
-    from voice2fa_cli import config, otp, phone, sessions, ui
+    from voice2fa_cli import config, environment, otp, phone, sessions, ui
     from voice2fa_cli.errors import ConfigError
 
     with exit_codes(json_out, shape="verify") as payload:
-        env = config.load_environment()
+        env = environment.load_environment()
         e164 = phone.quick_e164(number) or config.number_input(env, number).e164
         payload.update(number=e164, sandbox=sandbox)
         if code is None:
@@ -51,7 +51,7 @@ def verify_command(number, code, sandbox, json_out) -> None:
             except KeyboardInterrupt:
                 raise Interrupted() from None
             if code is None:
-                env = config.load_environment()
+                env = environment.load_environment()
                 pending = sessions.newest_open(config.store_spec(env), e164, sandbox=sandbox)
                 if pending is not None:
                     payload.update(session_id=pending.id, attempts_left=pending.attempts_left)
@@ -92,10 +92,10 @@ def sessions_command(ctx, json_out, limit) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from voice2fa_cli import config, sessions, ui
+    from voice2fa_cli import config, environment, sessions, ui
 
     with exit_codes(json_out, shape="sessions") as payload:
-        env = config.load_environment()
+        env = environment.load_environment()
         now, rows = sessions.recent_sessions(config.store_spec(env), limit)
         listed = [ui.session_json(row, now) for row in rows]
         if json_out:
@@ -114,10 +114,10 @@ Examples:
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout.")
 def purge_command(json_out) -> None:
     """Remove expired sessions (the failure counts behind number lockouts are kept)."""
-    from voice2fa_cli import config, sessions, ui
+    from voice2fa_cli import config, environment, sessions, ui
 
     with exit_codes(json_out, shape="purge") as payload:
-        env = config.load_environment()
+        env = environment.load_environment()
         removed = sessions.purge(config.store_spec(env))
         click.echo(f"removed {removed} expired session{'s' if removed != 1 else ''}", err=True)
         if json_out:

@@ -85,11 +85,11 @@ def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, list
     """
     if outcome is not None and not sandbox:
         raise click.BadParameter("only with --sandbox (a real call ends as it ends)", param_hint="--outcome")
-    from voice2fa_cli import config, flow, ui
+    from voice2fa_cli import config, environment, flow, ui
 
     with exit_codes(json_out, verbose, shape="send") as payload:
         payload.update(sandbox=sandbox)
-        env = config.load_environment()
+        env = environment.load_environment()
         target = config.number_input(env, number)
         payload.update(number=target.e164)
         voice_settings, notice = call_voice(language, voice, message, target.region,
@@ -188,7 +188,7 @@ def call_voice(language: str | None, voice: str | None, message: str | None, reg
                caller: str | None):
     """The call's voice settings (call_options.voice_options), and a notice for the operator
     when the call is not in the callee's language; each problem as the option's usage error."""
-    from voice2fa_cli.call_options import OptionError, voice_options
+    from voice2fa_cli.voice.options import OptionError, voice_options
 
     try:
         return voice_options(language=language, voice=voice, message=message, caller=caller, region=region)

@@ -78,11 +78,12 @@ def preview_command(number, language, voice, caller_name, message, digits, no_ke
     The transcript goes to stdout, each line with its language, and the keys the callee may
     press; --audio and --play speak it through espeak-ng, each line in its language.
     """
-    from voice2fa_cli import config, preview
+    from voice2fa_cli import config, environment
     from voice2fa_cli.commands.send import call_voice
+    from voice2fa_cli.voice import preview
 
     with exit_codes(False):
-        env = config.load_environment()
+        env = environment.load_environment()
         region = config.number_input(env, number).region if number else None
         voice_settings, notice = call_voice(language, voice, message, region,
                                             config.caller_name(env, caller_name))

@@ -13,13 +13,14 @@ from voice2fa_cli.serve import shapes
 from voice2fa_cli.serve.core import Core
 from voice2fa_cli.serve.log import Log, safe_path
 from voice2fa_cli.serve.shapes import ApiError
-from voice2fa_cli.webhook import CONFIG, MAX_BODY, ServerConfig, _form, _in_handler
+from voice2fa_cli.web.forms import MAX_BODY, read_form
+from voice2fa_cli.web.server import LIMITS, Limits, in_handler
 
 CORE = web.AppKey("core", Core)
 
 
 async def _fields(request: web.Request) -> dict[str, str]:
-    fields = await _form(request, request.app[CONFIG].limits.body)
+    fields = await read_form(request, request.app[LIMITS].body)
     if isinstance(fields, web.Response):
         raise ApiError(60200, f"Invalid request body: {(fields.text or '').strip()}", status=fields.status)
     form: dict[str, str] = {}
@@ -44,7 +45,7 @@ def _guarded(handler):
             core.log.write("error", path=safe_path(request.path), error=type(exc).__name__)
             return shapes.error(20500)
 
-    return _in_handler(guarded)
+    return in_handler(guarded)
 
 
 async def create(request, core: Core, service) -> web.Response:
@@ -85,17 +86,17 @@ async def _not_found(request: web.Request, handler):
         return shapes.error(20404)
 
 
-def make_app(core: Core, config: ServerConfig) -> web.Application:
+def make_app(core: Core, limits: Limits) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_not_found])
     app[CORE] = core
-    app[CONFIG] = config  # the time limits and the connection cap (webhook.Server reads them)
+    app[LIMITS] = limits  # the time limits and the connection cap (web.server.Server reads them)
     base = "/v2/Services/{service}"
     app.router.add_post(base + "/Verifications", _guarded(create))
     app.router.add_get(base + "/Verifications/{sid}", _guarded(fetch))
     app.router.add_post(base + "/Verifications/{sid}", _guarded(update))
     app.router.add_post(base + "/VerificationCheck", _guarded(check))
-    app.router.add_get("/healthz", _in_handler(healthz))
-    app.router.add_get("/metrics", _in_handler(metrics))
+    app.router.add_get("/healthz", in_handler(healthz))
+    app.router.add_get("/metrics", in_handler(metrics))
     return app
 
 

@@ -17,11 +17,11 @@ import hmac
 import json
 import re
 
-from voice2fa_cli import speech
 from voice2fa_cli.errors import StoreError
 from voice2fa_cli.serve.sealed import SealError, seal, unseal
 from voice2fa_cli.stores.base import AsyncSessionStore
-from voice2fa_cli.webhook import CallState
+from voice2fa_cli.voice import speech
+from voice2fa_cli.voice.call import CallState
 
 KIND = "call"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")

@@ -15,21 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from voice2fa_cli import config, flow, phone, phrases, policy, speech
+from voice2fa_cli import config, flow, phone, policy
 from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderError, StoreError, Voice2faError
 from voice2fa_cli.policy import Kind, Session
 from voice2fa_cli.serve import records, shapes
 from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.stores.base import AsyncSessionStore, Record
+from voice2fa_cli.voice import phrases, speech
 
 if TYPE_CHECKING:
     from aiohttp import web
 
     from voice2fa_cli.serve.calls import StoredCalls
     from voice2fa_cli.serve.metrics import Metrics
-    from voice2fa_cli.signalwire import Client
-    from voice2fa_cli.webhook import CallState
+    from voice2fa_cli.signalwire.client import Client
+    from voice2fa_cli.voice.call import CallState
 
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
@@ -157,7 +158,7 @@ class Core:
         return number
 
     def _voice(self, service: records.Service, number: phone.Number, form: Mapping[str, str]) -> speech.Voice:
-        from voice2fa_cli.call_options import OptionError, voice_options
+        from voice2fa_cli.voice.options import OptionError, voice_options
 
         try:
             voice, _ = voice_options(language=form.get("Locale") or service.language, voice=None,
@@ -238,7 +239,7 @@ class Core:
 
     async def _follow(self, sid: str, options: flow.SendOptions, call: CallState,
                       placed: asyncio.Future[Session]) -> None:
-        from voice2fa_cli.webhook import CALLS
+        from voice2fa_cli.voice.webhook import CALLS
 
         reporter = CallReporter(self.log, sid)
         calls = self.calls

@@ -19,7 +19,7 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
         raise ConfigError("voice2fa serve needs the prometheus-client package: pip install 'voice2fa[serve]'") from None
     from voice2fa_cli.serve.log import Log
     from voice2fa_cli.serve.server import Serving
-    from voice2fa_cli.webhook import bind
+    from voice2fa_cli.web.server import bind
 
     api = config.parse_listen(listen_api, "--listen-api")
     if listen is not None:

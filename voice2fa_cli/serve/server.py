@@ -18,9 +18,10 @@ from voice2fa_cli.serve.core import CALL_LINGER, Core
 from voice2fa_cli.serve.log import Log, ServerReporter
 from voice2fa_cli.stores.base import AsyncSessionStore, StoreSpec
 from voice2fa_cli.stores.onloop import StoreThread, open_async_store
+from voice2fa_cli.web.server import local_url
 
 if TYPE_CHECKING:
-    from voice2fa_cli.webhook import Limits
+    from voice2fa_cli.web.server import Limits
 
 STORE_WORKERS = 4  # threads working a shared (Redis Cluster) store at once; SQLite always gets one
 
@@ -43,11 +44,11 @@ class Serving:
         self.preflight = preflight
         self.linger = linger
         self.shared_calls = shared_calls  # None: with a shared store (Redis)
-        self.limits = limits  # webhook.Limits for both listeners (None: the defaults)
+        self.limits = limits  # web.server.Limits for both listeners (None: the defaults)
         self.sandbox: stand_in.Platform | None = None
         self.core: Core | None = None
-        self.api_url = stand_in.local_url(api_sock)
-        self.webhook_url = stand_in.local_url(webhook_sock)
+        self.api_url = local_url(api_sock)
+        self.webhook_url = local_url(webhook_sock)
         self._stack = contextlib.AsyncExitStack()
 
     def _settings(self) -> config.Settings:
@@ -68,8 +69,9 @@ class Serving:
 
     async def _start(self) -> None:
         from voice2fa_cli.serve import api, metrics
-        from voice2fa_cli.signalwire import Client
-        from voice2fa_cli.webhook import Server, ServerConfig, make_app
+        from voice2fa_cli.signalwire.client import Client
+        from voice2fa_cli.voice.webhook import ServerConfig, make_app
+        from voice2fa_cli.web.server import Server
 
         stack = self._stack
         stack.callback(self.api_sock.close)
@@ -90,7 +92,7 @@ class Serving:
         calls = None
         if self.shared_calls if self.shared_calls is not None else spec.shared:
             from voice2fa_cli.serve.calls import StoredCalls
-            from voice2fa_cli.webhook import CALLS, SHARED
+            from voice2fa_cli.voice.webhook import CALLS, SHARED
 
             # On a blocking store, the webhook's own threads on the same store: the platform's
             # requests never queue behind the API's work there. The asyncio store is shared.
@@ -108,9 +110,9 @@ class Serving:
         self.core = Core(settings, creds, store, client, webhook, self.log, registry, sandbox=self.sandbox_mode,
                          api_url=self.api_url, linger=self.linger, calls=calls)
         await self.core.start()
-        app = api.make_app(self.core, ServerConfig(self.api_url, None, limits=server_config.limits))
+        app = api.make_app(self.core, server_config.limits)
         api.log_requests(app, self.log, "api")
-        await stack.enter_async_context(Server(app, self.api_sock, ServerReporter(self.log, "api")))
+        await stack.enter_async_context(Server(app, self.api_sock, ServerReporter(self.log, "api"), name="API"))
         if self.preflight and not self.sandbox_mode:
             await flow.preflight(server_config, settings.listen, settings.timing.api_timeout)
         self.log.write("server", event="started", api=self.api_url, webhook=settings.public_url,

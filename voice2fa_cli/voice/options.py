@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from voice2fa_cli import phrases, speech
+from voice2fa_cli.voice import phrases, speech
 
 LANGUAGE_SHAPE = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*")
 VOICE_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_\-]{0,63}")

@@ -213,8 +213,7 @@ def _canonical(language: str) -> str:
 
 def choose(*, language: str | None, voice: str | None, region: str | None) -> Choice:
     """The language of the call. Raises LanguageError (a usage error) naming what conflicts."""
-    named = voice is not None and voice.lower() not in STANDARD_VOICES
-    if named:
+    if voice is not None and voice.lower() not in STANDARD_VOICES:  # a named (Polly, …) voice
         spoken = voice_language(voice)
         if spoken is None and language is None:
             raise LanguageError(f"--voice {voice}: voice2fa cannot tell which language it speaks; "
@@ -258,7 +257,8 @@ def clean_caller_name(value: str, name: str) -> str:
     if len(text) > MAX_CALLER_NAME:
         raise ValueError(f"{name} is longer than {MAX_CALLER_NAME} characters")
     for ch in text:
-        if ch == " " or ch in "&'.,-" or unicodedata.category(ch)[0] == "L" or unicodedata.category(ch) in ("Nd", "Mn", "Mc"):
+        category = unicodedata.category(ch)
+        if ch == " " or ch in "&'.,-" or category[0] == "L" or category in ("Nd", "Mn", "Mc"):
             continue
         raise ValueError(f"{name} may hold letters, digits, spaces and & ' . , - only (found {ch!r})")
     return text

@@ -18,8 +18,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
-from voice2fa_cli import phrases
-from voice2fa_cli.phrases import DEFAULT_LANGUAGE
+from voice2fa_cli.voice import phrases
+from voice2fa_cli.voice.phrases import DEFAULT_LANGUAGE
 
 MAX_INTRO = 200
 REPEAT_KEY = "1"

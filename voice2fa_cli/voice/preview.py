@@ -16,13 +16,15 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
-from voice2fa_cli import speech
 from voice2fa_cli.errors import ConfigError
+from voice2fa_cli.voice import speech
 
 SAMPLE = "1234567890"
 SAMPLE_KEY = "7"
 ACTION = "https://example.invalid/v/token"
-PLAYERS = (("aplay", ["-q"]), ("paplay", []), ("play", ["-q"]), ("ffplay", ["-nodisp", "-autoexit", "-loglevel", "quiet"]))
+PLAYERS: tuple[tuple[str, list[str]], ...] = (
+    ("aplay", ["-q"]), ("paplay", []), ("play", ["-q"]), ("ffplay", ["-nodisp", "-autoexit", "-loglevel", "quiet"]),
+)
 ESPEAK_VOICES = {"en-us": "en-us", "en-ca": "en-us", "en-gb": "en-gb", "en-au": "en-gb", "en-in": "en-gb",
                  "de-de": "de", "es-es": "es", "es-mx": "es-419", "es-us": "es-419", "fr-fr": "fr-fr",
                  "fr-ca": "fr-fr", "it-it": "it"}
