@@ -23,7 +23,7 @@ from voice2fa_cli.voice.speech import KEY_WINDOW, Voice
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from voice2fa_cli.signalwire.client import Client
+    from voice2fa_cli.signalwire.client import Call, Client
     from voice2fa_cli.voice.call import CallState
     from voice2fa_cli.voice.webhook import ServerConfig
 
@@ -167,23 +167,9 @@ async def place_call(
     followed to its end and recorded. `refresh` (a coroutine function), when given, brings the
     call's state up to date once it has ended, before the outcome is read (several servers:
     another one may have served the call)."""
-    from voice2fa_cli.voice.webhook import CONFIG, call_url, register
-
-    server_config = app[CONFIG]
-    register(app, call)
     timing = settings.timing
     started = time.monotonic()
-    reporter.step("dialing", 0.0, options.number.described)
-    created = await client.create_call(
-        to=options.number.e164,
-        caller=settings.caller,
-        url=call_url(server_config, call),
-        status_callback=call_url(server_config, call, "/status"),
-        ring_timeout=timing.ring_timeout,
-    )
-    if call.call_sid is None:
-        call.call_sid = created.sid
-    reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
+    created = await _dial(settings, options, reporter, client, app, call)
     session = None
     try:
         session = await store.create_session(
@@ -211,6 +197,33 @@ async def place_call(
         raise
     if problem is None and not call.delivered:
         problem = why_undelivered(call, settings)
+    return await _recorded(store, session, call, created.sid, problem)
+
+
+async def _dial(settings: config.Settings, options: SendOptions, reporter: Reporter, client: Client,
+                app: web.Application, call: CallState) -> Call:
+    """The call's token routes registered on the app, then the call created on the platform."""
+    from voice2fa_cli.voice.webhook import CONFIG, call_url, register
+
+    server_config = app[CONFIG]
+    register(app, call)
+    reporter.step("dialing", 0.0, options.number.described)
+    created = await client.create_call(
+        to=options.number.e164,
+        caller=settings.caller,
+        url=call_url(server_config, call),
+        status_callback=call_url(server_config, call, "/status"),
+        ring_timeout=settings.timing.ring_timeout,
+    )
+    if call.call_sid is None:
+        call.call_sid = created.sid
+    reporter.debug(f"SignalWire created call {created.sid} ({created.status})")
+    return created
+
+
+async def _recorded(store: AsyncSessionStore, session: Session, call: CallState, sid: str,
+                    problem: str | None) -> SendResult:
+    """The call's outcome recorded on its session, and the result read back from the store."""
     try:
         await store.record_call(session.id, state=None if call.delivered else "undelivered", call_status=call.status)
         stored = await store.get(session.id)
@@ -218,7 +231,7 @@ async def place_call(
         raise NotDelivered(f"the call ended but the store failed: {exc.message}") from None
     return SendResult(
         session=stored or session,
-        call_sid=created.sid,
+        call_sid=sid,
         call_status=call.status,
         delivered=call.delivered,
         problem=None if call.delivered else problem,
