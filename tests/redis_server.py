@@ -48,7 +48,7 @@ class RedisServer:
                 s.settimeout(1)
                 s.connect(str(self.socket))
                 s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
+                return s.recv(16).startswith((b"+PONG", b"-NOAUTH"))  # -NOAUTH: up, wants a password
         except OSError:
             return False
 

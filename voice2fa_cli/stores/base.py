@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from voice2fa_cli.policy import Session, Verdict
 
@@ -43,17 +43,30 @@ class StoreSpec:
         return f"Redis at {safe_url(self.url)}"
 
 
+# Query parameters of a store URL that never hold a credential: shown as they are. Any other
+# (password=, username=, a token, a name redis-py may add later) is shown as NAME=***.
+SAFE_QUERY = frozenset({"db", "ssl_cert_reqs", "ssl_check_hostname", "socket_timeout", "socket_connect_timeout",
+                        "health_check_interval", "retry_on_timeout", "protocol", "decode_responses"})
+
+
 def safe_url(url: str) -> str:
-    """A store's URL with any password masked, fit for a message."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
+    """A store's URL fit for a message, a log line or --json: the user and password (all of the
+    userinfo: a user name may be a token) shown as ***, every query value that may hold a
+    credential as ***, no fragment."""
+    from urllib.parse import parse_qsl, urlencode
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # an unparsable port or host: show only the scheme
+        return url.split(":", 1)[0] + "://***" if "://" in url else "***"
     if ":" in host:
         host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    netloc = ("***@" if "@" in parts.netloc else "") + host + (f":{port}" if port else "")
+    query = urlencode([(name, value if name.lower() in SAFE_QUERY else "***")
+                       for name, value in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class NoStore(Exception):
