@@ -554,3 +554,57 @@ def test_the_access_log_drops_queries_and_tokens_and_stays_one_line_per_request(
     assert [line["path"] for line in access][-3:] == [
         f"/v2/Services/{service.sid}/Verifications", "/v/-/key", '/v2/\n"kind":"forged"/x\\u0000']
     assert not any(line["kind"] == "forged" for line in lines)
+
+
+# --- issue 18, item 9: a service's codes have 6 to 10 digits ------------------------------------
+
+
+@pytest.mark.parametrize("length", ["4", "5", "11"])
+def test_services_create_refuses_a_code_length_outside_6_to_10(env, length):
+    import os
+
+    from tests.helpers import run_cli
+
+    result = run_cli(["services", "create", "Acme", "--code-length", length], {**os.environ, **env})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"Invalid value for '--code-length': {length} is not in the range 6<=x<=10." in result.stderr
+    with open_store(StoreSpec(state_dir=env_state(env))) as store:
+        assert records.list_services(store) == []
+
+
+def env_state(env: dict):
+    from pathlib import Path
+
+    return Path(env["VOICE2FA_STATE_DIR"])
+
+
+def test_create_service_says_why_a_short_code_is_refused(state_dir):
+    with open_store(StoreSpec(state_dir=state_dir)) as store, pytest.raises(ValueError) as info:
+        records.create_service(store, "Acme", code_length=4)
+    assert str(info.value) == "the code length must be from 6 to 10 digits (NIST SP 800-63B asks for at least 6), not 4"
+
+
+def test_a_stored_4_digit_service_is_refused_before_the_send_limit_is_touched(server, setup, state_dir):
+    """A service an older voice2fa stored with 4-digit codes: every create answered 500 and still
+    used up the number's send limit, so any key could block a number. Now 400 before anything
+    is reserved: after more failed creates than the send limit allows, a good service still calls."""
+    good, key, secret = setup
+    short = records.Service(records.new_sid("VA"), "Old", 4, 600, None, time.time())
+    with open_store(StoreSpec(state_dir=state_dir)) as store:
+        store.put_record(records.SERVICE, short.sid, short.body(), only_new=True)
+
+    async def create(sid: str):
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            async with http.post(f"{server.api_url}/v2/Services/{sid}/Verifications",
+                                 data={"To": NUMBER, "Channel": "call"}) as r:
+                return r.status, await r.json()
+
+    for _ in range(7):
+        status, body = asyncio.run(create(short.sid))
+        assert (status, body["code"]) == (400, 60200)
+        assert body["message"] == ("Invalid parameter: this service's codes have 4 digits; voice2fa needs 6 to 10: "
+                                   "create a service with --code-length 6 or more")
+    assert server.serving.sandbox.calls == {}
+    status, body = asyncio.run(create(good.sid))
+    assert (status, body["status"]) == (201, "pending")

@@ -56,8 +56,9 @@ class SendResult:
 
 
 def nothing_dialed(exc: BaseException) -> bool:
-    """Whether a failure came before anything was dialed (so the call it reserved is released)."""
-    return isinstance(exc, ConfigError) or (isinstance(exc, ProviderError) and not exc.dialed)
+    """Whether a failure came before anything was dialed (so the call it reserved is released).
+    A StoreError is one: once a call is dialed, a store failure is raised as NotDelivered."""
+    return isinstance(exc, (ConfigError, StoreError)) or (isinstance(exc, ProviderError) and not exc.dialed)
 
 
 @contextlib.asynccontextmanager
@@ -70,7 +71,8 @@ async def reserved(store: AsyncSessionStore, number: str, max_per_hour: int) -> 
         yield reservation
     except BaseException as exc:
         if nothing_dialed(exc):
-            await store.release_call(reservation)
+            with contextlib.suppress(StoreError):  # a store that failed keeps the reservation: it fails closed
+                await store.release_call(reservation)
         raise
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from voice2fa_cli import otp
 from voice2fa_cli.commands import Command, Group
 from voice2fa_cli.commands.edge import exit_codes
 from voice2fa_cli.commands.params import Digits, parse_ttl
@@ -109,7 +110,9 @@ def services_group() -> None:
 
 @services_group.command("create")
 @click.argument("name")
-@click.option("--code-length", type=Digits(4, 10), default=6, show_default=True, help="Digits in each code.")
+@click.option("--code-length", type=Digits(otp.MIN_DIGITS, otp.MAX_DIGITS), default=otp.DEFAULT_DIGITS,
+              show_default=True, help=f"Digits in each code, {otp.MIN_DIGITS} to {otp.MAX_DIGITS} "
+              f"(NIST SP 800-63B asks for at least {otp.MIN_DIGITS}).")
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm",
               help="How long a code stays valid (max 10m).  [default: 10m]")
 @click.option("--language", help="The calls' default language, e.g. fr-FR [default: from the callee's country].")

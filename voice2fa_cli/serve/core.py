@@ -187,11 +187,16 @@ class Core:
         if record is None:
             record = {"sid": records.new_sid("VE"), "service_sid": service.sid, "account_sid": self.account,
                       "to": number.e164, "status": "pending", "created": now, "send_code_attempts": []}
+        if service.code_length not in records.CODE_LENGTHS:  # a service stored by an older voice2fa
+            raise ApiError(60200, f"Invalid parameter: this service's codes have {service.code_length} digits; "
+                                  f"voice2fa needs {records.CODE_LENGTHS.start} to {records.CODE_LENGTHS.stop - 1}: "
+                                  "create a service with --code-length 6 or more")
         options = flow.SendOptions(number=number, digits=service.code_length, ttl=service.ttl, voice=voice,
                                    keypress=True, preflight=False)
+        call = flow.new_call(options)  # before the reservation: nothing here can fail after it but the dial
         try:
             async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour):
-                call, task, placed = await self._dial(record["sid"], options)
+                task, placed = await self._dial(record["sid"], options, call)
         except PolicyRefused as refused:
             if refused.kind is Problem.NUMBER_LOCKED:
                 self.metrics.refused("locked")
@@ -216,12 +221,11 @@ class Core:
                        attempt=len(record["send_code_attempts"]))
         return shapes.verification(record, self.api_url)
 
-    async def _dial(self, sid: str, options: flow.SendOptions
-                    ) -> tuple[CallState, asyncio.Task[None], asyncio.Future[Session]]:
+    async def _dial(self, sid: str, options: flow.SendOptions, call: CallState
+                    ) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
         """Start the call that follows a verification: once the platform took it and its session
-        is stored, the call's state, the task following it and the session (in `placed`). A
-        failure before that is raised here (the call, if any, was hung up)."""
-        call = flow.new_call(options)
+        is stored, the task following it and the session (in `placed`). A failure before that is
+        raised here (the call, if any, was hung up)."""
         if self.calls is not None:
             await self.calls.publish(call)  # before it is dialed: any instance may get its webhook
         placed: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
@@ -235,7 +239,7 @@ class Core:
             if isinstance(failure, Voice2faError):
                 raise failure
             raise ApiError(20500)
-        return call, task, placed
+        return task, placed
 
     async def _follow(self, sid: str, options: flow.SendOptions, call: CallState,
                       placed: asyncio.Future[Session]) -> None:

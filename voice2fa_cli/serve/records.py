@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from voice2fa_cli import policy
+from voice2fa_cli import otp, policy
 
 if TYPE_CHECKING:
     from voice2fa_cli.stores.base import Record, SessionStore
@@ -25,7 +25,8 @@ SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 # (the secrets are 256-bit random anyway); successful checks are cached by the server.
 SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}
 MAX_NAME = 64
-CODE_LENGTHS = range(4, 11)
+# 6 to 10 digits: NIST SP 800-63B's minimum, and what otp generates and a check accepts.
+CODE_LENGTHS = range(otp.MIN_DIGITS, otp.MAX_DIGITS + 1)
 TTLS = range(policy.MIN_TTL, policy.MAX_TTL + 1)
 
 
@@ -60,7 +61,8 @@ class Service:
 def create_service(store: SessionStore, name: str, code_length: int = 6, ttl: int = policy.DEFAULT_TTL,
                    language: str | None = None) -> Service:
     if code_length not in CODE_LENGTHS:
-        raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1}")
+        raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1} digits "
+                         f"(NIST SP 800-63B asks for at least {CODE_LENGTHS.start}), not {code_length}")
     if ttl not in TTLS:
         raise ValueError(f"the TTL must be from {TTLS.start} to {TTLS.stop - 1} seconds")
     service = Service(new_sid("VA"), clean_name(name, "the service name"), code_length, ttl, language, time.time())
