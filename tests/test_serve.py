@@ -608,3 +608,20 @@ def test_a_stored_4_digit_service_is_refused_before_the_send_limit_is_touched(se
     assert server.serving.sandbox.calls == {}
     status, body = asyncio.run(create(good.sid))
     assert (status, body["status"]) == (201, "pending")
+
+
+@pytest.mark.parametrize("to", ["+19005551234", "+19765551234"])
+def test_a_premium_rate_number_is_60200_and_nothing_is_dialed(server, setup, to):
+    service, key, secret = setup
+
+    async def go():
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            async with http.post(f"{server.api_url}/v2/Services/{service.sid}/Verifications",
+                                 data={"To": to, "Channel": "call"}) as r:
+                return r.status, await r.json()
+
+    status, body = asyncio.run(go())
+    assert (status, body["code"]) == (400, 60200)
+    assert body["message"] == ("Invalid parameter `To`: a premium-rate number, which this server does not call "
+                               "(it charges the caller extra)")
+    assert server.serving.sandbox.calls == {}

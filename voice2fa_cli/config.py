@@ -66,6 +66,7 @@ class Settings:
     state_dir: Path
     timing: Timing
     allowed_countries: frozenset[str] = frozenset()
+    allowed_number_types: frozenset[str] = frozenset()  # revenue-sharing types the operator allowed
     max_calls_per_hour: int = policy.DEFAULT_MAX_CALLS_PER_HOUR
     warnings: tuple[str, ...] = ()
     store: StoreSpec | None = None  # where sessions live; None: the SQLite store under state_dir
@@ -343,6 +344,21 @@ def allowed_countries(env: Mapping[str, str], caller_region: str) -> frozenset[s
     return frozenset(codes)
 
 
+def allowed_number_types(env: Mapping[str, str]) -> frozenset[str]:
+    """VOICE2FA_ALLOW_NUMBER_TYPES: the revenue-sharing number types the operator allows to be
+    called (comma or space separated; default none)."""
+    raw = value(env, policy.ALLOW_NUMBER_TYPES)
+    if raw is None:
+        return frozenset()
+    names = [n.lower() for n in re.split(r"[\s,]+", raw) if n]
+    bad = [n for n in names if n not in policy.REVENUE_SHARING]
+    if bad or not names:
+        shown_bad = ", ".join(phone.shown(n) for n in bad[:3]) or "nothing"
+        raise ConfigError(f"{policy.ALLOW_NUMBER_TYPES} lists {shown_bad}: give one or more of "
+                          f"{', '.join(sorted(policy.REVENUE_SHARING))}")
+    return frozenset(names)
+
+
 def max_calls_per_hour(env: Mapping[str, str]) -> int:
     raw = _raw(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
     return policy.DEFAULT_MAX_CALLS_PER_HOUR if raw is None else parse_int(raw, "VOICE2FA_MAX_CALLS_PER_HOUR", 1, 10000)
@@ -477,6 +493,7 @@ def send_settings(
         state_dir=state_dir(env),
         timing=timing(env, ring_timeout),
         allowed_countries=allowed_countries(env, caller_number.region),
+        allowed_number_types=allowed_number_types(env),
         max_calls_per_hour=max_calls_per_hour(env),
         warnings=tuple(warnings),
         store=store_spec(env),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from voice2fa_cli import config, environment, phone
+from voice2fa_cli import config, environment, phone, policy
 from voice2fa_cli.errors import ConfigError, Problem, ProviderError, StoreError
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -151,6 +151,11 @@ def _limits_and_timing(checks: list[Check], env: Mapping[str, str], caller: phon
              lambda: config.allowed_countries(env, caller.region if caller else "US"),
              lambda c: ",".join(sorted(c)) + (" (default: the caller ID's country)"
                                               if config.value(env, "VOICE2FA_ALLOWED_COUNTRIES") is None else ""))
+    _setting(checks, policy.ALLOW_NUMBER_TYPES, lambda: config.allowed_number_types(env),
+             lambda types: (f"{','.join(sorted(types))} allowed; still refused: "
+                            f"{', '.join(sorted(set(policy.REVENUE_SHARING) - types)) or 'none'}") if types
+             else "not set: premium-rate, shared-cost, personal and UAN numbers are refused (toll fraud)",
+             lambda types: "these numbers charge the caller extra" if types else None)
     _setting(checks, "VOICE2FA_MAX_CALLS_PER_HOUR", lambda: config.max_calls_per_hour(env),
              lambda n: f"{n}" + (" (default)" if config.value(env, "VOICE2FA_MAX_CALLS_PER_HOUR") is None else ""))
     if config.value(env, config.DEFAULT_REGION) is None and caller is None and \

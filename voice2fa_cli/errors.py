@@ -24,6 +24,7 @@ class Problem(enum.Enum):
     NUMBER_LOCKED = "number-locked"  # PolicyRefused: too many wrong codes for the number
     SEND_LIMIT = "send-limit"  # PolicyRefused: the per-number or hourly send limit
     COUNTRY = "country"  # PolicyRefused: the number's country is not allowed
+    NUMBER_TYPE = "number_type"  # PolicyRefused: a premium-rate (revenue-sharing) number
     WRONG_KEY = "wrong-key"  # StoreError: the shared store was set up with another key
     UNREACHABLE = "unreachable"  # StoreError: the shared store cannot be reached or did not answer
     ADDRESS_IN_USE = "address-in-use"  # ConfigError: the address to listen on is taken

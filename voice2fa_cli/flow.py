@@ -92,6 +92,9 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     told the call's state before it is dialed."""
     from voice2fa_cli.web.server import bind
 
+    refused = policy.number_type_refusal(options.number, settings.allowed_number_types)
+    if refused is not None:  # the sandbox too, so that a newcomer sees it
+        raise refused
     async with await StoreThread.open(settings.store or settings.state_dir, sandbox=sandbox) as store:
         if sandbox:
             await refuse_locked(store, options.number)

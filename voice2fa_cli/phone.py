@@ -57,6 +57,7 @@ class Number:
     formatted: str = ""  # international format, e.g. "+1 555-123-4567"
     national: Region | None = None  # set when it was read as a national number of this region
     elsewhere: str | None = None  # the same digits read as international, when that is a number too
+    kind: str = "unknown"  # its type, one of NUMBER_TYPES (phonenumbers' metadata, plus NANP 976)
 
     @property
     def described(self) -> str:
@@ -175,7 +176,7 @@ def _national(parsed, digits: str, stripped: str, what: str, assumed: Region) ->
             f"({assumed.code}, {assumed.origin}): {advice}, or set {REGION_SETTING} to its country"
         )
     number = _number(parsed)
-    return Number(number.e164, number.region, number.known, number.formatted, assumed, elsewhere)
+    return Number(number.e164, number.region, number.known, number.formatted, assumed, elsewhere, number.kind)
 
 
 def _other_reading(digits: str, assumed: str) -> str | None:
@@ -209,14 +210,27 @@ def _region(parsed) -> str:
     return region
 
 
+# phonenumbers' PhoneNumberType, by name (the names VOICE2FA_ALLOW_NUMBER_TYPES takes).
+NUMBER_TYPES = {0: "fixed-line", 1: "mobile", 2: "fixed-line-or-mobile", 3: "toll-free", 4: "premium-rate",
+                5: "shared-cost", 6: "voip", 7: "personal-number", 8: "pager", 9: "uan", 10: "voicemail",
+                99: "unknown"}
+# NANP area code 976: never assigned, the historical premium-rate code (phonenumbers calls its
+# numbers unknown, and a +1 976 number is dialed like any other): a premium-rate number here.
+_NANP_PREMIUM = re.compile(r"\+1976[0-9]{7}")
+
+
 def _number(parsed) -> Number:
     import phonenumbers
 
+    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    kind = "premium-rate" if _NANP_PREMIUM.fullmatch(e164) else NUMBER_TYPES.get(
+        phonenumbers.number_type(parsed), "unknown")
     return Number(
-        e164=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164),
+        e164=e164,
         region=_region(parsed),
         known=phonenumbers.is_valid_number(parsed),
         formatted=phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        kind=kind,
     )
 
 

@@ -196,6 +196,26 @@ def country_refusal(number: Number, allowed: frozenset[str]) -> PolicyRefused | 
     )
 
 
+# Number types that bill the caller at a rate the callee (or a party of theirs) shares in: the
+# classic toll-fraud targets. phonenumbers' PREMIUM_RATE and SHARED_COST, PERSONAL_NUMBER (e.g.
+# the UK's 070, charged like premium rate) and UAN (universal access numbers, often charged
+# above a local call). Toll-free, VoIP, pager and voicemail numbers cost no more than a call.
+REVENUE_SHARING = {"premium-rate": "a premium-rate number", "shared-cost": "a shared-cost number",
+                   "personal-number": "a personal number", "uan": "a universal access number (UAN)"}
+ALLOW_NUMBER_TYPES = "VOICE2FA_ALLOW_NUMBER_TYPES"
+
+
+def number_type_refusal(number: Number, allowed: frozenset[str] = frozenset()) -> PolicyRefused | None:
+    """No call to a revenue-sharing number unless the operator allowed its type."""
+    if number.kind not in REVENUE_SHARING or number.kind in allowed:
+        return None
+    return PolicyRefused(
+        f"{number.e164} is {REVENUE_SHARING[number.kind]}: voice2fa does not call numbers that "
+        f"charge the caller extra (toll fraud); set {ALLOW_NUMBER_TYPES}={number.kind} to allow them",
+        kind=Problem.NUMBER_TYPE,
+    )
+
+
 def number_locked_refusal(number: str, until: float) -> PolicyRefused:
     return PolicyRefused(f"{number} is locked after too many wrong codes: no calls until {clock_text(until)}",
                          kind=Problem.NUMBER_LOCKED)

@@ -54,6 +54,7 @@ def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket, rin
         state_dir=config.state_dir(env),
         timing=config.timing(env, ring_timeout),
         max_calls_per_hour=max_calls_per_hour,
+        allowed_number_types=config.allowed_number_types(env),
         store=config.store_spec(env),
     )
 

@@ -155,6 +155,9 @@ class Core:
             raise ApiError(60200, f"Invalid parameter `To`: {exc.message}") from None
         if not self.sandbox and policy.country_refusal(number, self.settings.allowed_countries) is not None:
             raise ApiError(60200, f"Invalid parameter `To`: calls to {number.region} are not allowed by this server")
+        if policy.number_type_refusal(number, self.settings.allowed_number_types) is not None:
+            raise ApiError(60200, f"Invalid parameter `To`: {policy.REVENUE_SHARING[number.kind]}, which this "
+                                  "server does not call (it charges the caller extra)")
         return number
 
     def _voice(self, service: records.Service, number: phone.Number, form: Mapping[str, str]) -> speech.Voice:
