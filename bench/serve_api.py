@@ -143,7 +143,7 @@ def main() -> int:
         service = cli(["services", "create", "bench"], env)
         key = cli(["keys", "create", "bench"], env)
         auth = {"Authorization": "Basic " + base64.b64encode(f"{key['sid']}:{key['secret']}".encode()).decode()}
-        api_port, bare_port, hook_port = free_port(), free_port(), free_port()
+        api_port, bare_port, hook_port, metrics_port = free_port(), free_port(), free_port(), free_port()
         # The stand-in of the platform in a process of its own (`voice2fa sandbox`), as the real
         # platform would be: the server's figures are the server's alone.
         # Each simulated step stretched (--stretch): calls last seconds, as real ones do, so that
@@ -154,7 +154,8 @@ def main() -> int:
         env.update(json.loads(sandbox.stdout.readline()))
         env.update(VOICE2FA_PUBLIC_URL=f"http://127.0.0.1:{hook_port}", VOICE2FA_LISTEN=f"127.0.0.1:{hook_port}")
         log_path = tmp / "serve.log"
-        serve = subprocess.Popen(command() + ["serve", "--listen-api", f"127.0.0.1:{api_port}"],
+        serve = subprocess.Popen(command() + ["serve", "--listen-api", f"127.0.0.1:{api_port}",
+                                               "--listen-metrics", f"127.0.0.1:{metrics_port}"],
                                  env=env, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"))
         procs.append(serve)
         bare = subprocess.Popen([sys.executable, "-c", BARE, redis_server.url, str(bare_port)], env=env,
@@ -203,7 +204,7 @@ def main() -> int:
                 async def watch() -> None:
                     nonlocal peak_flight
                     while True:
-                        async with http.get(f"http://127.0.0.1:{api_port}/metrics") as r:
+                        async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as r:
                             text = await r.text()
                         placed = ended = 0.0
                         for line in text.splitlines():

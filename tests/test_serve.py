@@ -317,14 +317,18 @@ def test_the_listeners_do_not_serve_each_others_routes(server, setup):
                               ("metrics-on-webhook", f"{webhook}/metrics"),
                               ("call-on-api", f"{server.api_url}/v/abc"),
                               ("healthz", f"{server.api_url}/healthz"),
-                              ("metrics", f"{server.api_url}/metrics")):
+                              ("metrics-on-api", f"{server.api_url}/metrics"),
+                              ("api-on-metrics", f"{server.serving.metrics_url}/v2/Services/{service.sid}/Verifications"),
+                              ("healthz-on-metrics", f"{server.serving.metrics_url}/healthz"),
+                              ("metrics", f"{server.serving.metrics_url}/metrics")):
                 method = "POST" if "Verifications" in url or "/v/" in url else "GET"
                 async with http.request(method, url, data={"To": NUMBER, "Channel": "call"}) as r:
                     out[name] = r.status
             return out
 
     assert asyncio.run(go()) == {"api-on-webhook": 404, "healthz-on-webhook": 404, "metrics-on-webhook": 404,
-                                 "call-on-api": 404, "healthz": 200, "metrics": 200}
+                                 "call-on-api": 404, "healthz": 200, "metrics-on-api": 404, "api-on-metrics": 404,
+                                 "healthz-on-metrics": 404, "metrics": 200}
     assert server.serving.sandbox.calls == {}
 
 
@@ -337,7 +341,7 @@ def test_metrics_count_calls_codes_checks_and_lockouts(server, verify):
 
     async def scrape():
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{server.api_url}/metrics") as r:
+            async with http.get(f"{server.serving.metrics_url}/metrics") as r:
                 return await r.text()
 
     text = asyncio.run(scrape())
@@ -390,7 +394,8 @@ def test_sigterm_stops_taking_verifications_lets_calls_end_and_exits_0(env, setu
     from tests.helpers import voice2fa_command
 
     service, key, secret = setup
-    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--drain", "1"],
+    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--listen-metrics", "127.0.0.1:0",
+                                                "--drain", "1"],
                             env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         started = json.loads(proc.stderr.readline())

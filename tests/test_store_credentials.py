@@ -102,7 +102,8 @@ def test_the_commands_still_say_which_store_and_what_went_wrong(guarded):
 def test_serve_logs_the_store_without_its_password(guarded):
     server, base, key = guarded
     env = env_for(base, key, urls(server, base)["user and query password"])
-    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--drain", "1"],
+    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--listen-metrics", "127.0.0.1:0",
+                                                "--drain", "1"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         started = json.loads(proc.stderr.readline())

@@ -23,7 +23,9 @@ Examples:
 
 @click.command("serve", cls=Command, epilog=SERVE_EXAMPLES)
 @click.option("--listen-api", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
-              help="Where the API (/v2, /healthz, /metrics) listens; keep it off the internet.")
+              help="Where the API (/v2, /healthz) listens; keep it off the internet.")
+@click.option("--listen-metrics", default="127.0.0.1:9464", show_default=True, metavar="HOST:PORT",
+              help="Where Prometheus /metrics listens (no key: keep it on loopback or a private network).")
 @click.option("--listen", metavar="HOST:PORT",
               help="Where the webhook listens (call routes only) "
                    "[VOICE2FA_LISTEN, 127.0.0.1:5000; --sandbox: any free port].")
@@ -33,7 +35,7 @@ Examples:
 @click.option("--drain", type=Digits(0, 900), default=60, show_default=True,
               help="On SIGTERM, seconds the calls in flight get to finish before they are hung up.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check at start that the public URL reaches this server.")
-def serve_command(listen_api, listen, public_url, sandbox, drain, skip_preflight) -> None:
+def serve_command(listen_api, listen_metrics, listen, public_url, sandbox, drain, skip_preflight) -> None:
     """Serve a voice verification API in the shape of Twilio Verify v2.
 
     Applications create verifications (POST /v2/Services/VA.../Verifications with To and
@@ -47,7 +49,7 @@ def serve_command(listen_api, listen, public_url, sandbox, drain, skip_preflight
     with exit_codes(False):
         env = environment.load_environment()
         serve_main.run(env, listen_api=listen_api, listen=listen, public_url=public_url, sandbox=sandbox,
-                       drain=float(drain), preflight=not skip_preflight)
+                       drain=float(drain), preflight=not skip_preflight, listen_metrics=listen_metrics)
 
 
 def _records_store():

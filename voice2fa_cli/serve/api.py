@@ -1,4 +1,5 @@
-"""The API listener's app: Twilio Verify v2's voice subset, `/healthz` and `/metrics`. It serves
+"""The API listener's app: Twilio Verify v2's voice subset and `/healthz`; and the metrics
+listener's app (`/metrics` alone, on a listener of its own: loopback by default). It serves
 nothing of the webhook's (and the webhook app nothing of this). Every `/v2` request needs an API
 key as HTTP basic auth (20003 otherwise); every answer, errors included, is Twilio-shaped JSON;
 no traceback ever reaches a client or the terminal (an unexpected error is a 500 in that shape)."""
@@ -75,6 +76,16 @@ async def metrics(request: web.Request) -> web.Response:
     return request.app[CORE].metrics.exposition()
 
 
+def make_metrics_app(core: Core, limits: Limits) -> web.Application:
+    """`/metrics` alone, for the metrics listener (what it reveals: calls placed, codes delivered,
+    check outcomes, refusals, the webhook's latency; no number, no code, no SID)."""
+    app = web.Application(client_max_size=1024, middlewares=[_not_found])
+    app[CORE] = core
+    app[LIMITS] = limits
+    app.router.add_get("/metrics", in_handler(metrics))
+    return app
+
+
 @web.middleware
 async def _not_found(request: web.Request, handler):
     """Unmatched paths and methods in Twilio's error shape."""
@@ -96,7 +107,6 @@ def make_app(core: Core, limits: Limits) -> web.Application:
     app.router.add_post(base + "/Verifications/{sid}", _guarded(update))
     app.router.add_post(base + "/VerificationCheck", _guarded(check))
     app.router.add_get("/healthz", in_handler(healthz))
-    app.router.add_get("/metrics", in_handler(metrics))
     return app
 
 

@@ -1,4 +1,4 @@
-"""`voice2fa serve` from the command line: bind both listeners (a bad address fails before
+"""`voice2fa serve` from the command line: bind the three listeners (a bad address fails before
 anything starts), serve until SIGTERM or SIGINT, then shut down gracefully (exit 0)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from voice2fa_cli.signals import until_stopped
 
 
 def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
-        drain: float, preflight: bool) -> None:
+        drain: float, preflight: bool, listen_metrics: str = "127.0.0.1:9464") -> None:
     try:
         import prometheus_client  # noqa: F401 (serve's one extra dependency, checked before anything binds)
     except ImportError:
@@ -22,6 +22,7 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
     from voice2fa_cli.web.server import bind
 
     api = config.parse_listen(listen_api, "--listen-api")
+    scrape = config.parse_listen(listen_metrics, "--listen-metrics")
     if listen is not None:
         hook = config.parse_listen(listen, "--listen")
     elif sandbox:
@@ -34,15 +35,18 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
     log = Log()
 
     async def main() -> None:
-        api_sock = bind(api.host, api.port, "--listen-api")
+        socks = [bind(api.host, api.port, "--listen-api")]
         try:
-            hook_sock = bind(hook.host, hook.port, "--listen")
+            socks.append(bind(hook.host, hook.port, "--listen"))
+            socks.append(bind(scrape.host, scrape.port, "--listen-metrics"))
         except BaseException:
-            api_sock.close()
+            for sock in socks:
+                sock.close()
             raise
+        api_sock, hook_sock, metrics_sock = socks
         with until_stopped() as stop:
             async with Serving(env, api_sock=api_sock, webhook_sock=hook_sock, sandbox=sandbox, log=log,
-                               public_url=public_url, drain=drain, preflight=preflight):
+                               public_url=public_url, drain=drain, preflight=preflight, metrics_sock=metrics_sock):
                 await stop.wait()
 
     asyncio.run(main())

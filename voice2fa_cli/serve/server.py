@@ -18,7 +18,7 @@ from voice2fa_cli.serve.core import CALL_LINGER, Core
 from voice2fa_cli.serve.log import Log, ServerReporter
 from voice2fa_cli.stores.base import AsyncSessionStore, StoreSpec
 from voice2fa_cli.stores.onloop import StoreThread, open_async_store
-from voice2fa_cli.web.server import local_url
+from voice2fa_cli.web.server import bind, local_url
 
 if TYPE_CHECKING:
     from voice2fa_cli.web.server import Limits
@@ -33,7 +33,7 @@ class Serving:
     def __init__(self, env: Mapping[str, str], *, api_sock: socket.socket, webhook_sock: socket.socket,
                  sandbox: bool, log: Log, public_url: str | None = None, drain: float = 30.0,
                  preflight: bool = True, linger: float = CALL_LINGER, shared_calls: bool | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, metrics_sock: socket.socket | None = None) -> None:
         self.env = env
         self.api_sock = api_sock
         self.webhook_sock = webhook_sock
@@ -49,6 +49,9 @@ class Serving:
         self.core: Core | None = None
         self.api_url = local_url(api_sock)
         self.webhook_url = local_url(webhook_sock)
+        # /metrics on a listener of its own (loopback, any free port, unless the caller bound one)
+        self.metrics_sock = metrics_sock if metrics_sock is not None else bind("127.0.0.1", 0)
+        self.metrics_url = local_url(self.metrics_sock)
         self._stack = contextlib.AsyncExitStack()
 
     def _settings(self) -> config.Settings:
@@ -76,6 +79,7 @@ class Serving:
         stack = self._stack
         stack.callback(self.api_sock.close)
         stack.callback(self.webhook_sock.close)
+        stack.callback(self.metrics_sock.close)
         if self.sandbox_mode:
             self.sandbox = await stack.enter_async_context(stand_in.platform())
         settings = self._settings()
@@ -113,10 +117,14 @@ class Serving:
         app = api.make_app(self.core, server_config.limits)
         api.log_requests(app, self.log, "api")
         await stack.enter_async_context(Server(app, self.api_sock, ServerReporter(self.log, "api"), name="API"))
+        scrape = api.make_metrics_app(self.core, server_config.limits)
+        api.log_requests(scrape, self.log, "metrics")
+        await stack.enter_async_context(Server(scrape, self.metrics_sock, ServerReporter(self.log, "metrics"),
+                                               name="metrics listener"))
         if self.preflight and not self.sandbox_mode:
             await flow.preflight(server_config, settings.listen, settings.timing.api_timeout)
-        self.log.write("server", event="started", api=self.api_url, webhook=settings.public_url,
-                       sandbox=self.sandbox_mode, store=spec.describe())
+        self.log.write("server", event="started", api=self.api_url, metrics=self.metrics_url,
+                       webhook=settings.public_url, sandbox=self.sandbox_mode, store=spec.describe())
 
     async def _open_store(self, spec: StoreSpec, *, sandbox: bool) -> AsyncSessionStore:
         """On a standalone Redis the asyncio driver; else the store worked from threads (SQLite: one)."""
