@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from voice2fa_cli.errors import ConfigError
 
@@ -57,7 +57,8 @@ class Number:
     formatted: str = ""  # international format, e.g. "+1 555-123-4567"
     national: Region | None = None  # set when it was read as a national number of this region
     elsewhere: str | None = None  # the same digits read as international, when that is a number too
-    kind: str = "unknown"  # its type, one of NUMBER_TYPES (phonenumbers' metadata, plus NANP 976)
+    # its type, one of NUMBER_TYPES (phonenumbers' metadata, plus NANP 976); derived from e164, so not compared
+    kind: str = field(default="unknown", compare=False)
 
     @property
     def described(self) -> str:
