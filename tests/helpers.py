@@ -149,3 +149,26 @@ async def serving(app: web.Application):
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def serve_process(env: dict[str, str], timeout: float = 60):
+    """A real `voice2fa serve --sandbox` process on free loopback ports: yields its "started"
+    log line and a dict that gets `out`, `err` and `returncode` once it was sent SIGTERM on exit."""
+    import json
+    import signal
+
+    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0",
+                                                  "--listen-metrics", "127.0.0.1:0", "--drain", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done: dict = {}
+    try:
+        started = json.loads(proc.stderr.readline())
+        yield started, done
+        proc.send_signal(signal.SIGTERM)
+        done["out"], done["err"] = proc.communicate(timeout=timeout)
+        done["returncode"] = proc.returncode
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

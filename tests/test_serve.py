@@ -388,17 +388,11 @@ def test_sigterm_stops_taking_verifications_lets_calls_end_and_exits_0(env, setu
     """A real process: SIGTERM right after a verification is created; the call in flight ends
     (finished, or hung up past --drain), the log says so, exit 0."""
     import os
-    import signal
-    import subprocess
 
-    from tests.helpers import voice2fa_command
+    from tests.helpers import serve_process
 
     service, key, secret = setup
-    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--listen-metrics", "127.0.0.1:0",
-                                                "--drain", "1"],
-                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        started = json.loads(proc.stderr.readline())
+    with serve_process({**os.environ, **env}) as (started, done):
         assert (started["kind"], started["event"]) == ("server", "started")
 
         async def create():
@@ -408,13 +402,8 @@ def test_sigterm_stops_taking_verifications_lets_calls_end_and_exits_0(env, setu
                     return r.status
 
         assert asyncio.run(create()) == 201
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
+    err = done["err"]
+    assert done["returncode"] == 0, err
     events = [json.loads(line) for line in err.splitlines()]
     assert [e.get("event") for e in events if e["kind"] == "server"][-2:] == ["stopping", "stopped"]
     assert any(e["kind"] == "call" and e.get("event") == "ended" for e in events)

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 
 import pytest
 
-from tests.helpers import run_cli, voice2fa_command
+from tests.helpers import run_cli, serve_process
 from tests.redis_server import REDIS_SERVER, RedisServer
 from voice2fa_cli.stores.base import safe_url
 
-PASSWORD = "pw-Zq81x7Hh2v"  # noqa: S105 - the secret the sweep looks for
-WRONG = "pw-wrong-4Ld0c"  # noqa: S105
+PASSWORD = "pw-Zq81x7Hh2v"  # the secret the sweep looks for
+WRONG = "pw-wrong-4Ld0c"
 NUMBER = "+15551234567"
 
 
@@ -102,17 +100,8 @@ def test_the_commands_still_say_which_store_and_what_went_wrong(guarded):
 def test_serve_logs_the_store_without_its_password(guarded):
     server, base, key = guarded
     env = env_for(base, key, urls(server, base)["user and query password"])
-    proc = subprocess.Popen(voice2fa_command() + ["serve", "--sandbox", "--listen-api", "127.0.0.1:0", "--listen-metrics", "127.0.0.1:0",
-                                                "--drain", "1"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        started = json.loads(proc.stderr.readline())
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    with serve_process(env, timeout=30) as (started, done):
+        pass
     assert (started["event"], started["store"]) == ("started", f"Redis at unix://{server.socket}?username=***&password=***")
-    assert proc.returncode == 0, err
-    assert PASSWORD not in out + err
+    assert done["returncode"] == 0, done["err"]
+    assert PASSWORD not in done["out"] + done["err"]
