@@ -17,6 +17,7 @@ from voice2fa_cli import otp
 KEY = b"k" * 32
 OTHER_KEY = b"K" * 32
 SESSION = "s_0123456789abcdef"
+BINDING = otp.Binding("+15551234567", SESSION)
 
 # Upper tail 9.2e-7 of the chi-square distribution with 9 degrees of freedom: a uniform
 # generator fails this about once in a million runs (no flaky CI); the biased samples below
@@ -174,14 +175,27 @@ def test_normalise_examples(text, digits):
 # --- digest / matches -------------------------------------------------------------------------
 
 
-def test_digest_is_hmac_sha256_of_session_and_code():
-    expected = hmac.new(KEY, f"{SESSION}\x00481234".encode(), hashlib.sha256).digest()
-    assert otp.digest(KEY, SESSION, "481234") == expected
-    assert len(otp.digest(KEY, SESSION, "481234")) == 32
+def test_digest_is_hmac_sha256_of_the_binding_and_the_code():
+    binding = otp.Binding("+15551234567", SESSION, service="VA" + "0" * 32, sandbox=False)
+    message = f"voice2fa code v2\x00real\x00VA{'0' * 32}\x00+15551234567\x00{SESSION}\x00481234".encode()
+    assert otp.digest(KEY, binding, "481234") == hmac.new(KEY, message, hashlib.sha256).digest()
+    assert len(otp.digest(KEY, binding, "481234")) == 32
+
+
+@pytest.mark.parametrize("other", [
+    otp.Binding("+15557654321", SESSION),  # another number
+    otp.Binding("+15551234567", SESSION, sandbox=True),  # the sandbox's namespace
+    otp.Binding("+15551234567", SESSION, service="VA" + "1" * 32),  # another service
+    otp.Binding("+15551234567", "another-session"),  # another session
+])
+def test_a_digest_moved_to_another_number_namespace_service_or_session_does_not_match(other):
+    stored = otp.digest(KEY, BINDING, "481234")
+    assert otp.matches(KEY, BINDING, "481234", stored) is True
+    assert otp.matches(KEY, other, "481234", stored) is False
 
 
 def test_digest_does_not_contain_the_code():
-    stored = otp.digest(KEY, SESSION, "481234")
+    stored = otp.digest(KEY, BINDING, "481234")
     assert b"481234" not in stored
     assert "481234" not in stored.hex()
 
@@ -189,46 +203,38 @@ def test_digest_does_not_contain_the_code():
 @settings(max_examples=200)
 @given(st.text(alphabet="0123456789", min_size=6, max_size=10))
 def test_matches_round_trip(code):
-    stored = otp.digest(KEY, SESSION, code)
-    assert otp.matches(KEY, SESSION, code, stored) is True
+    stored = otp.digest(KEY, BINDING, code)
+    assert otp.matches(KEY, BINDING, code, stored) is True
 
 
 @settings(max_examples=200)
 @given(st.text(alphabet="0123456789", min_size=6, max_size=10), st.text(alphabet="0123456789", min_size=6, max_size=10))
 def test_a_different_code_does_not_match(code, other):
-    stored = otp.digest(KEY, SESSION, code)
-    assert otp.matches(KEY, SESSION, other, stored) is (other == code)
+    stored = otp.digest(KEY, BINDING, code)
+    assert otp.matches(KEY, BINDING, other, stored) is (other == code)
 
 
 def test_wrong_code_does_not_match():
-    stored = otp.digest(KEY, SESSION, "481234")
-    assert otp.matches(KEY, SESSION, "481235", stored) is False
-    assert otp.matches(KEY, SESSION, "48123", stored) is False
-    assert otp.matches(KEY, SESSION, "4812340", stored) is False
-    assert otp.matches(KEY, SESSION, "", stored) is False
-
-
-def test_digest_is_bound_to_the_session():
-    code = "481234"
-    here = otp.digest(KEY, "session-a", code)
-    there = otp.digest(KEY, "session-b", code)
-    assert here != there
-    assert otp.matches(KEY, "session-b", code, here) is False
-    assert otp.matches(KEY, "session-a", code, there) is False
+    stored = otp.digest(KEY, BINDING, "481234")
+    assert otp.matches(KEY, BINDING, "481235", stored) is False
+    assert otp.matches(KEY, BINDING, "48123", stored) is False
+    assert otp.matches(KEY, BINDING, "4812340", stored) is False
+    assert otp.matches(KEY, BINDING, "", stored) is False
 
 
 def test_session_and_code_cannot_be_shifted_into_each_other():
     # Without the separator, ("s1", "234567") and ("s12", "34567…") would hash the same text.
-    assert otp.digest(KEY, "s1", "2345678") != otp.digest(KEY, "s12", "345678")
+    shorter, longer = otp.Binding("+15551234567", "s1"), otp.Binding("+15551234567", "s12")
+    assert otp.digest(KEY, shorter, "2345678") != otp.digest(KEY, longer, "345678")
 
 
 def test_the_key_matters():
-    stored = otp.digest(KEY, SESSION, "481234")
-    assert otp.digest(OTHER_KEY, SESSION, "481234") != stored
-    assert otp.matches(OTHER_KEY, SESSION, "481234", stored) is False
+    stored = otp.digest(KEY, BINDING, "481234")
+    assert otp.digest(OTHER_KEY, BINDING, "481234") != stored
+    assert otp.matches(OTHER_KEY, BINDING, "481234", stored) is False
 
 
 def test_matches_a_truncated_or_empty_stored_digest_is_false():
-    stored = otp.digest(KEY, SESSION, "481234")
-    assert otp.matches(KEY, SESSION, "481234", stored[:16]) is False
-    assert otp.matches(KEY, SESSION, "481234", b"") is False
+    stored = otp.digest(KEY, BINDING, "481234")
+    assert otp.matches(KEY, BINDING, "481234", stored[:16]) is False
+    assert otp.matches(KEY, BINDING, "481234", b"") is False

@@ -448,19 +448,19 @@ def test_a_check_through_the_pending_record_checks_the_session_it_names_now(url,
     add(store, "s1", code="111111")
 
     async def work(aio):
-        out = [await aio.check_pending("pending", "svc:n", NUMBER, "111111")]  # no record yet
+        out = [await aio.check_pending("pending", "svc:n", NUMBER, "111111", "")]  # no record yet
         await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s1"}, ttl=600)
         for code in ("000000", "000000"):  # first: no guess yet; second: guessed right
-            record, v = await aio.check_pending("pending", "svc:n", NUMBER, code)
+            record, v = await aio.check_pending("pending", "svc:n", NUMBER, code, "")
             out.append((record["session"], v.verified, v.attempts_left, v.session.id))
         add(store, "s2", code="222222")  # a resend: s1 superseded, the record names s2
         await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s2"}, ttl=600)
-        record, v = await aio.check_pending("pending", "svc:n", NUMBER, "222222")  # the guess (s1) is stale
+        record, v = await aio.check_pending("pending", "svc:n", NUMBER, "222222", "")  # the guess (s1) is stale
         out.append((record["session"], v.verified, v.session.id))
         await aio.put_record("pending", "svc:n", {"status": "approved", "to": NUMBER, "session": "s2"}, ttl=600)
-        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222"))
+        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222", ""))
         await aio.put_record("pending", "svc:n", {"status": "pending", "to": NUMBER, "session": "s2"}, ttl=-1)
-        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222"))  # past its life
+        out.append(await aio.check_pending("pending", "svc:n", NUMBER, "222222", ""))  # past its life
         return out
 
     assert on_loop(store, work) == [None, ("s1", False, 4, "s1"), ("s1", False, 3, "s1"), ("s2", True, "s2"),

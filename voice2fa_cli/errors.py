@@ -27,6 +27,7 @@ class Problem(enum.Enum):
     NUMBER_TYPE = "number_type"  # PolicyRefused: a premium-rate (revenue-sharing) number
     WRONG_KEY = "wrong-key"  # StoreError: the shared store was set up with another key
     UNREACHABLE = "unreachable"  # StoreError: the shared store cannot be reached or did not answer
+    TAMPERED = "tampered"  # StoreError: a record of the shared store does not authenticate
     ADDRESS_IN_USE = "address-in-use"  # ConfigError: the address to listen on is taken
 
 

@@ -43,6 +43,7 @@ class SendOptions:
     keypress: bool = True
     max_attempts: int = policy.MAX_ATTEMPTS
     preflight: bool = True
+    service: str = ""  # the serve service the session belongs to ("" the CLI's own)
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,12 @@ def nothing_dialed(exc: BaseException) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def reserved(store: AsyncSessionStore, number: str, max_per_hour: int) -> AsyncIterator[Reservation]:
+async def reserved(store: AsyncSessionStore, number: str, max_per_hour: int, *, service: str = "",
+                   service_max: int | None = None) -> AsyncIterator[Reservation]:
     """The send policy before a real call: the number's lock and the send limits, counted in
     the store (PolicyRefused otherwise); the reservation is released again when the block fails
     before anything was dialed."""
-    reservation = await store.reserve_call(number, max_per_hour)
+    reservation = await store.reserve_call(number, max_per_hour, service=service, service_max=service_max)
     try:
         yield reservation
     except BaseException as exc:
@@ -185,6 +187,7 @@ async def place_call(
             max_attempts=options.max_attempts,
             call_sid=created.sid,
             call_status=created.status,
+            service=options.service,
         )
         reporter.step("created", time.monotonic() - started, created.sid)
         reporter.step("expires", time.monotonic() - started, repr(session.expires_at))

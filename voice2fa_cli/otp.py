@@ -6,6 +6,7 @@ every command that only normalises a code) starts without them (bench/: start-up
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 MIN_DIGITS = 6
 MAX_DIGITS = 10
@@ -31,16 +32,36 @@ def normalise(text: str) -> str | None:
     return None
 
 
-def digest(key: bytes, session_id: str, code: str) -> bytes:
-    """HMAC-SHA256 of the code, bound to its session, under the per-install key."""
+@dataclass(frozen=True)
+class Binding:
+    """What a code's hash is bound to: the number, the namespace (real or sandbox), the service
+    ("" for the CLI's own verifications) and the session. A hash copied to another number,
+    namespace, service or session never matches there."""
+
+    number: str
+    session_id: str
+    service: str = ""
+    sandbox: bool = False
+
+    def message(self, code: str) -> bytes:
+        namespace = "sandbox" if self.sandbox else "real"
+        return "\x00".join((DIGEST_LABEL, namespace, self.service, self.number, self.session_id, code)).encode()
+
+
+DIGEST_LABEL = "voice2fa code v2"
+
+
+def digest(key: bytes, binding: Binding, code: str) -> bytes:
+    """HMAC-SHA256 of the code, bound to its number, namespace, service and session, under the
+    per-install key."""
     import hashlib
     import hmac
 
-    return hmac.new(key, f"{session_id}\x00{code}".encode(), hashlib.sha256).digest()
+    return hmac.new(key, binding.message(code), hashlib.sha256).digest()
 
 
-def matches(key: bytes, session_id: str, code: str, stored: bytes) -> bool:
+def matches(key: bytes, binding: Binding, code: str, stored: bytes) -> bool:
     """Constant-time comparison of an entered code against the stored digest."""
     import hmac
 
-    return hmac.compare_digest(digest(key, session_id, code), stored)
+    return hmac.compare_digest(digest(key, binding, code), stored)

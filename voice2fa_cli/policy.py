@@ -8,6 +8,7 @@ nothing anywhere reads a rule back from a message's text. This module imports on
 from __future__ import annotations
 
 import enum
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,11 +38,16 @@ SENDS_PER_NUMBER = 5
 SEND_WINDOW = 600.0
 HOUR = 3600.0
 DEFAULT_MAX_CALLS_PER_HOUR = 30
+# A serve service's share of that cap when it sets none: one service (and every key that reaches
+# it) can place at most this fraction of the hour's calls; the CLI's own calls have the whole cap.
+SERVICE_SHARE = 0.5
 
 # --- the session record --------------------------------------------------------------------
 
 OPEN_STATES = ("calling", "delivered")  # a code may still be checked
-CLOSED_STATES = ("verified", "locked", "superseded", "undelivered")
+# "retired": a session stored by a voice2fa before codes were bound to their number and service
+# (its code can no longer be checked); the SQLite migration and the Redis reader mark them.
+CLOSED_STATES = ("verified", "locked", "superseded", "undelivered", "retired")
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,7 @@ class Session:
     call_sid: str | None
     call_status: str | None
     sandbox: bool
+    service: str = ""  # the serve service it belongs to; "" for the CLI's own
 
     @property
     def attempts_left(self) -> int:
@@ -101,12 +108,13 @@ class Kind(enum.Enum):
 
 # A closed session's state → the kind of its verdict
 _CLOSED_KIND = {"verified": Kind.USED, "locked": Kind.LOCKED, "superseded": Kind.SUPERSEDED,
-                "undelivered": Kind.UNDELIVERED}
+                "undelivered": Kind.UNDELIVERED, "retired": Kind.SUPERSEDED}
 CLOSED_REASONS = {
     "verified": "this code was already used: send a new one",
     "locked": "locked: too many wrong codes; send a new one",
     "superseded": "superseded by a newer code: use the newest one",
     "undelivered": "no open session: the last call did not deliver the code; send a new one",
+    "retired": "this code was sent by an older voice2fa and can no longer be checked: send a new one",
 }
 CLOCK_BACK = "expired: the code is older than its lifetime (the system clock was set back); send a new code"
 
@@ -235,6 +243,22 @@ def hourly_limit_refusal(calls: int, max_per_hour: int, retry: float) -> PolicyR
         f"try again after {clock_text(retry)}",
         kind=Problem.SEND_LIMIT,
     )
+
+
+def service_limit_refusal(service: str, calls: int, share: int, retry: float) -> PolicyRefused:
+    return PolicyRefused(
+        f"send limit reached: {calls} calls of service {service} in the last hour (its share of the hourly cap "
+        f"is {share}); try again after {clock_text(retry)}",
+        kind=Problem.SEND_LIMIT,
+    )
+
+
+def service_share(max_per_hour: int, share: int | None) -> int:
+    """A service's hourly calls: its own setting (at most the cap), else SERVICE_SHARE of the
+    cap, so that no one service (nor the keys that reach it) can use up every service's calls."""
+    if share is not None:
+        return max(1, min(share, max_per_hour))
+    return max(1, math.ceil(max_per_hour * SERVICE_SHARE))
 
 
 def retry_after(times: list[float], limit: int, window: float) -> float | None:

@@ -88,26 +88,30 @@ class SessionStore(Protocol):
 
     def __exit__(self, *exc: object) -> None: ...
 
-    def reserve_call(self, number: str, max_per_hour: int) -> Reservation:
-        """Check the number's lock and the send limits and count this call (PolicyRefused
-        otherwise); the reservation to release when nothing was dialed."""
+    def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                     service_max: int | None = None) -> Reservation:
+        """Check the number's lock (in `service`) and the send limits (the number's across
+        services, the hourly cap, and `service_max` calls an hour of `service` when given) and
+        count this call (PolicyRefused otherwise); the reservation to release when nothing was dialed."""
 
     def release_call(self, reservation: Reservation) -> None: ...
 
     def create_session(self, *, session_id: str, number: str, code: str, ttl: float, max_attempts: int = ...,
-                       call_sid: str | None, call_status: str | None) -> Session:
-        """A new session for a call that was placed, superseding the number's open ones."""
+                       call_sid: str | None, call_status: str | None, service: str = "") -> Session:
+        """A new session for a call that was placed, superseding the number's open ones in
+        `service` ("" is the CLI's own; a serve service's sessions are its own)."""
 
     def record_call(self, session_id: str, *, state: str | None = None, call_status: str | None = None) -> None: ...
 
     def get(self, session_id: str) -> Session | None: ...
 
-    def newest(self, number: str) -> Session | None: ...
+    def newest(self, number: str, service: str = "") -> Session | None: ...
 
-    def number_locked_until(self, number: str) -> float | None: ...
+    def number_locked_until(self, number: str, service: str = "") -> float | None: ...
 
-    def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
-        """Check a code against the newest session of `number` (or the given one), atomically."""
+    def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict:
+        """Check a code against the newest session of `number` in `service` (or the given one
+        of them), atomically."""
 
     def recent(self, limit: int = 50) -> list[Session]: ...
 
@@ -136,28 +140,31 @@ class AsyncSessionStore(Protocol):
 
     async def aclose(self) -> None: ...
 
-    async def reserve_call(self, number: str, max_per_hour: int) -> Reservation: ...
+    async def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                           service_max: int | None = None) -> Reservation: ...
 
     async def release_call(self, reservation: Reservation) -> None: ...
 
     async def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
-                             max_attempts: int = ..., call_sid: str | None, call_status: str | None) -> Session: ...
+                             max_attempts: int = ..., call_sid: str | None, call_status: str | None,
+                             service: str = "") -> Session: ...
 
     async def record_call(self, session_id: str, *, state: str | None = None,
                           call_status: str | None = None) -> None: ...
 
     async def get(self, session_id: str) -> Session | None: ...
 
-    async def newest(self, number: str) -> Session | None: ...
+    async def newest(self, number: str, service: str = "") -> Session | None: ...
 
-    async def number_locked_until(self, number: str) -> float | None: ...
+    async def number_locked_until(self, number: str, service: str = "") -> float | None: ...
 
-    async def check(self, number: str, code: str, session_id: str | None = None) -> Verdict: ...
+    async def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict: ...
 
-    async def check_pending(self, kind: str, record_id: str, number: str, code: str) -> tuple[Record, Verdict] | None:
+    async def check_pending(self, kind: str, record_id: str, number: str, code: str,
+                            service: str) -> tuple[Record, Verdict] | None:
         """A check through a record that names the session (serve's pending verification of a
-        number): None when no live record of `kind` and `record_id` has status pending; else
-        the record and the verdict of `check` on the session it names (and its `to`)."""
+        number in `service`): None when no live record of `kind` and `record_id` has status
+        pending; else the record and the verdict of `check` on the session it names (and its `to`)."""
 
     async def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
                          only_new: bool = False) -> bool: ...

@@ -73,17 +73,20 @@ class StoreThread:
     async def clock(self) -> float:
         return await self._call(self.store.clock)
 
-    async def reserve_call(self, number: str, max_per_hour: int) -> Reservation:
-        return await self._call(self.store.reserve_call, number, max_per_hour)
+    async def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                           service_max: int | None = None) -> Reservation:
+        return await self._call(self.store.reserve_call, number, max_per_hour, service=service,
+                                service_max=service_max)
 
     async def release_call(self, reservation: Reservation) -> None:
         await self._call(self.store.release_call, reservation)
 
     async def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
                              max_attempts: int = policy.MAX_ATTEMPTS, call_sid: str | None,
-                             call_status: str | None) -> Session:
+                             call_status: str | None, service: str = "") -> Session:
         return await self._call(self.store.create_session, session_id=session_id, number=number, code=code,
-                                ttl=ttl, max_attempts=max_attempts, call_sid=call_sid, call_status=call_status)
+                                ttl=ttl, max_attempts=max_attempts, call_sid=call_sid, call_status=call_status,
+                                service=service)
 
     async def record_call(self, session_id: str, *, state: str | None = None,
                           call_status: str | None = None) -> None:
@@ -92,18 +95,18 @@ class StoreThread:
     async def get(self, session_id: str) -> Session | None:
         return await self._call(self.store.get, session_id)
 
-    async def newest(self, number: str) -> Session | None:
-        return await self._call(self.store.newest, number)
+    async def newest(self, number: str, service: str = "") -> Session | None:
+        return await self._call(self.store.newest, number, service)
 
-    async def number_locked_until(self, number: str) -> float | None:
-        return await self._call(self.store.number_locked_until, number)
+    async def number_locked_until(self, number: str, service: str = "") -> float | None:
+        return await self._call(self.store.number_locked_until, number, service)
 
-    async def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
-        return await self._call(self.store.check, number, code, session_id)
+    async def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict:
+        return await self._call(self.store.check, number, code, session_id, service)
 
-    async def check_pending(self, kind: str, record_id: str, number: str, code: str
-                            ) -> tuple[Record, Verdict] | None:
-        return await self._call(_check_pending, self.store, kind, record_id, code)
+    async def check_pending(self, kind: str, record_id: str, number: str, code: str,
+                            service: str) -> tuple[Record, Verdict] | None:
+        return await self._call(_check_pending, self.store, kind, record_id, code, service)
 
     async def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
                          only_new: bool = False) -> bool:
@@ -122,12 +125,13 @@ class StoreThread:
         return self.store.derive_key(label)
 
 
-def _check_pending(store: SessionStore, kind: str, record_id: str, code: str) -> tuple[Record, Verdict] | None:
+def _check_pending(store: SessionStore, kind: str, record_id: str, code: str,
+                   service: str) -> tuple[Record, Verdict] | None:
     """check_pending on a blocking store: the record, then the check of the session it names."""
     record = store.get_record(kind, record_id)
     if not record or record.get("status") != PENDING:
         return None
-    return record, store.check(record["to"], code, record.get("session"))
+    return record, store.check(record["to"], code, record.get("session"), service)
 
 
 async def open_async_store(spec: StoreSpec, *, sandbox: bool, workers: int = 1) -> AsyncSessionStore:

@@ -135,13 +135,15 @@ class RedisStore:
 
     def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
                        max_attempts: int = policy.MAX_ATTEMPTS, call_sid: str | None,
-                       call_status: str | None) -> Session:
+                       call_status: str | None, service: str = "") -> Session:
         return self._drive(self.layout.create_session(
             session_id=session_id, number=number, code=code, ttl=ttl, max_attempts=max_attempts,
-            call_sid=call_sid, call_status=call_status))
+            call_sid=call_sid, call_status=call_status, service=service))
 
-    def reserve_call(self, number: str, max_per_hour: int) -> Reservation:
-        return self._drive(self.layout.reserve_call(number, max_per_hour))
+    def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                     service_max: int | None = None) -> Reservation:
+        return self._drive(self.layout.reserve_call(number, max_per_hour, service=service,
+                                                          service_max=service_max))
 
     def release_call(self, reservation: Reservation) -> None:
         self._drive(self.layout.release_call(reservation))
@@ -152,14 +154,14 @@ class RedisStore:
     def record_call(self, session_id: str, *, state: str | None = None, call_status: str | None = None) -> None:
         self._drive(self.layout.record_call(session_id, state=state, call_status=call_status))
 
-    def newest(self, number: str) -> Session | None:
-        return self._drive(self.layout.newest(number))
+    def newest(self, number: str, service: str = "") -> Session | None:
+        return self._drive(self.layout.newest(number, service))
 
-    def number_locked_until(self, number: str) -> float | None:
-        return self._drive(self.layout.number_locked_until(number))
+    def number_locked_until(self, number: str, service: str = "") -> float | None:
+        return self._drive(self.layout.number_locked_until(number, service))
 
-    def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
-        return self._drive(self.layout.check(number, code, session_id))
+    def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict:
+        return self._drive(self.layout.check(number, code, session_id, service))
 
     def recent(self, limit: int = 50) -> list[Session]:
         return self._drive(self.layout.recent(limit))

@@ -116,15 +116,16 @@ class AsyncRedisStore:
     async def derive_key(self, label: bytes) -> bytes:
         return derive_key(self.layout.key, label)
 
-    async def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
-        return await self._drive(self.layout.check(number, code, session_id))
+    async def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict:
+        return await self._drive(self.layout.check(number, code, session_id, service))
 
-    async def check_pending(self, kind: str, record_id: str, number: str, code: str
-                            ) -> tuple[Record, Verdict] | None:
+    async def check_pending(self, kind: str, record_id: str, number: str, code: str,
+                            service: str) -> tuple[Record, Verdict] | None:
         """One round trip when the session the record names is the one last seen here; else
         two, the second the check by the session it names."""
         key, _ = self.layout.record_keys(kind, record_id)
-        found = await self._drive(self.layout.check_pending(kind, record_id, number, code, self._named.get(key, "")))
+        found = await self._drive(self.layout.check_pending(kind, record_id, number, code, self._named.get(key, ""),
+                                                              service))
         if found is not None:
             if len(self._named) >= MAX_NAMED:
                 self._named.clear()
@@ -135,13 +136,15 @@ class AsyncRedisStore:
 
     async def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
                              max_attempts: int = policy.MAX_ATTEMPTS, call_sid: str | None,
-                             call_status: str | None) -> Session:
+                             call_status: str | None, service: str = "") -> Session:
         return await self._drive(self.layout.create_session(
             session_id=session_id, number=number, code=code, ttl=ttl, max_attempts=max_attempts,
-            call_sid=call_sid, call_status=call_status))
+            call_sid=call_sid, call_status=call_status, service=service))
 
-    async def reserve_call(self, number: str, max_per_hour: int) -> Reservation:
-        return await self._drive(self.layout.reserve_call(number, max_per_hour))
+    async def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                     service_max: int | None = None) -> Reservation:
+        return await self._drive(self.layout.reserve_call(number, max_per_hour, service=service,
+                                                          service_max=service_max))
 
     async def release_call(self, reservation: Reservation) -> None:
         await self._drive(self.layout.release_call(reservation))
@@ -153,11 +156,11 @@ class AsyncRedisStore:
                           call_status: str | None = None) -> None:
         await self._drive(self.layout.record_call(session_id, state=state, call_status=call_status))
 
-    async def newest(self, number: str) -> Session | None:
-        return await self._drive(self.layout.newest(number))
+    async def newest(self, number: str, service: str = "") -> Session | None:
+        return await self._drive(self.layout.newest(number, service))
 
-    async def number_locked_until(self, number: str) -> float | None:
-        return await self._drive(self.layout.number_locked_until(number))
+    async def number_locked_until(self, number: str, service: str = "") -> float | None:
+        return await self._drive(self.layout.number_locked_until(number, service))
 
     async def recent(self, limit: int = 50) -> list[Session]:
         return await self._drive(self.layout.recent(limit))

@@ -8,10 +8,21 @@ loop. So the keys, each script's keys and arguments, the reply parsing, the verd
 error messages exist once for both.
 
 Keys: `voice2fa:` (real sessions) or `voice2fa:sandbox:` (the sandbox's), then per number
-`{NUMBER}:h` (its sessions, a hash), `{NUMBER}:fail` (failure times), `{NUMBER}:calls` (its call
-times); `{calls}` (every call, for the hourly cap), `{recent}:z` and `{recent}:seq` (the listing),
-`id:SESSION` (a session's number), `{rec:KIND}:ID` and `{rec:KIND}:all` (serve's records). A
-number's keys share a hash tag, so Redis Cluster runs each script on one node.
+`{NUMBER}:h` (the CLI's sessions, a hash) and `{NUMBER}:fail` (their failure times), or
+`{NUMBER}:SERVICE:h` and `{NUMBER}:SERVICE:fail` (a serve service's own), `{NUMBER}:calls` (the
+number's call times, across services); `{calls}` (every call, for the hourly cap) and
+`{calls:SERVICE}` (a service's share), `{recent}:z` and `{recent}:seq` (the listing),
+`id:SESSION` (a session's number and service), `{rec:KIND}:ID` and `{rec:KIND}:all` (serve's
+records). A number's keys share a hash tag, so Redis Cluster runs each script on one node.
+
+Authentication (what a writer of Redis, who lacks the key file, cannot forge): every session and
+every record carries a MAC under a key derived from the shared key, which Redis never holds.
+A session's MAC binds the hash it lives in (namespace, number, service) and what never changes
+(id, digest, times, attempts allowed); a record's binds its Redis key (namespace, kind, id), its
+body and its end of life. Scripts decide on the data (Redis cannot check an HMAC under a key it
+lacks); what they answer is checked here before it is believed, and a session or record that
+does not authenticate is refused as tampering (`tampered`). See the README's security section
+for what a writer can still do (delete, roll back what counters hold).
 """
 
 from __future__ import annotations
@@ -33,12 +44,15 @@ from voice2fa_cli.policy import Session, Verdict
 from voice2fa_cli.stores.base import Record, safe_url
 
 PREFIX = "voice2fa:"
-SCHEMA = "1"
+SCHEMA = "2"  # 2: sessions and records carry MACs, codes are bound to number and service
 RETAIN = 86400.0  # how long a session stays listable after it expires
 RECENT_KEEP = 1000  # sessions kept in the listing index
 RETRIES = 8  # a check whose newest session changed under it is tried again
-SCRIPTS = ("CREATE", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "CHECK_PENDING", "RECORD", "PEEK", "PURGE",
-           "INDEX", "PUT_RECORD", "SWAP_RECORD", "GET_RECORD")
+SCRIPTS = ("CREATE", "SIGN", "RESERVE_NUMBER", "RESERVE_HOUR", "CHECK", "CHECK_PENDING", "RECORD", "PEEK",
+           "PURGE", "INDEX", "PUT_RECORD", "SWAP_RECORD", "GET_RECORD")
+# What a session's MAC covers beside its hash's name: the fields no script ever changes.
+SESSION_SIGNED = ("v", "id", "number", "service", "sandbox", "digest", "created_at", "expires_at", "max_attempts")
+SESSION_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,7 @@ class Layout:
 
     def __init__(self, key: bytes, url: str, *, sandbox: bool, clock: Callable[[], float] | None) -> None:
         self.key = key
+        self.mac_key = derive_key(key, b"redis record mac v1")
         self.url = safe_url(url)  # what messages name
         self.sandbox = sandbox
         self.prefix = PREFIX + ("sandbox:" if sandbox else "")
@@ -91,9 +106,11 @@ class Layout:
 
     # --- keys and arguments ----------------------------------------------------------------
 
-    def number_keys(self, number: str) -> tuple[str, str, str]:
+    def number_keys(self, number: str, service: str = "") -> tuple[str, str, str]:
+        """The number's sessions and failures in `service` ("" the CLI's), and its calls (all)."""
         tag = f"{self.prefix}{{{number}}}"
-        return f"{tag}:h", f"{tag}:fail", f"{tag}:calls"
+        scope = f"{tag}:{service}" if service else tag
+        return f"{scope}:h", f"{scope}:fail", f"{tag}:calls"
 
     def id_key(self, session_id: str) -> str:
         return f"{self.prefix}id:{session_id}"
@@ -102,17 +119,18 @@ class Layout:
         tag = f"{self.prefix}{{recent}}"
         return [f"{tag}:z", f"{tag}:seq"]
 
-    def calls_key(self) -> str:
-        return f"{self.prefix}{{calls}}"
+    def calls_key(self, service: str = "") -> str:
+        """Every call of the last hour, or a service's."""
+        return f"{self.prefix}{{calls:{service}}}" if service else f"{self.prefix}{{calls}}"
 
     def record_keys(self, kind: str, record_id: str) -> tuple[str, str]:
         tag = f"{self.prefix}{{rec:{kind}}}"
         return f"{tag}:{record_id}", f"{tag}:all"
 
     def member_field(self, member: str) -> tuple[str, str]:
-        """A listing entry ("NUMBER\nSESSION") → the hash and field that hold its session."""
-        number, session_id = member.split("\n")
-        return self.number_keys(number)[0], f"s:{session_id}"
+        """A listing entry ("NUMBER\nSESSION\nSERVICE") → the hash and field that hold its session."""
+        number, session_id, service = [*member.split("\n"), ""][:3]
+        return self.number_keys(number, service)[0], f"s:{session_id}"
 
     def now_arg(self) -> str:
         """The time a script is to use: the test clock's, or "" for the server's own."""
@@ -122,8 +140,30 @@ class Layout:
     def lock_args() -> list[Any]:
         return [policy.NUMBER_FAILURE_LIMIT, policy.FAILURE_WINDOW, policy.LOCK_SECONDS]
 
-    def digest(self, session_id: str, code: str) -> str:
-        return otp.digest(self.key, session_id, code).hex() if session_id else ""
+    def digest(self, number: str, session_id: str, service: str, code: str) -> str:
+        if not session_id:
+            return ""
+        return otp.digest(self.key, otp.Binding(number, session_id, service, self.sandbox), code).hex()
+
+    # --- authentication ---------------------------------------------------------------------
+
+    def _mac(self, *parts: str) -> str:
+        return hmac.new(self.mac_key, "\x00".join(parts).encode(), hashlib.sha256).hexdigest()
+
+    def session_mac(self, h: str, d: dict[str, Any]) -> str:
+        return self._mac("session", h, *(str(d.get(name, "")) for name in SESSION_SIGNED))
+
+    def session(self, h: str, raw: str) -> Session:
+        """A session as a script answered it, from the hash `h`, once its MAC is checked."""
+        d = json.loads(raw)
+        if d.get("v") != SESSION_VERSION or not hmac.compare_digest(str(d.get("mac", "")), self.session_mac(h, d)):
+            raise self.tampered("a session")
+        return session_of(d)
+
+    def tampered(self, what: str) -> StoreError:
+        return StoreError(f"the store {self.url} holds {what} that does not authenticate (altered, moved or "
+                          "forged by a writer of Redis): refused; see the README's security section",
+                          kind=Problem.TAMPERED)
 
     # --- opening and time ------------------------------------------------------------------
 
@@ -134,6 +174,12 @@ class Layout:
         theirs, schema = (yield Pipeline([Command(("HSETNX", meta, "key", mine)),
                                           Command(("HSETNX", meta, "schema", SCHEMA)),
                                           Command(("HMGET", meta, "key", "schema"))]))[2]
+        if schema == "1":
+            raise StoreError(
+                f"the store {self.url} was written by an older voice2fa (schema 1), whose sessions and records carry "
+                "no MAC: empty it (redis-cli --scan --pattern 'voice2fa:*' | xargs redis-cli unlink), then create "
+                "the services and API keys again"
+            )
         if schema != SCHEMA:
             raise StoreError(
                 f"the store {self.url} was written by another voice2fa (schema {schema}): upgrade voice2fa"
@@ -156,96 +202,120 @@ class Layout:
 
     def create_session(self, *, session_id: str, number: str, code: str, ttl: float,
                        max_attempts: int = policy.MAX_ATTEMPTS, call_sid: str | None,
-                       call_status: str | None) -> Op[Session]:
-        """A new session, superseding the number's open ones (in this namespace only); then
-        the id's number and the listing, in one more round trip."""
-        h, _, _ = self.number_keys(number)
-        raw = yield Script("CREATE", [h], [self.now_arg(), session_id, number, self.digest(session_id, code), ttl,
-                                           max_attempts, call_sid or "", call_status or "", int(self.sandbox),
-                                           RETAIN])
-        session = session_from(raw)
-        yield Pipeline([Command(("SET", self.id_key(session_id), number, "PX", int((ttl + RETAIN) * 1000))),
-                        Script("INDEX", self.recent_keys(), [f"{number}\n{session_id}", RECENT_KEEP])])
-        return session
+                       call_status: str | None, service: str = "") -> Op[Session]:
+        """A new session, superseding the number's open ones (in this namespace and service
+        only); then its MAC (over the times the server chose), the id's number and the
+        listing, in one more round trip."""
+        h, _, _ = self.number_keys(number, service)
+        raw = yield Script("CREATE", [h], [self.now_arg(), session_id, number,
+                                           self.digest(number, session_id, service, code), ttl, max_attempts,
+                                           call_sid or "", call_status or "", int(self.sandbox), RETAIN, service,
+                                           SESSION_VERSION])
+        d = json.loads(raw)
+        px = int((ttl + RETAIN) * 1000)
+        yield Pipeline([Script("SIGN", [h], [session_id, self.session_mac(h, d)]),
+                        Command(("SET", self.id_key(session_id), f"{number}\n{service}", "PX", px)),
+                        Script("INDEX", self.recent_keys(), [f"{number}\n{session_id}\n{service}", RECENT_KEEP])])
+        return session_of(d)
 
-    def reserve_call(self, number: str, max_per_hour: int) -> Op[str]:
-        h, f, c = self.number_keys(number)
+    def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                     service_max: int | None = None) -> Op[str]:
+        h, f, c = self.number_keys(number, service)
         member = secrets.token_hex(8)
-        reservation = f"{number}\n{member}"
+        reservation = f"{number}\n{member}\n{service}"
         kind, *rest = yield Script("RESERVE_NUMBER", [h, f, c], [self.now_arg(), member, policy.SENDS_PER_NUMBER,
                                                                 policy.SEND_WINDOW, *self.lock_args()])
         if kind == "locked":
             raise policy.number_locked_refusal(number, float(rest[0]))
         if kind == "number":
             raise policy.number_limit_refusal(number, int(rest[0]), float(rest[1]))
-        kind, *rest = yield Script("RESERVE_HOUR", [self.calls_key()], [rest[0], member, max_per_hour, policy.HOUR])
+        now = rest[0]
+        kind, *rest = yield Script("RESERVE_HOUR", [self.calls_key()], [now, member, max_per_hour, policy.HOUR])
         if kind == "hour":
             yield from self.release_call(reservation)
             raise policy.hourly_limit_refusal(int(rest[0]), max_per_hour, float(rest[1]))
+        if service and service_max is not None:
+            kind, *rest = yield Script("RESERVE_HOUR", [self.calls_key(service)], [now, member, service_max,
+                                                                                  policy.HOUR])
+            if kind == "hour":
+                yield from self.release_call(reservation)
+                raise policy.service_limit_refusal(service, int(rest[0]), service_max, float(rest[1]))
         return reservation
 
     def release_call(self, reservation: object) -> Op[None]:
-        number, member = str(reservation).split("\n")
+        number, member, service = str(reservation).split("\n")
         _, _, c = self.number_keys(number)
-        yield Pipeline([Command(("ZREM", c, member)), Command(("ZREM", self.calls_key(), member))])
+        steps = [Command(("ZREM", c, member)), Command(("ZREM", self.calls_key(), member))]
+        if service:
+            steps.append(Command(("ZREM", self.calls_key(service), member)))
+        yield Pipeline(list(steps))
+
+    def session_hash(self, session_id: str) -> Op[str | None]:
+        """The hash that holds a session (by its id's pointer, which the session's MAC checks)."""
+        where = yield Command(("GET", self.id_key(session_id)))
+        if where is None:
+            return None
+        number, _, service = where.partition("\n")
+        return self.number_keys(number, service)[0]
 
     def get(self, session_id: str) -> Op[Session | None]:
-        number = yield Command(("GET", self.id_key(session_id)))
-        if number is None:
+        h = yield from self.session_hash(session_id)
+        if h is None:
             return None
-        raw = yield Command(("HGET", self.number_keys(number)[0], f"s:{session_id}"))
-        return session_from(raw) if raw else None
+        raw = yield Command(("HGET", h, f"s:{session_id}"))
+        return self.session(h, raw) if raw else None
 
     def record_call(self, session_id: str, *, state: str | None = None, call_status: str | None = None) -> Op[None]:
-        number = yield Command(("GET", self.id_key(session_id)))
-        if number is None:
-            return
-        h, _, _ = self.number_keys(number)
-        yield Script("RECORD", [h], [session_id, state or "", call_status or "", self.now_arg()])
+        h = yield from self.session_hash(session_id)
+        if h is not None:
+            yield Script("RECORD", [h], [session_id, state or "", call_status or "", self.now_arg()])
 
-    def peek(self, number: str) -> Op[tuple[Session | None, float | None]]:
+    def peek(self, number: str, service: str = "") -> Op[tuple[Session | None, float | None]]:
         """The number's newest session and the end of its lock (if one is in force)."""
-        h, f, _ = self.number_keys(number)
+        h, f, _ = self.number_keys(number, service)
         raw, until = yield Script("PEEK", [h, f], [self.now_arg(), *self.lock_args()])
-        return (session_from(raw) if raw else None), (float(until) if until else None)
+        return (self.session(h, raw) if raw else None), (float(until) if until else None)
 
-    def newest(self, number: str) -> Op[Session | None]:
-        return (yield from self.peek(number))[0]
+    def newest(self, number: str, service: str = "") -> Op[Session | None]:
+        return (yield from self.peek(number, service))[0]
 
-    def number_locked_until(self, number: str) -> Op[float | None]:
-        return (yield from self.peek(number))[1]
+    def number_locked_until(self, number: str, service: str = "") -> Op[float | None]:
+        return (yield from self.peek(number, service))[1]
 
-    def check(self, number: str, code: str, session_id: str | None = None) -> Op[Verdict]:
+    def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Op[Verdict]:
         """The CHECK script on the newest session (or the one given); the newest is read first
-        (the digest is bound to the session id) and the script tells when it changed meanwhile."""
-        h, f, _ = self.number_keys(number)
+        (the digest is bound to the session id) and the script tells when it changed meanwhile.
+        The session it decided on is checked here before its verdict is believed."""
+        h, f, _ = self.number_keys(number, service)
         for _ in range(RETRIES):
             target = session_id if session_id is not None else ((yield Command(("HGET", h, "newest"))) or "")
             reply = yield Script("CHECK", [h, f], [self.now_arg(), session_id or "", target,
-                                                   self.digest(target, code), *self.lock_args()])
+                                                   self.digest(number, target, service, code), *self.lock_args()])
             if reply[0] != "retry":
-                return self.verdict(number, reply)
+                return self.verdict(h, number, reply)
         raise StoreError(f"the store {self.url} kept changing under the check: try again")
 
-    def check_pending(self, kind: str, record_id: str, number: str, code: str,
-                      guess: str) -> Op[tuple[Record, Verdict] | None]:
+    def check_pending(self, kind: str, record_id: str, number: str, code: str, guess: str,
+                      service: str = "") -> Op[tuple[Record, Verdict] | None]:
         """A check through a pending record (serve's check by To) in one round trip when
-        `guess`, the session the record names, is right; else the check by the session it names."""
+        `guess`, the session the record names, is right; else the check by the session it names.
+        The record (and the session) are checked before either is believed."""
         key, _ = self.record_keys(kind, record_id)
-        h, f, _ = self.number_keys(number)
-        found = yield Script("CHECK_PENDING", [key, h, f], [self.now_arg(), number, guess, self.digest(guess, code),
+        h, f, _ = self.number_keys(number, service)
+        found = yield Script("CHECK_PENDING", [key, h, f], [self.now_arg(), number, guess,
+                                                            self.digest(number, guess, service, code),
                                                             *self.lock_args()])
         if found[0] == "gone":
             return None
-        record = json.loads(found[-1])["body"]
+        record = self.body(key, found[-1])
         if found[0] == "retry":
-            return record, (yield from self.check(record["to"], code, record.get("session")))
-        return record, self.verdict(number, found[:5])
+            return record, (yield from self.check(record["to"], code, record.get("session"), service))
+        return record, self.verdict(h, number, found[:5])
 
-    def verdict(self, number: str, reply: list[Any]) -> Verdict:
-        """The CHECK script's answer as the policy's verdict."""
+    def verdict(self, h: str, number: str, reply: list[Any]) -> Verdict:
+        """The CHECK script's answer (on the hash `h`) as the policy's verdict."""
         kind, raw, left, until = reply[:4]
-        session = session_from(raw) if raw else None
+        session = self.session(h, raw) if raw else None
         if kind == "locked":
             return policy.number_locked(number, float(until), session)
         if session is None:
@@ -264,8 +334,9 @@ class Layout:
         members = yield Command(("ZREVRANGE", self.recent_keys()[0], 0, limit - 1))
         if not members:
             return []
-        rows = yield Pipeline([Command(("HGET", *self.member_field(m))) for m in members])
-        return [session_from(raw) for raw in rows if raw]
+        fields = [self.member_field(m) for m in members]
+        rows = yield Pipeline([Command(("HGET", *field)) for field in fields])
+        return [self.session(field[0], raw) for field, raw in zip(fields, rows, strict=True) if raw]
 
     def purge(self) -> Op[int]:
         """Drop expired sessions now (Redis's expiry would in time), and the listing's dead
@@ -273,8 +344,8 @@ class Layout:
         recent = self.recent_keys()[0]
         members = yield Command(("ZRANGE", recent, 0, -1))
         removed = 0
-        for number in sorted({m.split("\n")[0] for m in members}):
-            removed += int((yield Script("PURGE", [self.number_keys(number)[0]], [self.now_arg()])))
+        for h in sorted({self.member_field(m)[0] for m in members}):
+            removed += int((yield Script("PURGE", [h], [self.now_arg()])))
         if members:
             alive = yield Pipeline([Command(("HEXISTS", *self.member_field(m))) for m in members])
             gone = [m for m, ok in zip(members, alive, strict=True) if not ok]
@@ -284,9 +355,35 @@ class Layout:
 
     # --- records (voice2fa serve: services, API keys, verifications, calls) -----------------
 
-    @staticmethod
-    def envelope(body: Record, expires: float | None) -> str:
-        return json.dumps({"body": body, "expires_at": expires}, separators=(",", ":"), sort_keys=True)
+    def envelope(self, key: str, body: Record, expires: float | None) -> str:
+        """A record as stored: its body, its end of life, and their MAC bound to its key."""
+        signed = {"body": body, "expires_at": expires}
+        mac = self._mac("record", key, canonical(signed))
+        return canonical({**signed, "mac": mac})
+
+    def body(self, key: str, raw: str) -> Record:
+        """A stored record's body, once its MAC (bound to the key it was read from) is checked."""
+        body: Record = self.opened(key, raw)["body"]
+        return body
+
+    def opened(self, key: str, raw: str) -> dict[str, Any]:
+        """A stored record's envelope (its body and end of life), once its MAC is checked."""
+        envelope = json.loads(raw)
+        mac = envelope.pop("mac", "")
+        if not isinstance(mac, str) or not hmac.compare_digest(mac, self._mac("record", key, canonical(envelope))):
+            raise self.tampered(f"the record {key.removeprefix(self.prefix)}")
+        return envelope
+
+    def live_body(self, key: str, raw: str | None, now: float) -> Record | None:
+        """A record's body from its stored envelope, None when absent or past its end of life."""
+        if raw is None:
+            return None
+        envelope = self.opened(key, raw)
+        body: Record = envelope["body"]
+        expires = envelope.get("expires_at")
+        if expires is not None and float(expires) <= now:
+            return None
+        return body
 
     def put_record(self, kind: str, record_id: str, body: Record, *, ttl: float | None = None,
                    only_new: bool = False) -> Op[bool]:
@@ -296,7 +393,7 @@ class Layout:
         key, index = self.record_keys(kind, record_id)
         expires = None if ttl is None else (yield from self.clock()) + ttl
         return bool((yield Script("PUT_RECORD", [key, index], [
-            record_id, self.envelope(body, expires), "1" if only_new else "",
+            record_id, self.envelope(key, body, expires), "1" if only_new else "",
             "" if ttl is None else int((ttl + RETAIN) * 1000), "" if expires is None else f"{expires:.6f}",
             self.now_arg()])))
 
@@ -305,19 +402,19 @@ class Layout:
         key, index = self.record_keys(kind, record_id)
         expires = (yield from self.clock()) + ttl
         return bool((yield Script("SWAP_RECORD", [key, index], [
-            record_id, self.envelope(body, expires), rev, int((ttl + RETAIN) * 1000), self.now_arg()])))
+            record_id, self.envelope(key, body, expires), rev, int((ttl + RETAIN) * 1000), self.now_arg()])))
 
     def get_record(self, kind: str, record_id: str) -> Op[Record | None]:
         """The live record, or None: the record and the server's time in one round trip."""
         key, _ = self.record_keys(kind, record_id)
         if self.test_clock is not None:
             raw = yield Command(("GET", key))
-            return live_body(raw, self.test_clock())
+            return self.live_body(key, raw, self.test_clock())
         found = yield Script("GET_RECORD", [key], [])
         if not found:
             return None
         raw, seconds, micros = found
-        return live_body(raw, int(seconds) + int(micros) / 1e6)
+        return self.live_body(key, raw, int(seconds) + int(micros) / 1e6)
 
     def list_records(self, kind: str) -> Op[list[Record]]:
         """Every live record of `kind`, by id (the index's dead entries dropped)."""
@@ -325,16 +422,21 @@ class Layout:
         ids = sorted((yield Command(("ZRANGE", index, 0, -1))))
         if not ids:
             return []
-        raws = yield Command(("MGET", *[self.record_keys(kind, i)[0] for i in ids]))
+        keys = [self.record_keys(kind, i)[0] for i in ids]
+        raws = yield Command(("MGET", *keys))
         gone = [i for i, raw in zip(ids, raws, strict=True) if raw is None]
         if gone:
             yield Command(("ZREM", index, *gone))
         now = yield from self.clock()
-        return [body for body in (live_body(raw, now) for raw in raws) if body is not None]
+        bodies = (self.live_body(key, raw, now) for key, raw in zip(keys, raws, strict=True))
+        return [body for body in bodies if body is not None]
 
 
-def session_from(raw: str) -> Session:
-    d = json.loads(raw)
+def canonical(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def session_of(d: dict[str, Any]) -> Session:
     return Session(
         id=d["id"],
         number=d["number"],
@@ -346,19 +448,8 @@ def session_from(raw: str) -> Session:
         call_sid=d["call_sid"] or None,
         call_status=d["call_status"] or None,
         sandbox=bool(d["sandbox"]),
+        service=d.get("service", ""),
     )
-
-
-def live_body(raw: str | None, now: float) -> Record | None:
-    """A record's body from its stored envelope, None when absent or past its end of life."""
-    if raw is None:
-        return None
-    envelope = json.loads(raw)
-    expires = envelope.get("expires_at")
-    if expires is not None and float(expires) <= now:
-        return None
-    body: Record = envelope["body"]
-    return body
 
 
 @contextmanager

@@ -7,13 +7,18 @@ script's effects). Time is the server's (`TIME`), unless a test
 passes its own clock, and never runs backwards: each number keeps a high-water mark, so a clock
 stepped back cannot lengthen a code's life.
 
-Keys of a number N under the prefix P (`voice2fa:` or `voice2fa:sandbox:`):
-  P{N}:h      hash: `s:<id>` → the session as JSON, `newest` → id, `seq`, `fseq`, `hw`
-  P{N}:fail   sorted set of wrong codes (score: time), for the lockout across sessions
-  P{N}:calls  sorted set of calls placed (score: time), for the per-number send limit
+Keys of a number N under the prefix P (`voice2fa:` or `voice2fa:sandbox:`), where S is `` for
+the CLI's sessions and `:<service sid>` for a serve service's:
+  P{N}S:h     hash: `s:<id>` → the session as JSON, `newest` → id, `seq`, `fseq`, `hw`
+  P{N}S:fail  sorted set of wrong codes (score: time), for the lockout across sessions
+  P{N}:calls  sorted set of calls placed (score: time), for the per-number send limit (all services)
 and, for all numbers: P{recent}:z and P{recent}:seq (the listing, in the server's order),
-P{calls} (calls in the last hour), Pid:<session id> (its number), voice2fa:meta (the key's
-fingerprint).
+P{calls} (calls in the last hour), P{calls:<service>} (a service's), Pid:<session id> (its
+number and service), voice2fa:meta (the key's fingerprint and the schema).
+
+A session's `mac` (redis_keys.Layout.session_mac) is written by SIGN right after CREATE; no
+script changes a field it covers. Records are stored as the caller sealed them (with their MAC)
+and never rewritten here.
 """
 
 from __future__ import annotations
@@ -102,7 +107,8 @@ end
 """
 
 # KEYS: h. ARGV: now, id, number, digest (hex), ttl, max_attempts, call_sid, call_status,
-# sandbox (0/1), retain. Supersedes the number's open sessions; returns the new one as JSON.
+# sandbox (0/1), retain, service, version. Supersedes the number's open sessions (of this hash:
+# this service); returns the new one as JSON, its MAC still to be signed.
 CREATE = "#!lua\n" + _PRELUDE + """
 local h = KEYS[1]
 local now = clock(h, ARGV[1], false)
@@ -126,12 +132,21 @@ local s = {
   id = ARGV[2], number = ARGV[3], digest = ARGV[4], created_at = now,
   expires_at = now + tonumber(ARGV[5]), attempts = 0, max_attempts = tonumber(ARGV[6]),
   state = 'calling', call_sid = ARGV[7], call_status = ARGV[8], sandbox = tonumber(ARGV[9]),
-  seq = seq, closed_at = '',
+  seq = seq, closed_at = '', service = ARGV[11], v = tonumber(ARGV[12]), mac = '',
 }
 save(h, s)
 redis.call('HSET', h, 'newest', s.id)
 keep_until(h, now, s.expires_at + retain)
 return encode(s)
+"""
+
+# KEYS: h. ARGV: id, mac. The new session's MAC, once (a signed session is never re-signed).
+SIGN = "#!lua\n" + _PRELUDE + """
+local s = load(KEYS[1], ARGV[1])
+if not s or s.mac ~= '' then return 0 end
+s.mac = ARGV[2]
+save(KEYS[1], s)
+return 1
 """
 
 # KEYS: h, fail, calls. ARGV: now, member, sends per number, send window, limit, window, lock.

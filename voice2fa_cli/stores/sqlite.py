@@ -36,7 +36,7 @@ from voice2fa_cli.stores.base import KEY_BYTES, NoStore, Record
 from voice2fa_cli.stores.statedir import DB_NAME, KEY_NAME, SANDBOX_DB_NAME, Missing, StateDir, open_descriptors
 
 APPLICATION_ID = 0x56324641  # "V2FA"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # SQLite's primary result codes (sqlite3 names them only from Python 3.11)
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
@@ -85,6 +85,20 @@ _SCHEMA = [
         PRIMARY KEY (kind, id)
     );
     """,
+    # version 4: a service dimension (serve's services have their own sessions, failures and
+    # hourly share; "" is the CLI's); codes bound to number, namespace, service and session, so
+    # the open sessions of before cannot be checked any more: retired.
+    """
+    ALTER TABLE sessions ADD COLUMN service TEXT NOT NULL DEFAULT '';
+    UPDATE sessions SET state = 'retired' WHERE state IN ('calling', 'delivered');
+    ALTER TABLE failures ADD COLUMN service TEXT NOT NULL DEFAULT '';
+    ALTER TABLE calls ADD COLUMN service TEXT NOT NULL DEFAULT '';
+    DROP INDEX sessions_by_seq;
+    CREATE INDEX sessions_by_seq ON sessions (number, service, seq);
+    DROP INDEX failures_by_number;
+    CREATE INDEX failures_by_number ON failures (number, service, at);
+    CREATE INDEX calls_by_service ON calls (service, at);
+    """,
 ]
 
 Uptime = Callable[[], "tuple[str, float] | None"]
@@ -119,11 +133,12 @@ def _expired(now: _Now, created_at: float, expires_at: float, boot: str | None, 
     return now.wall < created_at or now.high >= expires_at
 
 
-_COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, call_sid, call_status, sandbox"
+_COLUMNS = "id, number, created_at, expires_at, attempts, max_attempts, state, call_sid, call_status, sandbox, service"
 
 
 def _session(row: tuple) -> Session:
-    return Session(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], sandbox=bool(row[9]))
+    return Session(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], sandbox=bool(row[9]),
+                   service=row[10])
 
 
 # --- the store -----------------------------------------------------------------------------
@@ -344,34 +359,40 @@ class Store:
         max_attempts: int = policy.MAX_ATTEMPTS,
         call_sid: str | None,
         call_status: str | None,
+        service: str = "",
     ) -> Session:
         """Store a new session for a call that was placed, superseding the number's open ones
-        (in this store only: real and sandbox sessions never meet)."""
-        digest = otp.digest(self._key, session_id, code)
+        of the same service (in this store only: real and sandbox sessions never meet)."""
+        digest = otp.digest(self._key, self._binding(number, session_id, service), code)
         with self._tx() as c:
             now = self._now(c)  # inside the write lock: the newest session is the last committed
             boot, uptime = now.up if now.up is not None else (None, None)
             c.execute(
                 "UPDATE sessions SET state = 'superseded', closed_at = ? "
-                f"WHERE number = ? AND state IN {OPEN_STATES}",
-                (now.wall, number),
+                f"WHERE number = ? AND service = ? AND state IN {OPEN_STATES}",
+                (now.wall, number, service),
             )
             c.execute(
                 "INSERT INTO sessions (id, number, created_at, expires_at, digest, max_attempts, state,"
-                " call_sid, call_status, sandbox, seq, boot, uptime) VALUES (?, ?, ?, ?, ?, ?, 'calling', ?, ?, ?,"
-                " (SELECT coalesce(max(seq), 0) + 1 FROM sessions), ?, ?)",
+                " call_sid, call_status, sandbox, seq, boot, uptime, service) VALUES (?, ?, ?, ?, ?, ?, 'calling',"
+                " ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM sessions), ?, ?, ?)",
                 (session_id, number, now.wall, now.wall + ttl, digest, max_attempts, call_sid, call_status,
-                 int(self.sandbox), boot, uptime),
+                 int(self.sandbox), boot, uptime, service),
             )
         return self.get(session_id)  # type: ignore[return-value]
 
-    def reserve_call(self, number: str, max_per_hour: int) -> int:
-        """Check the number's lock and the send limits and, in the same transaction, count this
-        call; raises PolicyRefused (exit 5). Returns the reservation, to release if the
+    def _binding(self, number: str, session_id: str, service: str) -> otp.Binding:
+        return otp.Binding(number, session_id, service, self.sandbox)
+
+    def reserve_call(self, number: str, max_per_hour: int, *, service: str = "",
+                     service_max: int | None = None) -> int:
+        """Check the number's lock (the service's) and the send limits (the number's, across
+        services; the hourly cap; the service's share of it) and, in the same transaction, count
+        this call; raises PolicyRefused (exit 5). Returns the reservation, to release if the
         platform refuses the call (then nothing was dialed)."""
         with self._tx() as c:
             now = self._now(c).wall
-            until = _lock_end(c, number, now)
+            until = _lock_end(c, number, service, now)
             if until is not None:
                 raise policy.number_locked_refusal(number, until)
             recent = [r[0] for r in c.execute(
@@ -384,7 +405,14 @@ class Store:
             retry = policy.retry_after(hourly, max_per_hour, HOUR)
             if retry is not None:
                 raise policy.hourly_limit_refusal(len(hourly), max_per_hour, retry)
-            reservation = c.execute("INSERT INTO calls (number, at) VALUES (?, ?)", (number, now)).lastrowid
+            if service_max is not None:
+                mine = [r[0] for r in c.execute("SELECT at FROM calls WHERE service = ? AND at > ? ORDER BY at",
+                                                (service, now - HOUR))]
+                retry = policy.retry_after(mine, service_max, HOUR)
+                if retry is not None:
+                    raise policy.service_limit_refusal(service, len(mine), service_max, retry)
+            reservation = c.execute("INSERT INTO calls (number, at, service) VALUES (?, ?, ?)",
+                                    (number, now, service)).lastrowid
             assert reservation is not None  # an INSERT's row
             return reservation
 
@@ -421,34 +449,36 @@ class Store:
             if call_status is not None:
                 c.execute("UPDATE sessions SET call_status = ? WHERE id = ?", (call_status, session_id))
 
-    def newest(self, number: str) -> Session | None:
+    def newest(self, number: str, service: str = "") -> Session | None:
         with self._errors():
             row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM sessions WHERE number = ? ORDER BY seq DESC LIMIT 1",
-                (number,),
+                f"SELECT {_COLUMNS} FROM sessions WHERE number = ? AND service = ? ORDER BY seq DESC LIMIT 1",
+                (number, service),
             ).fetchone()
         return _session(row) if row else None
 
-    def number_locked_until(self, number: str) -> float | None:
+    def number_locked_until(self, number: str, service: str = "") -> float | None:
         with self._errors():
-            return _lock_end(self._conn, number, self.clock())
+            return _lock_end(self._conn, number, service, self.clock())
 
-    def check(self, number: str, code: str, session_id: str | None = None) -> Verdict:
-        """Check `code` against the newest session of `number` (or against `session_id`, one of
-        its sessions), atomically."""
+    def check(self, number: str, code: str, session_id: str | None = None, service: str = "") -> Verdict:
+        """Check `code` against the newest session of `number` in `service` (or against
+        `session_id`, one of them), atomically."""
         with self._tx() as c:
             clock = self._now(c)
             now = clock.wall
-            until = _lock_end(c, number, now)
+            until = _lock_end(c, number, service, now)
             if session_id is None:
                 row = c.execute(
-                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions WHERE number = ? ORDER BY seq DESC LIMIT 1",
-                    (number,),
+                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions WHERE number = ? AND service = ? "
+                    "ORDER BY seq DESC LIMIT 1",
+                    (number, service),
                 ).fetchone()
             else:
                 row = c.execute(
-                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions WHERE number = ? AND id = ?",
-                    (number, session_id),
+                    f"SELECT {_COLUMNS}, boot, uptime, digest FROM sessions "
+                    "WHERE number = ? AND service = ? AND id = ?",
+                    (number, service, session_id),
                 ).fetchone()
             session = _session(row) if row else None
             if until is not None:
@@ -461,7 +491,7 @@ class Store:
                 return policy.expired(session)
             if _expired(clock, session.created_at, session.expires_at, row[-3], row[-2]):
                 return policy.clock_back(session)
-            if otp.matches(self._key, session.id, code, row[-1]):
+            if otp.matches(self._key, self._binding(number, session.id, service), code, row[-1]):
                 c.execute("UPDATE sessions SET state = 'verified', closed_at = ? WHERE id = ?", (now, session.id))
                 return policy.verified(self._reread(c, session.id), session.attempts_left)
             attempts = session.attempts + 1
@@ -471,7 +501,7 @@ class Store:
                 "UPDATE sessions SET attempts = ?, state = ?, closed_at = ? WHERE id = ?",
                 (attempts, state, now if state == "locked" else None, session.id),
             )
-            c.execute("INSERT INTO failures (number, at) VALUES (?, ?)", (number, now))
+            c.execute("INSERT INTO failures (number, at, service) VALUES (?, ?, ?)", (number, now, service))
             return policy.wrong(self._reread(c, session.id), left)
 
     @staticmethod
@@ -548,10 +578,11 @@ class Store:
         return [json.loads(r[0]) for r in rows]
 
 
-def _lock_end(c: sqlite3.Connection, number: str, now: float) -> float | None:
-    """When the number's lockout ends, if one is in force at `now`."""
+def _lock_end(c: sqlite3.Connection, number: str, service: str, now: float) -> float | None:
+    """When the number's lockout in `service` ends, if one is in force at `now`."""
     rows = c.execute(
-        "SELECT at FROM failures WHERE number = ? AND at > ?", (number, now - FAILURE_WINDOW - LOCK_SECONDS)
+        "SELECT at FROM failures WHERE number = ? AND service = ? AND at > ?",
+        (number, service, now - FAILURE_WINDOW - LOCK_SECONDS),
     ).fetchall()
     return policy.locked_until([r[0] for r in rows], now)
 
