@@ -83,6 +83,7 @@ _TEXT = {
         "no_such_key": "That key does nothing here.",
         "no_more": "The code cannot be read again. Goodbye.",
         "goodbye": "Goodbye.",
+        "unavailable": "Sorry, this call cannot go on right now. Please ask for a new code later. Goodbye.",
     },
     "de": {
         "hello": "Guten Tag. Mit diesem Anruf prüfen wir, ob diese Telefonnummer Ihnen gehört.",
@@ -102,6 +103,8 @@ _TEXT = {
         "no_such_key": "Diese Taste hat hier keine Funktion.",
         "no_more": "Der Code kann nicht noch einmal vorgelesen werden. Auf Wiederhören.",
         "goodbye": "Auf Wiederhören.",
+        "unavailable": "Dieser Anruf kann leider gerade nicht weitergehen. Bitte fordern Sie später "
+                       "einen neuen Code an. Auf Wiederhören.",
     },
     "es": {
         "hello": "Hola. Esta es una llamada automática para comprobar que este número de teléfono es suyo.",
@@ -120,6 +123,7 @@ _TEXT = {
         "no_such_key": "Esa tecla no tiene ninguna función aquí.",
         "no_more": "El código ya no se puede repetir. Adiós.",
         "goodbye": "Adiós.",
+        "unavailable": "Lo sentimos, esta llamada no puede continuar ahora. Pida un código nuevo más tarde. Adiós.",
     },
     "fr": {
         "hello": "Bonjour. Ceci est un appel automatique pour vérifier que ce numéro de téléphone est bien le vôtre.",
@@ -138,6 +142,8 @@ _TEXT = {
         "no_such_key": "Cette touche n'a pas de fonction ici.",
         "no_more": "Le code ne peut plus être répété. Au revoir.",
         "goodbye": "Au revoir.",
+        "unavailable": "Désolé, cet appel ne peut pas continuer pour le moment. Demandez un nouveau "
+                       "code plus tard. Au revoir.",
     },
     "it": {
         "hello": "Buongiorno. Con questa chiamata verifichiamo che questo numero di telefono sia suo.",
@@ -156,6 +162,8 @@ _TEXT = {
         "no_such_key": "Questo tasto non ha nessuna funzione qui.",
         "no_more": "Il codice non può più essere ripetuto. Arrivederci.",
         "goodbye": "Arrivederci.",
+        "unavailable": "Ci dispiace, questa chiamata non può proseguire ora. Chieda un nuovo codice "
+                       "più tardi. Arrivederci.",
     },
 }
 

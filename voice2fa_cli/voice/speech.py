@@ -153,6 +153,15 @@ def unknown_key_document(action_url: str, voice: Voice) -> bytes:
     return _serialise(root)
 
 
+def unavailable_document(voice: Voice) -> bytes:
+    """The end of a call whose state cannot be read or kept (the shared store is away): an
+    apology, and the call hung up; never the code."""
+    root = _document()
+    voice.say(root, "unavailable")
+    ET.SubElement(root, "Hangup")
+    return _serialise(root)
+
+
 def goodbye_document(voice: Voice, *, no_more: bool = False) -> bytes:
     """The end; `no_more`: the callee asked for the code again once too often."""
     root = _document()

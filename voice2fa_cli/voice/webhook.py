@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from voice2fa_cli.errors import StoreError
 from voice2fa_cli.signalwire import signature
 from voice2fa_cli.signalwire.client import FINAL_STATUSES
 from voice2fa_cli.voice import speech
@@ -116,12 +117,26 @@ async def handle_call(request: web.Request) -> web.StreamResponse:
     app = request.app
     token = request.match_info["token"]
     shared = app.get(SHARED)
+    if shared is None:
+        return await _answer(request, app[CALLS].get(token), None)
+    try:
+        return await _answer(request, None, shared)
+    except StoreError:
+        # The shared store is away: the platform gets a document that ends the call politely
+        # (in the call's language when this instance placed it), never aiohttp's HTML 500.
+        if request.match_info.get("tail") == "/status":
+            return web.Response(status=200)
+        local = app[CALLS].get(token)
+        return _xml(speech.unavailable_document(local.voice if local is not None else speech.Voice()))
+
+
+async def _answer(request: web.Request, call: CallState | None, shared: SharedCalls | None) -> web.StreamResponse:
+    app = request.app
+    token = request.match_info["token"]
     loaded: tuple[CallState, int] | None = None
     if shared is not None:
         loaded = await shared.load(token)
         call = loaded[0] if loaded is not None else None
-    else:
-        call = app[CALLS].get(token)
     if call is None:
         return plain(404, "not found")
     if request.method != "POST":
