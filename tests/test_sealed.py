@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voice2fa_cli.serve.sealed import SealError, seal, unseal
+from voice2fa_cli.serve.sealed import PAD, SealError, seal, unseal
 
 KEY = bytes(range(32))
 STATE = b'{"code":"40719386","key":"7","session_id":"abc"}'
@@ -45,10 +45,23 @@ def test_nothing_of_the_state_is_readable_and_every_seal_differs():
     assert len(blobs) == 50
     for blob in blobs:
         assert b"40719386" not in blob and b"code" not in blob and STATE[:8] not in blob
-        assert len(blob) == 1 + 16 + len(STATE) + 32
+        assert len(blob) == 1 + 16 + PAD + 32
 
 
 def test_the_keystream_is_not_reused_across_blocks():
     blob = seal(KEY, b"", bytes(96))  # zeros: the ciphertext is the keystream itself
     stream = blob[17:-32]
     assert len({stream[i:i + 32] for i in range(0, 96, 32)}) == 3
+
+
+def test_every_state_below_the_pad_seals_to_the_same_size():
+    """The blob's length says nothing of the code's or the message's length."""
+    sizes = {len(seal(KEY, b"rec", b"x" * n)) for n in (0, 1, 6, 10, 200, PAD - 4)}
+    assert sizes == {1 + 16 + PAD + 32}
+    assert len(seal(KEY, b"rec", b"x" * (PAD - 3))) == 1 + 16 + 2 * PAD + 32
+
+
+def test_a_blob_of_the_first_version_is_refused():
+    blob = seal(KEY, b"rec", STATE)
+    with pytest.raises(SealError):
+        unseal(KEY, b"rec", b"\x01" + blob[1:])

@@ -5,8 +5,11 @@ right code, and status callbacks reaching any instance update the call.
 Each call's state (its code, the gate's key, the voice, reads left, what happened) is one record
 of kind "call", sealed (sealed.py) under a key derived from the store's HMAC key, which Redis
 never holds; its id is an HMAC of the call's token (the token, a capability, is not stored
-either). Updates are compare-and-set on the record's `rev`. The instance that placed the call
-keeps a mirror for its follower (flow._Follower) and syncs it with the store."""
+either). Updates are compare-and-set on the record's `rev`, which is sealed with the state: each
+instance remembers the newest revision of each call it has seen and never serves an older one,
+so an old record written back by a writer of Redis does not give back the reads it used. The
+instance that placed the call keeps a mirror for its follower (flow._Follower) and syncs it with
+the store."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from voice2fa_cli.voice.call import CallState
 
 KIND = "call"
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+MAX_SEEN = 10_000  # calls whose newest revision an instance remembers (the oldest are forgotten)
 _FIELDS = ("session_id", "code", "key", "call_sid", "status", "sequence", "fetched", "delivered", "wrong_keys",
            "code_reads", "hung_up", "duration")
 
@@ -74,6 +78,7 @@ class StoredCalls:
         self.id_key = id_key
         self.local = local  # the webhook app's CALLS: this instance's mirrors, by token
         self.ttl = ttl
+        self.seen: dict[str, int] = {}  # record id → the newest revision seen here
 
     @classmethod
     async def open(cls, store: AsyncSessionStore, local: dict, ttl: float) -> StoredCalls:
@@ -83,6 +88,16 @@ class StoredCalls:
 
     def record_id(self, token: str) -> str:
         return hmac.new(self.id_key, token.encode(), hashlib.sha256).hexdigest()[:40]
+
+    @staticmethod
+    def _aad(rid: str, rev: int) -> bytes:
+        return f"{rid}\x00{rev}".encode()
+
+    def _saw(self, rid: str, rev: int) -> None:
+        self.seen.pop(rid, None)
+        self.seen[rid] = rev
+        if len(self.seen) > MAX_SEEN:
+            del self.seen[next(iter(self.seen))]
 
     async def load(self, token: str) -> tuple[CallState, int] | None:
         if not _TOKEN.fullmatch(token):
@@ -94,18 +109,25 @@ class StoredCalls:
         if body is None:
             return None
         try:
-            data = json.loads(unseal(self.master, rid.encode(), base64.b64decode(body["blob"])))
-        except (SealError, ValueError, KeyError):
+            rev = int(body["rev"])
+            data = json.loads(unseal(self.master, self._aad(rid, rev), base64.b64decode(body["blob"])))
+        except (SealError, ValueError, KeyError, TypeError):
             return None  # altered, or sealed under another key: as good as absent
-        return from_state(token, data), int(body["rev"])
+        if rev < self.seen.get(rid, 0):
+            return None  # older than what this instance saw: written back, never served again
+        self._saw(rid, rev)
+        return from_state(token, data), rev
 
     async def save(self, token: str, call: CallState, rev: int) -> bool:
         return await self._save(self.record_id(token), call, rev)
 
     async def _save(self, rid: str, call: CallState, rev: int) -> bool:
-        blob = seal(self.master, rid.encode(), json.dumps(state(call), separators=(",", ":")).encode())
-        return await self.store.swap_record(KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
-                                    rev=rev, ttl=self.ttl)
+        blob = seal(self.master, self._aad(rid, rev + 1), json.dumps(state(call), separators=(",", ":")).encode())
+        saved = await self.store.swap_record(KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
+                                             rev=rev, ttl=self.ttl)
+        if saved:
+            self._saw(rid, rev + 1)
+        return saved
 
     async def hang_up(self, rid: str) -> None:
         """From any instance (a cancel): no document is served any more, and the instance that

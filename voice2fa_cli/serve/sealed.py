@@ -5,20 +5,25 @@ altered or moved to another record unnoticed.
 
   enc_key = HMAC(master, "voice2fa seal enc v1"), mac_key = HMAC(master, "voice2fa seal mac v1")
   keystream block i = HMAC(enc_key, nonce || i as 8 bytes, big-endian)   (counter mode)
-  blob = version byte || nonce (16 random bytes) || plaintext XOR keystream || tag
+  framed = len(plaintext) as 4 bytes, big-endian || plaintext || zeros, to a multiple of PAD bytes
+  blob = version byte || nonce (16 random bytes) || framed XOR keystream || tag
   tag = HMAC(mac_key, version || len(aad) as 8 bytes || aad || nonce || ciphertext)
 
-`aad` binds the blob to its record (its id): a blob copied under another id does not open."""
+`aad` binds the blob to its record (its id and revision): a blob copied under another id, or
+given another revision, does not open. The padding hides the plaintext's length (a call's state
+is far below PAD: every blob has the same size)."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 
-VERSION = b"\x01"
+VERSION = b"\x02"  # 1: no length frame, no padding
 NONCE = 16
 TAG = 32
 BLOCK = 32
+PAD = 1024
+FRAME = 4
 
 
 class SealError(Exception):
@@ -47,7 +52,9 @@ def _tag(mac_key: bytes, aad: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
 def seal(master: bytes, aad: bytes, plaintext: bytes) -> bytes:
     enc_key, mac_key = keys(master)
     nonce = secrets.token_bytes(NONCE)
-    ciphertext = _xor(plaintext, _keystream(enc_key, nonce, len(plaintext)))
+    framed = len(plaintext).to_bytes(FRAME, "big") + plaintext
+    framed += bytes(-len(framed) % PAD)
+    ciphertext = _xor(framed, _keystream(enc_key, nonce, len(framed)))
     return VERSION + nonce + ciphertext + _tag(mac_key, aad, nonce, ciphertext)
 
 
@@ -58,4 +65,8 @@ def unseal(master: bytes, aad: bytes, blob: bytes) -> bytes:
     nonce, ciphertext, tag = blob[1:1 + NONCE], blob[1 + NONCE:-TAG], blob[-TAG:]
     if not hmac.compare_digest(tag, _tag(mac_key, aad, nonce, ciphertext)):
         raise SealError("the sealed blob does not authenticate")
-    return _xor(ciphertext, _keystream(enc_key, nonce, len(ciphertext)))
+    framed = _xor(ciphertext, _keystream(enc_key, nonce, len(ciphertext)))
+    length = int.from_bytes(framed[:FRAME], "big")
+    if len(framed) < FRAME or length > len(framed) - FRAME:
+        raise SealError("the sealed blob's frame is wrong")
+    return framed[FRAME:FRAME + length]
