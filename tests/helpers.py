@@ -88,6 +88,13 @@ def voice2fa_command() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "voice2fa_cli"]
 
 
+def sandbox_code_shown(stderr: str) -> str:
+    """The code the sandbox's simulated callee heard, from what `send --sandbox` showed."""
+    codes = re.findall(r"the callee heard the code ([0-9 ]+), twice", stderr)
+    assert codes, stderr
+    return codes[0].replace(" ", "")
+
+
 def run_cli(args: list[str], env: dict[str, str], input: str | None = "", cwd: Path | None = None, timeout: float = 60):
     """The installed CLI; a --json output is checked against its schema (tests/json_schemas.py)."""
     from tests import json_schemas

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.helpers import NUMBER, free_port, run_cli, start_cli
+from tests.helpers import NUMBER, free_port, run_cli, sandbox_code_shown, start_cli
 from tests.test_cli_output import answer, read_until
 from voice2fa_cli.stores.sqlite import Store
 
@@ -507,13 +507,6 @@ def test_kill_9_mid_call_leaves_a_usable_store(sandbox, cli_env, state_dir):
         assert [s.state for s in store.recent(5)] == ["verified", "superseded"]
 
 
-def _sandbox_code(stderr: str) -> str:
-    """The code the sandbox's simulated callee heard, from what `send --sandbox` showed."""
-    codes = re.findall(r"the callee heard the code ([0-9 ]+), twice", stderr)
-    assert codes, stderr
-    return codes[0].replace(" ", "")
-
-
 def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir):
     """The audit's attack (issue 9): a real send, then a sandbox send to the same number, then
     verify with each code. The sandbox session supersedes nothing real and verifies only with
@@ -530,7 +523,7 @@ def test_a_sandbox_code_never_verifies_a_real_number(sandbox, cli_env, state_dir
     simulated = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--json"], bare)
     assert simulated.returncode == 0, simulated.stderr
     assert json.loads(simulated.stdout)["sandbox"] is True
-    sandbox_code = _sandbox_code(simulated.stderr)
+    sandbox_code = sandbox_code_shown(simulated.stderr)
     if sandbox_code == real_code:
         pytest.skip("the two codes happen to be equal (one in a million)")
 

@@ -12,12 +12,15 @@ from voice2fa_cli.commands.params import Digits, parse_ttl
 SERVE_EXAMPLES = """
 \b
 Examples:
-  voice2fa serve --sandbox                           try it: no account, nothing dialed
-  voice2fa services create "Acme login"             a service (its sid: VA...)
-  voice2fa keys create backend                      an API key (its secret is shown once)
-  voice2fa serve --public-url https://hooks.example.com --listen 127.0.0.1:5000
-  curl -u "$KEY_SID:$KEY_SECRET" http://127.0.0.1:8080/v2/Services/$VA/Verifications \\
-       -d To=+15551234567 -d Channel=call
+  voice2fa serve --sandbox                      # try it: nothing is dialed
+  voice2fa services create "Acme login"         # a service (its sid: VA...)
+  voice2fa keys create backend                  # a key; its secret shows once
+  voice2fa keys create billing --service VA...  # a key for that service only
+  voice2fa serve --public-url https://hooks.example.com \\
+      --listen 127.0.0.1:5000
+  curl -u "$KEY_SID:$KEY_SECRET" \\
+      http://127.0.0.1:8080/v2/Services/$VA/Verifications \\
+      --data-urlencode To=+15551234567 -d Channel=call
 """
 
 
@@ -66,18 +69,20 @@ def keys_group() -> None:
 
 @keys_group.command("create")
 @click.argument("name")
-def keys_create(name) -> None:
-    """Make an API key; its secret is printed once (JSON on stdout) and stored only as a hash."""
+@click.option("--service", "services", multiple=True, metavar="VA...",
+              help="Reach only this service (repeat for several) [default: every service, as Twilio's keys].")
+def keys_create(name, services) -> None:
+    """Make an API key; its secret is printed once (JSON on stdout) and stored only as a keyed hash."""
     from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
     from voice2fa_cli.serve import records
 
     with exit_codes(True), _records_store() as store:
         try:
-            key, secret = records.create_key(store, name)
+            key, secret = records.create_key(store, name, tuple(services) if services else None)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        ui.emit_json({"sid": key.sid, "name": key.name, "secret": secret})
+        ui.emit_json({"sid": key.sid, "name": key.name, "services": _services(key), "secret": secret})
         click.echo(f"API key {key.sid} made: keep its secret now, it is not shown again", err=True)
 
 
@@ -89,7 +94,15 @@ def keys_list() -> None:
 
     with exit_codes(True), _records_store() as store:
         for key in records.list_keys(store):
-            ui.emit_json({"sid": key.sid, "name": key.name, "created": key.created, "revoked": key.revoked})
+            line = {"sid": key.sid, "name": key.name, "created": key.created, "revoked": key.revoked,
+                    "services": _services(key), "usable": key.usable}
+            if not key.usable:
+                line["why"] = "made by an older voice2fa (an scrypt hash): make a new key and revoke this one"
+            ui.emit_json(line)
+
+
+def _services(key) -> list[str] | str:
+    return "all" if key.services is None else list(key.services)
 
 
 @keys_group.command("revoke")
@@ -118,7 +131,15 @@ def services_group() -> None:
 @click.option("--ttl", callback=parse_ttl, metavar="SECONDS|Nm",
               help="How long a code stays valid (max 10m).  [default: 10m]")
 @click.option("--language", help="The calls' default language, e.g. fr-FR [default: from the callee's country].")
-def services_create(name, code_length, ttl, language) -> None:
+@click.option("--max-calls-per-hour", type=Digits(1, 100_000), metavar="N",
+              help="Calls this service may place per hour, at most the hourly cap [default: half the cap].")
+@click.option("--friendly-name/--no-friendly-name", default=True, show_default=True,
+              help="Whether a request's CustomFriendlyName is said (else the service's name is).")
+@click.option("--custom-message/--no-custom-message", default=False, show_default=True,
+              help="Whether a request's CustomMessage is said (any key could make the call say anything).")
+@click.option("--message", metavar="TEXT", help="A fixed message the calls open with, instead of the default.")
+def services_create(name, code_length, ttl, language, max_calls_per_hour, friendly_name, custom_message,
+                    message) -> None:
     """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""
     from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
@@ -132,7 +153,10 @@ def services_create(name, code_length, ttl, language) -> None:
             except phrases.LanguageError as exc:
                 raise ConfigError(str(exc)) from None
         try:
-            service = records.create_service(store, name, code_length, ttl, language)
+            options = records.ServiceOptions(code_length, ttl, language,
+                                             None if max_calls_per_hour is None else int(max_calls_per_hour),
+                                             friendly_name, custom_message, message)
+            service = records.create_service(store, name, options)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         ui.emit_json(service.body())

@@ -10,6 +10,7 @@ import time
 
 from aiohttp import web
 
+from voice2fa_cli.errors import Problem, Voice2faError
 from voice2fa_cli.serve import shapes
 from voice2fa_cli.serve.core import Core
 from voice2fa_cli.serve.log import Log, safe_path
@@ -36,12 +37,17 @@ def _guarded(handler):
     async def guarded(request: web.Request) -> web.StreamResponse:
         core = request.app[CORE]
         try:
-            if not await core.authenticate(request.headers.get("Authorization")):
+            key = await core.authenticate(request.headers.get("Authorization"))
+            if key is None:
                 raise ApiError(20003)
-            service = await core.service(request.match_info["service"])
+            service = await core.service(request.match_info["service"], key)
             return await handler(request, core, service)
         except ApiError as exc:
             return exc.response()
+        except Voice2faError as exc:  # the store failed or refused a record: its one line, a 500
+            event = "tampered" if exc.kind is Problem.TAMPERED else "error"
+            core.log.write(event, path=safe_path(request.path), error=exc.message)
+            return shapes.error(20500)
         except Exception as exc:  # the store failed, or a bug: one line in the log, a 500 to the client
             core.log.write("error", path=safe_path(request.path), error=type(exc).__name__)
             return shapes.error(20500)

@@ -6,10 +6,8 @@ serve/server.py starts and stops it."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hmac
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.stores.base import AsyncSessionStore, Record
 from voice2fa_cli.voice import phrases, speech
+from voice2fa_cli.web import basic_auth
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -34,8 +33,8 @@ if TYPE_CHECKING:
 
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
-MAX_HASHING = 32  # scrypt checks running or waiting at once; beyond, 20003 at once
 MAX_CODE = 10
+CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
 CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
 SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
 
@@ -65,10 +64,8 @@ class Core:
         self.account = ""
         self.flights: dict[str, Flight] = {}  # verification sid → its call in flight here
         self.tasks: set[asyncio.Task] = set()
-        self._mac_key = secrets.token_bytes(32)
-        self._auth_cache: dict[str, tuple[bytes, float]] = {}
-        self._scrypt = asyncio.Semaphore(2)
-        self._hashing = 0  # requests waiting for or running a scrypt check
+        self._secret_key = b""  # derived from the store's key at start (records.SECRET_LABEL)
+        self._auth_cache: dict[str, tuple[bytes, float, records.ApiKey]] = {}
         self._services: dict[str, records.Service] = {}
 
     async def start(self) -> None:
@@ -77,45 +74,46 @@ class Core:
         if account is None:
             raise StoreError("the store lost the account record it was just given: try again")
         self.account = account["sid"]
+        self._secret_key = await self.creds.derive_key(records.SECRET_LABEL)
 
     # --- credentials -----------------------------------------------------------------------
 
-    async def authenticate(self, header: str | None) -> bool:
-        """HTTP basic auth with an API key: the key's SID and its secret."""
-        if not header or not header.startswith("Basic "):
-            return False
-        try:
-            user, _, secret = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
-        if not records.SID.fullmatch(user) or not secret or len(secret) > 256:
-            return False
-        mac = hmac.digest(self._mac_key, secret.encode(), "sha256")
+    async def authenticate(self, header: str | None) -> records.ApiKey | None:
+        """HTTP basic auth with an API key (the key's SID and its secret): the key, or None.
+        The same work for a known SID as for an unknown one: one HMAC, one store read (or the
+        cache of keys checked in the last AUTH_CACHE_SECONDS), a constant-time comparison."""
+        parsed = basic_auth.credentials(header)
+        if parsed is None:
+            return None
+        user, secret = parsed
+        if not records.is_key_sid(user) or not secret or len(secret) > 256:
+            return None
+        mac = records.secret_hash(self._secret_key, user, secret)
         cached = self._auth_cache.get(user)
         now = time.monotonic()
-        if cached is not None and hmac.compare_digest(cached[0], mac) and now - cached[1] < AUTH_CACHE_SECONDS:
-            return True
-        record = await self.creds.get_record(records.KEY, user) if records.is_key_sid(user) else None
-        if record is None or record["revoked"]:
+        if cached is not None and now - cached[1] < AUTH_CACHE_SECONDS:
+            return cached[2] if hmac.compare_digest(cached[0], mac) else None
+        try:
+            record = await self.creds.get_record(records.KEY, user)
+        except StoreError as exc:
+            if exc.kind is not Problem.TAMPERED:
+                raise
+            self.log.write("tampered", error=exc.message)  # a key record a writer of Redis made or changed
+            record = None
+        if not records.secret_matches(self._secret_key, user, record, secret) or record is None:
             self._auth_cache.pop(user, None)
-            return False
-        if cached is None or not hmac.compare_digest(cached[0], mac):
-            if self._hashing >= MAX_HASHING:
-                return False  # a flood of wrong secrets: refused at once rather than queued
-            self._hashing += 1
-            try:
-                async with self._scrypt:
-                    ok = await asyncio.to_thread(records.secret_matches, record, secret)
-            finally:
-                self._hashing -= 1
-            if not ok:
-                return False
+            return None
+        key = records.ApiKey.of(record)
         if len(self._auth_cache) >= MAX_AUTH_CACHE:
             self._auth_cache.clear()
-        self._auth_cache[user] = (mac, now)
-        return True
+        self._auth_cache[user] = (mac, now, key)
+        return key
 
-    async def service(self, sid: str) -> records.Service:
+    async def service(self, sid: str, key: records.ApiKey) -> records.Service:
+        """The service `key` reaches (a service it is not scoped to is not found, as another
+        account's would be on Twilio)."""
+        if not key.reaches(sid):
+            raise ApiError(20404, f"The requested resource /Services/{sid[:40]} was not found")
         service = self._services.get(sid)  # services never change: cached once read
         if service is None:
             body = await self.creds.get_record(records.SERVICE, sid) if records.is_service_sid(sid) else None
@@ -160,13 +158,29 @@ class Core:
                                   "server does not call (it charges the caller extra)")
         return number
 
+    @staticmethod
+    def _texts(service: records.Service, form: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """Who the call says is calling and its message: the request's, where the service
+        accepts them (CustomMessage only when the operator allowed it), else the service's own
+        (its name; its fixed message, if any)."""
+        caller, message = form.get("CustomFriendlyName") or None, form.get("CustomMessage") or None
+        if caller is not None and not service.friendly_name:
+            raise ApiError(60200, "Invalid parameter `CustomFriendlyName`: this service does not accept it "
+                                  "(its calls say the service's name)")
+        if message is not None and not service.custom_message:
+            raise ApiError(60200, "Invalid parameter `CustomMessage`: this service does not accept it")
+        if caller is None:
+            with contextlib.suppress(ValueError):  # a name the call cannot say: no caller name
+                caller = phrases.clean_caller_name(service.name, "the service name")
+        return caller, message or service.message
+
     def _voice(self, service: records.Service, number: phone.Number, form: Mapping[str, str]) -> speech.Voice:
         from voice2fa_cli.voice.options import OptionError, voice_options
 
+        caller, message = self._texts(service, form)
         try:
             voice, _ = voice_options(language=form.get("Locale") or service.language, voice=None,
-                                     message=form.get("CustomMessage") or None,
-                                     caller=form.get("CustomFriendlyName") or None, region=number.region,
+                                     message=message, caller=caller, region=number.region,
                                      caller_setting="CustomFriendlyName")
         except OptionError as exc:
             if exc.option == "language":
@@ -184,30 +198,34 @@ class Core:
         if channel != "call":
             raise ApiError(60200, "Invalid parameter `Channel`: this server verifies by voice call only (Channel=call)")
         voice = self._voice(service, number, form)
-        pending = await self.store.get_record(records.PENDING, f"{service.sid}:{number.e164}")
-        record = pending if pending and pending.get("status") == "pending" else None
-        now = time.time()
-        if record is None:
-            record = {"sid": records.new_sid("VE"), "service_sid": service.sid, "account_sid": self.account,
-                      "to": number.e164, "status": "pending", "created": now, "send_code_attempts": []}
         if service.code_length not in records.CODE_LENGTHS:  # a service stored by an older voice2fa
             raise ApiError(60200, f"Invalid parameter: this service's codes have {service.code_length} digits; "
                                   f"voice2fa needs {records.CODE_LENGTHS.start} to {records.CODE_LENGTHS.stop - 1}: "
                                   "create a service with --code-length 6 or more")
         options = flow.SendOptions(number=number, digits=service.code_length, ttl=service.ttl, voice=voice,
-                                   keypress=True, preflight=False)
+                                   keypress=True, preflight=False, service=service.sid)
         call = flow.new_call(options)  # before the reservation: nothing here can fail after it but the dial
+        now = time.time()
+        pending_id = f"{service.sid}:{number.e164}"
+        before, rev, record = await self._claim(service, pending_id, number.e164, now)
         try:
-            async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour):
+            async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour, service=service.sid,
+                                     service_max=policy.service_share(self.settings.max_calls_per_hour,
+                                                                      service.max_calls_per_hour)):
                 task, placed = await self._dial(record["sid"], options, call)
-        except PolicyRefused as refused:
-            if refused.kind is Problem.NUMBER_LOCKED:
-                self.metrics.refused("locked")
-                raise ApiError(60202, f"Max check attempts reached: {refused.message}") from None
-            self.metrics.refused("send_limit")
-            raise ApiError(60203, f"Max send attempts reached: {refused.message}") from None
-        except (ProviderError, StoreError) as failed:
-            raise ApiError(20500, f"The call could not be placed: {failed.message}", status=502) from None
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # nothing was placed: the claim is given back
+                await self.store.swap_record(records.PENDING, pending_id, {**before, "rev": rev + 2},
+                                             rev=rev + 1, ttl=service.ttl)
+            if isinstance(exc, PolicyRefused):
+                if exc.kind is Problem.NUMBER_LOCKED:
+                    self.metrics.refused("locked")
+                    raise ApiError(60202, f"Max check attempts reached: {exc.message}") from None
+                self.metrics.refused("send_limit")
+                raise ApiError(60203, f"Max send attempts reached: {exc.message}") from None
+            if isinstance(exc, (ProviderError, StoreError)):
+                raise ApiError(20500, f"The call could not be placed: {exc.message}", status=502) from None
+            raise
         previous = self.flights.get(record["sid"])
         session = placed.result()
         self.flights[record["sid"]] = Flight(call, task)
@@ -218,11 +236,32 @@ class Core:
                   "send_code_attempts": [*record["send_code_attempts"],
                                          {"time": now, "channel": "call", "attempt_sid": records.new_sid("VL")}]}
         await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
-        await self.store.put_record(records.PENDING, f"{service.sid}:{number.e164}", record, ttl=service.ttl)
+        # The claim's next revision; when another instance claimed meanwhile, it resends this
+        # same verification (it read the claim) and its write is the newer one.
+        await self.store.swap_record(records.PENDING, pending_id, {**record, "rev": rev + 2}, rev=rev + 1,
+                                     ttl=service.ttl)
         self.metrics.placed()
         self.log.write("verification", verification=record["sid"], service=service.sid, event="created",
                        attempt=len(record["send_code_attempts"]))
         return shapes.verification(record, self.api_url)
+
+    async def _claim(self, service: records.Service, pending_id: str, to: str, now: float
+                     ) -> tuple[Record, int, Record]:
+        """One pending verification per service and number, across instances: the pending
+        record is claimed by compare-and-set on its `rev` before anything is dialed. Returns
+        what it held (to give back if nothing is placed), its rev, and the verification to call
+        for (the pending one again: a resend; else a new one)."""
+        for _ in range(CLAIM_TRIES):
+            before = await self.store.get_record(records.PENDING, pending_id) or {"sid": None}
+            rev = int(before.get("rev", 0))
+            record = before if before.get("status") == "pending" else None
+            if record is None:
+                record = {"sid": records.new_sid("VE"), "service_sid": service.sid, "account_sid": self.account,
+                          "to": to, "status": "pending", "created": now, "send_code_attempts": []}
+            record = {**record, "rev": rev + 1}
+            if await self.store.swap_record(records.PENDING, pending_id, record, rev=rev, ttl=service.ttl):
+                return before, rev, record
+        raise ApiError(20429, "Too many concurrent requests for this number: try again", status=429)
 
     async def _dial(self, sid: str, options: flow.SendOptions, call: CallState
                     ) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
@@ -306,9 +345,10 @@ class Core:
             raise ApiError(60200, "Invalid parameter `Code`: the digits the callee heard")
         if form.get("VerificationSid"):
             record = await self._record(service, form["VerificationSid"])
-            verdict = await self.store.check(record["to"], code, record.get("session"))
+            verdict = await self.store.check(record["to"], code, record.get("session"), service.sid)
         elif form.get("To"):
-            found = await self.store.check_pending(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code)
+            found = await self.store.check_pending(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code,
+                                                   service.sid)
             if found is None:
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
             record, verdict = found

@@ -2,11 +2,13 @@
 verifications, as records (the store's `put_record` / `get_record` / `list_records`, the same on
 SQLite and Redis). Synchronous (the CLI's `keys` and `services`); serve reads the same records on its loop.
 
-API keys are stored only as a slow hash (scrypt) of their secret, which is shown once."""
+API keys are stored only as a keyed hash of their secret (shown once): HMAC-SHA256 under a key
+derived from the store's key, which a shared store never holds. The secrets are 256-bit random,
+so a slow hash would add nothing but a queue a flood could fill; the check is as fast for a
+known key SID as for an unknown one (the same HMAC, the same store read)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -21,9 +23,8 @@ if TYPE_CHECKING:
 
 SERVICE, KEY, VERIFICATION, PENDING, META = "service", "key", "verification", "pending", "meta"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
-# scrypt's cost: 16 MiB and tens of milliseconds per hash, so a stolen store is slow to attack
-# (the secrets are 256-bit random anyway); successful checks are cached by the server.
-SCRYPT = {"n": 1 << 14, "r": 8, "p": 1}
+SECRET_LABEL = b"serve api key secret v1"  # the derived key that hashes API key secrets
+KEY_VERSION = 2  # key records before it held scrypt hashes: such keys must be made again
 MAX_NAME = 64
 # 6 to 10 digits: NIST SP 800-63B's minimum, and what otp generates and a check accepts.
 CODE_LENGTHS = range(otp.MIN_DIGITS, otp.MAX_DIGITS + 1)
@@ -52,20 +53,53 @@ class Service:
     ttl: int
     language: str | None
     created: float
+    # Its share of the hourly cap (None: policy.SERVICE_SHARE of it).
+    max_calls_per_hour: int | None = None
+    # Whether a request's CustomFriendlyName is said (else 60200), and CustomMessage (off by
+    # default: any key could make the call say anything); `message` fixes the message said.
+    friendly_name: bool = True
+    custom_message: bool = False
+    message: str | None = None
 
     def body(self) -> dict:
         return {"sid": self.sid, "name": self.name, "code_length": self.code_length, "ttl": self.ttl,
-                "language": self.language, "created": self.created}
+                "language": self.language, "created": self.created, "max_calls_per_hour": self.max_calls_per_hour,
+                "friendly_name": self.friendly_name, "custom_message": self.custom_message, "message": self.message}
 
 
-def create_service(store: SessionStore, name: str, code_length: int = 6, ttl: int = policy.DEFAULT_TTL,
-                   language: str | None = None) -> Service:
-    if code_length not in CODE_LENGTHS:
+@dataclass(frozen=True)
+class ServiceOptions:
+    """What `services create` sets beside the name (its defaults are the API's)."""
+
+    code_length: int = 6
+    ttl: int = policy.DEFAULT_TTL
+    language: str | None = None
+    max_calls_per_hour: int | None = None
+    friendly_name: bool = True
+    custom_message: bool = False
+    message: str | None = None
+
+
+def create_service(store: SessionStore, name: str, options: ServiceOptions | None = None) -> Service:
+    options = options or ServiceOptions()
+    if options.code_length not in CODE_LENGTHS:
         raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1} digits "
-                         f"(NIST SP 800-63B asks for at least {CODE_LENGTHS.start}), not {code_length}")
-    if ttl not in TTLS:
+                         f"(NIST SP 800-63B asks for at least {CODE_LENGTHS.start}), not {options.code_length}")
+    if options.ttl not in TTLS:
         raise ValueError(f"the TTL must be from {TTLS.start} to {TTLS.stop - 1} seconds")
-    service = Service(new_sid("VA"), clean_name(name, "the service name"), code_length, ttl, language, time.time())
+    if options.max_calls_per_hour is not None and options.max_calls_per_hour < 1:
+        raise ValueError("the service's calls per hour must be 1 or more")
+    message = None
+    if options.message is not None:
+        from voice2fa_cli.voice.options import OptionError, clean_message
+
+        try:
+            message = clean_message(options.message)
+        except OptionError as exc:
+            raise ValueError(f"the service's message must be {exc.detail}") from None
+    service = Service(new_sid("VA"), clean_name(name, "the service name"), options.code_length, options.ttl,
+                      options.language, time.time(), options.max_calls_per_hour, options.friendly_name,
+                      options.custom_message, message)
     store.put_record(SERVICE, service.sid, service.body(), only_new=True)
     return service
 
@@ -98,26 +132,43 @@ class ApiKey:
     name: str
     created: float
     revoked: bool = False
+    services: tuple[str, ...] | None = None  # None: every service (account-wide, Twilio's default)
+    usable: bool = True  # False: made by a voice2fa before KEY_VERSION (an scrypt hash): make it again
+
+    @classmethod
+    def of(cls, body: Record) -> ApiKey:
+        services = body.get("services")
+        return cls(body["sid"], body["name"], body["created"], body["revoked"],
+                   None if services is None else tuple(services), body.get("v") == KEY_VERSION)
+
+    def reaches(self, service_sid: str) -> bool:
+        return self.services is None or service_sid in self.services
 
 
-def _hash(secret: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(secret.encode(), salt=salt, n=n, r=r, p=p, maxmem=64 << 20, dklen=32)
+def secret_hash(secret_key: bytes, sid: str, secret: str) -> bytes:
+    """The keyed hash of a key's secret, bound to its SID."""
+    return hmac.digest(secret_key, f"{sid}\x00{secret}".encode(), "sha256")
 
 
-def create_key(store: SessionStore, name: str) -> tuple[ApiKey, str]:
-    """A new key: its record and its secret (shown once, stored only as a scrypt hash)."""
-    key = ApiKey(new_sid("SK"), clean_name(name, "the key name"), time.time())
+def create_key(store: SessionStore, name: str, services: tuple[str, ...] | None = None) -> tuple[ApiKey, str]:
+    """A new key: its record and its secret (shown once, stored only as a keyed hash); with
+    `services`, it reaches only those."""
+    if services is not None:
+        for sid in services:
+            if get_service(store, sid) is None:
+                raise ValueError(f"no service {sid[:40]!r}: see `voice2fa services list`")
+        services = tuple(dict.fromkeys(services))
+    key = ApiKey(new_sid("SK"), clean_name(name, "the key name"), time.time(), services=services)
     secret = secrets.token_urlsafe(32)
-    salt = secrets.token_bytes(16)
-    body = {"sid": key.sid, "name": key.name, "created": key.created, "revoked": False,
-            "salt": salt.hex(), "hash": _hash(secret, salt, **SCRYPT).hex(), **SCRYPT}
+    body = {"sid": key.sid, "name": key.name, "created": key.created, "revoked": False, "v": KEY_VERSION,
+            "services": None if services is None else list(services),
+            "hash": secret_hash(store.derive_key(SECRET_LABEL), key.sid, secret).hex()}
     store.put_record(KEY, key.sid, body, only_new=True)
     return key, secret
 
 
 def list_keys(store: SessionStore) -> list[ApiKey]:
-    keys = [ApiKey(b["sid"], b["name"], b["created"], b["revoked"]) for b in store.list_records(KEY)]
-    return sorted(keys, key=lambda k: (k.created, k.sid))
+    return sorted((ApiKey.of(b) for b in store.list_records(KEY)), key=lambda k: (k.created, k.sid))
 
 
 def revoke_key(store: SessionStore, sid: str) -> bool:
@@ -135,9 +186,14 @@ def key_record(store: SessionStore, sid: str) -> Record | None:
     return store.get_record(KEY, sid)
 
 
-def secret_matches(record: dict, secret: str) -> bool:
-    """Whether `secret` is the key's (constant time; slow by design: run it off the loop)."""
-    if len(secret) > 256:
-        return False
-    digest = _hash(secret, bytes.fromhex(record["salt"]), record["n"], record["r"], record["p"])
-    return hmac.compare_digest(digest, bytes.fromhex(record["hash"]))
+# What an unknown SID's secret is compared with: the same work as for a known one.
+NO_HASH = bytes(32)
+
+
+def secret_matches(secret_key: bytes, sid: str, record: Record | None, secret: str) -> bool:
+    """Whether `secret` is the key's: one HMAC and a constant-time comparison, for an unknown
+    SID (`record` None), a revoked key or one made before KEY_VERSION too."""
+    computed = secret_hash(secret_key, sid, secret)
+    usable = record is not None and record.get("v") == KEY_VERSION and not record["revoked"]
+    stored = bytes.fromhex(record["hash"]) if usable and record is not None else NO_HASH
+    return hmac.compare_digest(computed, stored) and usable
