@@ -6,12 +6,14 @@
 1. VerificationCheck requests per second against a bare aiohttp handler that does one Redis
    round trip (a GET) and answers 200, both in their own process, the rounds interleaved, the
    same client (32 connections, keep-alive). The checks go to one verification locked after 5
-   wrong codes (its number is not locked): each request is authenticated (the key cached after
-   its first scrypt), reads the service, the pending pointer and the verification, and runs the
-   store's check script: every round trip a wrong code makes but the failure's write. Target:
+   wrong codes (its number is not locked): each request is authenticated (one HMAC; the key
+   record cached after its first read), reads the pending pointer and the verification (each
+   record's MAC checked), and runs the store's check script (the session's MAC checked): every
+   round trip a wrong code makes but the failure's write. Target:
    at least 0.4x the bare handler.
 2. `--calls` verifications created at once (`voice2fa sandbox` in its own process stands in for
-   the platform: each call answered, the gate's key pressed, the code read, the call completed), then the webhook's latency from the server's own access log (the handler's time
+   the platform: each call answered, the gate's key pressed, the code read, the call completed),
+   then the webhook's latency from the server's own access log (the handler's time
    for each of the platform's requests: p50, p99, max) and the server's peak RSS (VmHWM).
    Target: p99 under 50 ms.
 """
