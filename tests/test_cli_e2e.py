@@ -672,7 +672,8 @@ def test_the_shared_store_without_the_redis_package_is_one_line_exit_2(state_dir
     (missing / "redis" / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'redis'\")\n")
     env = plain_env(state_dir, VOICE2FA_STORE="redis://127.0.0.1:6379/0", PYTHONPATH=str(missing))
     result = run_cli(args, env, input="123456\n")
-    message = "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+    message = ("VOICE2FA_STORE names a Redis store, which needs the redis package: "
+               "pip install '.[redis]' in voice2fa's checkout")
     assert (result.returncode, result.stderr.splitlines()[-1]) == (2, f"error: {message}")
     assert json.loads(result.stdout)["error"] == message
 

@@ -100,7 +100,8 @@ def test_a_redis_store_without_the_redis_package_is_one_line(state_dir, tmp_path
     result = run_without("redis", ["verify", "+15551234567", "--code", "123456"], env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+        "error: VOICE2FA_STORE names a Redis store, which needs the redis package: "
+        "pip install '.[redis]' in voice2fa's checkout"
     )
 
 
@@ -111,5 +112,6 @@ def test_serve_without_prometheus_client_is_one_line(state_dir):
     result = run_without("prometheus_client", ["serve", "--sandbox", "--listen-api", "127.0.0.1:0"], env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: voice2fa serve needs the prometheus-client package: pip install 'voice2fa[serve]'"
+        "error: voice2fa serve needs the prometheus-client package: "
+        "pip install '.[serve]' in voice2fa's checkout"
     )

@@ -16,7 +16,8 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
     try:
         import prometheus_client  # noqa: F401 (serve's one extra dependency, checked before anything binds)
     except ImportError:
-        raise ConfigError("voice2fa serve needs the prometheus-client package: pip install 'voice2fa[serve]'") from None
+        raise ConfigError("voice2fa serve needs the prometheus-client package: "
+                          "pip install '.[serve]' in voice2fa's checkout") from None
     from voice2fa_cli.serve.log import Log
     from voice2fa_cli.serve.server import Serving
     from voice2fa_cli.web.server import bind

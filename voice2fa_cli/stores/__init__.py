@@ -17,7 +17,8 @@ from voice2fa_cli import owned
 from voice2fa_cli.errors import ConfigError, StoreError
 from voice2fa_cli.stores.base import KEY_BYTES, SessionStore, StoreSpec
 
-REDIS_MISSING = "VOICE2FA_STORE names a Redis store, which needs the redis package: pip install 'voice2fa[redis]'"
+REDIS_MISSING = ("VOICE2FA_STORE names a Redis store, which needs the redis package: "
+                 "pip install '.[redis]' in voice2fa's checkout")
 
 
 def read_key_file(path: Path) -> bytes:
