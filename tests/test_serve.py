@@ -19,7 +19,7 @@ from twilio.rest import Client as TwilioClient
 from tests import twilio_verify as facts
 from tests.helpers import FAST, NUMBER
 from voice2fa_cli.serve import records
-from voice2fa_cli.serve.log import Log
+from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.stores import open_store
 from voice2fa_cli.stores.base import StoreSpec
 from voice2fa_cli.web.server import bind
@@ -292,6 +292,41 @@ def test_bad_codes_are_60200(server, verify):
         assert err.code == 60200
 
 
+def test_a_code_outside_the_specs_lengths_is_60200_and_uses_no_attempt(server, verify):
+    shortest, longest = facts.CHECK_CODE_LENGTHS
+    verify.verifications.create(to=NUMBER, channel="call")
+    for _ in range(8):  # more than the attempts a verification has: none of them counts
+        for code in ("1" * (shortest - 1), "1" * (longest + 1)):
+            err = twilio_error(lambda: verify.verification_checks.create(to=NUMBER, code=code))
+            assert (err.code, err.status) == facts.INVALID_PARAMETER
+            assert err.msg.endswith("Invalid parameter `Code`: the 4 to 10 digits the callee heard"), err.msg
+    assert verify.verification_checks.create(to=NUMBER, code="0" * shortest).status == "pending"
+
+
+def test_a_verification_sid_breaking_its_pattern_is_60200(server, verify):
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    for sid in ("VE123", "VA" + created.sid[2:], created.sid + "0", "ve" + created.sid[2:]):
+        err = twilio_error(lambda: verify.verification_checks.create(verification_sid=sid, code="123456"))
+        assert (err.code, err.status) == facts.INVALID_PARAMETER, sid
+        assert err.msg.endswith("Invalid parameter `VerificationSid`: VE followed by 32 hexadecimal digits")
+    err = twilio_error(lambda: verify.verification_checks.create(verification_sid="VE" + "A" * 32, code="123456"))
+    assert (err.code, err.status) == facts.NOT_FOUND  # the pattern allows it; no such verification
+
+
+def test_a_method_a_route_does_not_take_is_20004(server, setup):
+    service, key, secret = setup
+
+    async def go():
+        async with aiohttp.ClientSession(headers=basic(key.sid, secret)) as http:
+            async with http.delete(f"{server.api_url}/v2/Services/{service.sid}/Verifications") as r:
+                return r.status, await r.json()
+
+    status, body = asyncio.run(go())
+    assert (body["code"], status) == facts.METHOD_NOT_ALLOWED
+    assert body == {"code": 20004, "message": "Method not allowed",
+                    "more_info": "https://www.twilio.com/docs/errors/20004", "status": 405}
+
+
 def test_a_check_for_a_number_with_no_verification_is_20404(server, verify):
     err = twilio_error(lambda: verify.verification_checks.create(to=OTHER, code="123456"))
     assert (err.code, err.status) == facts.NOT_FOUND
@@ -377,7 +412,35 @@ def test_the_log_never_holds_a_code_a_token_or_a_secret(server, verify, setup):
     lines = server.lines()
     assert {line["kind"] for line in lines} >= {"server", "access", "call", "verification", "check"}
     assert any(line["kind"] == "access" and line["path"] == "/v/-" for line in lines)
-    assert code not in text and secret not in text and tokens and all(t not in text for t in tokens)
+    shown = [line for line in lines if line["kind"] == "sandbox"]
+    assert [(line["verification"], line["heard"]) for line in shown] == [(lines_sid(lines), code)]
+    rest = "\n".join(line for line in text.splitlines() if json.loads(line)["kind"] != "sandbox")
+    assert code not in rest and secret not in text and tokens and all(t not in text for t in tokens)
+
+
+def lines_sid(lines: list[dict]) -> str:
+    return next(line["verification"] for line in lines if line["kind"] == "verification")
+
+
+def test_the_sandbox_log_shows_the_code_so_a_developer_can_finish(server, verify):
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    server.heard()
+    server.settle()
+    shown = [line for line in server.lines() if line["kind"] == "sandbox"]
+    assert [line["verification"] for line in shown] == [created.sid]
+    checked = verify.verification_checks.create(to=NUMBER, code=shown[0]["heard"])
+    assert checked.status == "approved"
+
+
+def test_only_the_sandbox_reporter_shows_what_the_callee_heard():
+    heard = ["Your code is", "7, 2, 4, 3, 5, 3", "Again:", "7, 2, 4, 3, 5, 3"]
+    for sandbox, expected in ((False, []), (True, [{"kind": "sandbox", "verification": "VE1", "heard": "724353"}])):
+        stream = io.StringIO()
+        reporter = CallReporter(Log(stream, clock=lambda: 0.0), "VE1", sandbox=sandbox)
+        reporter.heard(heard)
+        reporter.heard(heard)  # a code read again is shown once
+        assert [{k: v for k, v in json.loads(line).items() if k != "ts"} for line in stream.getvalue().splitlines()] \
+            == expected
 
 
 def test_draining_answers_503_to_new_verifications(server, verify):

@@ -29,3 +29,8 @@ NOT_FOUND = (20404, 404)
 MAX_CHECK_ATTEMPTS = (60202, 429)
 MAX_SEND_ATTEMPTS = (60203, 429)
 AUTHENTICATE = (20003, 401)
+# ERRORS 20004: "Method not allowed", HTTP 405
+METHOD_NOT_ALLOWED = (20004, 405)
+# SPEC paths["/v2/Services/{ServiceSid}/VerificationCheck"].post requestBody: Code is a string,
+# "The 4-10 character string being verified"; VerificationSid has the pattern ^VE[0-9a-fA-F]{32}$
+CHECK_CODE_LENGTHS = (4, 10)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from voice2fa_cli import config
@@ -29,11 +29,17 @@ class Platform(Protocol):
     signing_key: str | None
 
 
-def platform() -> contextlib.AbstractAsyncContextManager[Platform]:
-    """A stand-in of the platform, served on loopback while the context lasts."""
-    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox
+def platform(on_heard: Callable[[str, list[str]], None] | None = None,
+             ) -> contextlib.AbstractAsyncContextManager[Platform]:
+    """A stand-in of the platform, served on loopback while the context lasts; `on_heard` gets
+    each call's sid and what its simulated callee heard."""
+    from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox, SimCall
 
-    return Sandbox(caller=SANDBOX_CALLER)
+    def heard(sim: SimCall, lines: list[str]) -> None:
+        if on_heard is not None:
+            on_heard(sim.sid, lines)
+
+    return Sandbox(caller=SANDBOX_CALLER, on_heard=heard)
 
 
 def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket, ring_timeout: int | None = None,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import click
 
+from voice2fa_cli.voice.transcript import readings
+
 if TYPE_CHECKING:
     from rich.status import Status
 
@@ -195,43 +197,8 @@ def local_time(ts: float, now: float) -> str:
     return time.strftime("%b %d %H:%M", here)
 
 
-_SEPARATORS = " ,.;:·…\\-–—"  # between the digits of a code as it is written out
-_RUN = re.compile(rf"(?<![\w])\d(?:[{_SEPARATORS}]{{0,3}}\d)*(?![\w])")
-_ONLY_DIGITS = re.compile(rf"[\d{_SEPARATORS}]*\d[\d{_SEPARATORS}]*")
 _PRESS = re.compile(r"\[presses (\S+)\]")
 TIMES = {1: "once", 2: "twice", 3: "three times"}
-
-
-def readings(lines: list[str], shortest: int = 6) -> list[str]:
-    """The codes the callee heard, one entry per reading, whatever the rendering: digits
-    with commas or spaces on one line, one digit per line, or inside a sentence."""
-    found: list[str] = []
-    current = ""
-    for line in lines:
-        text = line.strip()
-        if _ONLY_DIGITS.fullmatch(text):
-            current += "".join(c for c in text if c.isdigit())
-            continue
-        if current:
-            found.append(current)
-            current = ""
-        for run in _RUN.findall(text):
-            digits = "".join(c for c in run if c.isdigit())
-            if len(digits) >= shortest:
-                found.append(digits)
-    if current:
-        found.append(current)
-    out: list[str] = []
-    for digits in found:
-        if len(digits) < shortest:
-            continue
-        for size in range(shortest, len(digits) // 2 + 1):  # readings run together
-            if len(digits) % size == 0 and digits == digits[:size] * (len(digits) // size):
-                out += [digits[:size]] * (len(digits) // size)
-                break
-        else:
-            out.append(digits)
-    return out
 
 
 def grouped(code: str) -> str:

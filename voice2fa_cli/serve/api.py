@@ -98,7 +98,7 @@ async def _not_found(request: web.Request, handler):
     try:
         return await handler(request)
     except web.HTTPMethodNotAllowed:
-        return shapes.error(20404, "Method not allowed", status=405)
+        return shapes.error(20004)
     except web.HTTPNotFound:
         return shapes.error(20404)
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
-MAX_CODE = 10
+MIN_CODE, MAX_CODE = 4, 10  # a VerificationCheck's Code: 4 to 10 characters (Twilio's spec)
 CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
 CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
 SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
@@ -287,7 +287,7 @@ class Core:
                       placed: asyncio.Future[Session]) -> None:
         from voice2fa_cli.voice.webhook import CALLS
 
-        reporter = CallReporter(self.log, sid)
+        reporter = CallReporter(self.log, sid, sandbox=self.sandbox)
         calls = self.calls
         syncing = None
         if calls is not None:
@@ -341,9 +341,11 @@ class Core:
 
     async def check(self, service: records.Service, form: Mapping[str, str]) -> Record:
         code = form.get("Code") or ""
-        if not (code.isascii() and code.isdigit() and 1 <= len(code) <= MAX_CODE):
-            raise ApiError(60200, "Invalid parameter `Code`: the digits the callee heard")
+        if not (code.isascii() and code.isdigit() and MIN_CODE <= len(code) <= MAX_CODE):
+            raise ApiError(60200, f"Invalid parameter `Code`: the {MIN_CODE} to {MAX_CODE} digits the callee heard")
         if form.get("VerificationSid"):
+            if not records.VERIFICATION_SID.fullmatch(form["VerificationSid"]):
+                raise ApiError(60200, "Invalid parameter `VerificationSid`: VE followed by 32 hexadecimal digits")
             record = await self._record(service, form["VerificationSid"])
             verdict = await self.store.check(record["to"], code, record.get("session"), service.sid)
         elif form.get("To"):
@@ -370,6 +372,14 @@ class Core:
         self.metrics.checked(outcome)
         self.log.write("check", verification=record["sid"], outcome=outcome)
         return shapes.verification_check(record, "pending")
+
+    def heard(self, call_sid: str, lines: list[str]) -> None:
+        """What the sandbox's simulated callee heard on call `call_sid`, to its flow here."""
+        if not self.sandbox:
+            return
+        for flight in self.flights.values():
+            if flight.call.call_sid == call_sid:
+                flight.call.note_heard(lines)
 
     async def drain(self, bound: float) -> None:
         """Stop taking verifications; let the calls in flight end (up to `bound` s), then hang up."""

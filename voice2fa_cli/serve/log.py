@@ -1,7 +1,7 @@
 """The server's log: one JSON object per line on stderr, for requests (the access log) and for
-events (calls, checks, start and stop). Never a code, a token, a secret or a request body: the
-webhook's token path segment is replaced before a line is written, query strings are dropped,
-and only the fields named here are written."""
+events (calls, checks, start and stop). Never a code (but `--sandbox`'s: see CallReporter), a
+token, a secret or a request body: the webhook's token path segment is replaced before a line
+is written, query strings are dropped, and only the fields named here are written."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import re
 import sys
 import time
 from typing import TextIO
+
+from voice2fa_cli.voice.transcript import readings
 
 _TOKEN = re.compile(r"/v/[^/]+")
 
@@ -37,11 +39,15 @@ class Log:
 
 class CallReporter:
     """The flow's reporter for one call of the server: its steps as log lines. What the callee
-    heard (it holds the code) is never written."""
+    heard (it holds the code) is never written, except by `--sandbox`, whose simulated callee's
+    code (a sandbox code, which never verifies a real number) is one line of kind "sandbox", so
+    that a developer can finish the flow: `jq -r 'select(.kind=="sandbox").heard'`."""
 
-    def __init__(self, log: Log, verification: str) -> None:
+    def __init__(self, log: Log, verification: str, *, sandbox: bool = False) -> None:
         self.log = log
         self.verification = verification
+        self.sandbox = sandbox
+        self.shown: set[str] = set()
 
     def warn(self, text: str) -> None:
         self.log.write("call", verification=self.verification, warning=text)
@@ -53,7 +59,12 @@ class CallReporter:
         self.log.write("call", verification=self.verification, event=event, elapsed=round(elapsed, 3))
 
     def heard(self, lines: list[str]) -> None:
-        pass
+        if not self.sandbox:
+            return
+        for code in dict.fromkeys(readings(lines)):
+            if code not in self.shown:
+                self.shown.add(code)
+                self.log.write("sandbox", verification=self.verification, heard=code)
 
 
 class ServerReporter:

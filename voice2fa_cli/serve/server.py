@@ -81,7 +81,7 @@ class Serving:
         stack.callback(self.webhook_sock.close)
         stack.callback(self.metrics_sock.close)
         if self.sandbox_mode:
-            self.sandbox = await stack.enter_async_context(stand_in.platform())
+            self.sandbox = await stack.enter_async_context(stand_in.platform(on_heard=self._heard))
         settings = self._settings()
         spec = config.store_spec(self.env)
         creds = await self._open_store(spec, sandbox=False)
@@ -125,6 +125,11 @@ class Serving:
             await flow.preflight(server_config, settings.listen, settings.timing.api_timeout)
         self.log.write("server", event="started", api=self.api_url, metrics=self.metrics_url,
                        webhook=settings.public_url, sandbox=self.sandbox_mode, store=spec.describe())
+
+    def _heard(self, call_sid: str, lines: list[str]) -> None:
+        """The stand-in's callee heard `lines` (--sandbox only): to the call's flow, which logs the code."""
+        if self.core is not None:
+            self.core.heard(call_sid, lines)
 
     async def _open_store(self, spec: StoreSpec, *, sandbox: bool) -> AsyncSessionStore:
         """On a standalone Redis the asyncio driver; else the store worked from threads (SQLite: one)."""

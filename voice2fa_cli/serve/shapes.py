@@ -19,6 +19,7 @@ MORE_INFO = "https://www.twilio.com/docs/errors/"
 # code → (HTTP status, message)
 ERRORS = {
     20003: (401, "Authenticate"),
+    20004: (405, "Method not allowed"),
     20404: (404, "The requested resource was not found"),
     20429: (429, "Too Many Requests"),
     60200: (400, "Invalid parameter"),
