@@ -231,6 +231,32 @@ def test_cancel_then_fetch_and_check_are_20404(server, verify):
         assert (err.code, err.status) == facts.NOT_FOUND
 
 
+def test_an_update_to_approved_approves_and_closes_the_code(server, verify, setup, state_dir):
+    assert facts.UPDATE_STATUSES == ("canceled", "approved")
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    code = server.heard()
+    approved = verify.verifications(created.sid).update(status="approved")
+    assert (approved.status, approved.sid) == ("approved", created.sid)
+    for call in (lambda: verify.verifications(created.sid).fetch(),
+                 lambda: verify.verification_checks.create(to=NUMBER, code=code),
+                 lambda: verify.verification_checks.create(verification_sid=created.sid, code=code)):
+        err = twilio_error(call)
+        assert (err.code, err.status) == facts.NOT_FOUND
+    with open_store(StoreSpec(state_dir=state_dir), sandbox=True) as store:  # serve --sandbox's verifications
+        assert store.get_record(records.VERIFICATION, created.sid)["status"] == "approved"
+        assert store.newest(NUMBER, setup[0].sid).state == "verified"
+    assert any(line.get("event") == "approved" for line in server.lines() if line["kind"] == "verification")
+
+
+@pytest.mark.parametrize("status", ["pending", "Canceled", "", "max_attempts_reached"])
+def test_an_update_to_another_status_is_60200_and_changes_nothing(server, verify, status):
+    created = verify.verifications.create(to=NUMBER, channel="call")
+    err = twilio_error(lambda: verify.verifications(created.sid).update(status=status))
+    assert (err.code, err.status) == facts.INVALID_PARAMETER
+    assert err.msg.endswith("Invalid parameter `Status`: canceled or approved"), err.msg
+    assert verify.verifications(created.sid).fetch().status == "pending"
+
+
 def test_bad_credentials_are_20003(server, setup, state_dir):
     service, key, secret = setup
     with open_store(StoreSpec(state_dir=state_dir)) as store:

@@ -34,3 +34,6 @@ METHOD_NOT_ALLOWED = (20004, 405)
 # SPEC paths["/v2/Services/{ServiceSid}/VerificationCheck"].post requestBody: Code is a string,
 # "The 4-10 character string being verified"; VerificationSid has the pattern ^VE[0-9a-fA-F]{32}$
 CHECK_CODE_LENGTHS = (4, 10)
+# SPEC paths["/v2/Services/{ServiceSid}/Verifications/{Sid}"].post requestBody: Status, the
+# verification's update_status enum
+UPDATE_STATUSES = ("canceled", "approved")

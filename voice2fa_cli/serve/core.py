@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
 MIN_CODE, MAX_CODE = 4, 10  # a VerificationCheck's Code: 4 to 10 characters (Twilio's spec)
+# An update's Status (the spec's enum) → the state its session closes in
+UPDATE_STATUSES = {"canceled": "undelivered", "approved": "verified"}
 CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
 CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
 SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
@@ -325,18 +327,19 @@ class Core:
         return shapes.verification(await self._record(service, sid), self.api_url)
 
     async def update(self, service: records.Service, sid: str, form: Mapping[str, str]) -> Record:
-        if form.get("Status") != "canceled":
-            raise ApiError(60200, "Invalid parameter `Status`: canceled")
+        status = form.get("Status") or ""
+        if status not in UPDATE_STATUSES:
+            raise ApiError(60200, "Invalid parameter `Status`: canceled or approved")
         record = await self._record(service, sid)
-        record = await self._close(service, record, "canceled")
-        if record.get("session"):
-            await self.store.record_call(record["session"], state="undelivered")
+        record = await self._close(service, record, status)
+        if record.get("session"):  # its code can no longer be checked
+            await self.store.record_call(record["session"], state=UPDATE_STATUSES[status])
         flight = self.flights.get(sid)
         if flight is not None and not flight.task.done():
             flight.task.cancel()  # hangs up and records
         elif self.calls is not None and record.get("call"):
             await self.calls.hang_up(record["call"])  # placed by another instance: it hangs up
-        self.log.write("verification", verification=sid, service=service.sid, event="canceled")
+        self.log.write("verification", verification=sid, service=service.sid, event=status)
         return shapes.verification(record, self.api_url)
 
     async def check(self, service: records.Service, form: Mapping[str, str]) -> Record:
