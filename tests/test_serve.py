@@ -719,3 +719,16 @@ def test_a_premium_rate_number_is_60200_and_nothing_is_dialed(server, setup, to)
     assert body["message"] == ("Invalid parameter `To`: a premium-rate number, which this server does not call "
                                "(it charges the caller extra)")
     assert server.serving.sandbox.calls == {}
+
+
+def test_a_refusal_tells_an_api_client_when_in_utc_and_seconds():
+    from voice2fa_cli import policy
+    from voice2fa_cli.serve import shapes
+
+    refused = policy.number_limit_refusal(NUMBER, 5, 1_796_000_000.0)
+    assert shapes.refusal(refused, now=1_796_000_000.0 - 90.2) == (
+        f"send limit reached: 5 calls to {NUMBER} in the last 10 minutes; try again after 2026-11-30T00:53:20Z (in 91 s)")
+    locked = policy.number_locked_refusal(NUMBER, 1_796_000_000.0)
+    assert shapes.refusal(locked, now=1_796_000_001.0) == (
+        f"{NUMBER} is locked after too many wrong codes; try again after 2026-11-30T00:53:20Z (in 0 s)")
+    assert refused.message.startswith(f"send limit reached: 5 calls to {NUMBER} in the last 10 minutes; try again after ")

@@ -9,11 +9,13 @@ import asyncio
 import base64
 import json
 import os
+import re
 import threading
 
 import aiohttp
 import pytest
 
+from tests import twilio_verify as facts
 from tests.helpers import FAST, NUMBER, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_serve import ServeThread, basic, client_for, twilio_error
@@ -98,8 +100,9 @@ def test_a_service_uses_only_its_share_of_the_hourly_cap(env, state_dir):
             server.settle()
         err = twilio_error(lambda: alpha.verifications.create(to=THIRD, channel="call"))
         assert (err.status, err.code) == (429, 60203)
-        assert err.msg.startswith(f"Unable to create record: Max send attempts reached: send limit reached: 2 calls of service {a.sid} in "
-                                  "the last hour (its share of the hourly cap is 2); try again after ")
+        assert re.fullmatch(re.escape(f"Unable to create record: Max send attempts reached: send limit reached: 2 calls "
+                                      f"of service {a.sid} in the last hour (its share of the hourly cap is 2); "
+                                      "try again after ") + facts.DATE_PATTERN + r" \(in [0-9]+ s\)", err.msg), err.msg
         beta.verifications.create(to=THIRD, channel="call")
         server.settle()
         assert twilio_error(lambda: beta.verifications.create(to=NUMBER, channel="call")).code == 60203

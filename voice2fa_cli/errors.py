@@ -82,3 +82,9 @@ class PolicyRefused(Voice2faError):
     """`send` refused before dialing: send limit, country, locked number."""
 
     exit_code = EXIT_POLICY
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: Problem | None = None,
+                 reason: str | None = None, retry_at: float | None = None) -> None:
+        super().__init__(message, hint, kind=kind)
+        self.reason = reason or message  # the refusal without its time, for a face to word that
+        self.retry_at = retry_at  # when a send may succeed (a Unix time), for a limit or a lock

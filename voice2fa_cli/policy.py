@@ -225,32 +225,28 @@ def number_type_refusal(number: Number, allowed: frozenset[str] = frozenset()) -
 
 
 def number_locked_refusal(number: str, until: float) -> PolicyRefused:
-    return PolicyRefused(f"{number} is locked after too many wrong codes: no calls until {clock_text(until)}",
-                         kind=Problem.NUMBER_LOCKED)
+    reason = f"{number} is locked after too many wrong codes"
+    return PolicyRefused(f"{reason}: no calls until {clock_text(until)}", kind=Problem.NUMBER_LOCKED,
+                         reason=reason, retry_at=until)
+
+
+def _limit(reason: str, retry: float) -> PolicyRefused:
+    return PolicyRefused(f"{reason}; try again after {clock_text(retry)}", kind=Problem.SEND_LIMIT,
+                         reason=reason, retry_at=retry)
 
 
 def number_limit_refusal(number: str, calls: int, retry: float) -> PolicyRefused:
-    return PolicyRefused(
-        f"send limit reached: {calls} calls to {number} in the last {SEND_WINDOW / 60:g} minutes; "
-        f"try again after {clock_text(retry)}",
-        kind=Problem.SEND_LIMIT,
-    )
+    return _limit(f"send limit reached: {calls} calls to {number} in the last {SEND_WINDOW / 60:g} minutes", retry)
 
 
 def hourly_limit_refusal(calls: int, max_per_hour: int, retry: float) -> PolicyRefused:
-    return PolicyRefused(
-        f"send limit reached: {calls} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR={max_per_hour}); "
-        f"try again after {clock_text(retry)}",
-        kind=Problem.SEND_LIMIT,
-    )
+    return _limit(f"send limit reached: {calls} calls in the last hour (VOICE2FA_MAX_CALLS_PER_HOUR={max_per_hour})",
+                  retry)
 
 
 def service_limit_refusal(service: str, calls: int, share: int, retry: float) -> PolicyRefused:
-    return PolicyRefused(
-        f"send limit reached: {calls} calls of service {service} in the last hour (its share of the hourly cap "
-        f"is {share}); try again after {clock_text(retry)}",
-        kind=Problem.SEND_LIMIT,
-    )
+    return _limit(f"send limit reached: {calls} calls of service {service} in the last hour (its share of the "
+                  f"hourly cap is {share})", retry)
 
 
 def service_share(max_per_hour: int, share: int | None) -> int:

@@ -222,9 +222,9 @@ class Core:
             if isinstance(exc, PolicyRefused):
                 if exc.kind is Problem.NUMBER_LOCKED:
                     self.metrics.refused("locked")
-                    raise ApiError(60202, f"Max check attempts reached: {exc.message}") from None
+                    raise ApiError(60202, f"Max check attempts reached: {shapes.refusal(exc)}") from None
                 self.metrics.refused("send_limit")
-                raise ApiError(60203, f"Max send attempts reached: {exc.message}") from None
+                raise ApiError(60203, f"Max send attempts reached: {shapes.refusal(exc)}") from None
             if isinstance(exc, (ProviderError, StoreError)):
                 raise ApiError(20500, f"The call could not be placed: {exc.message}", status=502) from None
             raise

@@ -11,9 +11,13 @@ sources, are in tests/twilio_verify.py (the tests check these against them).
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import datetime, timezone
 
 from aiohttp import web
+
+from voice2fa_cli.errors import PolicyRefused
 
 MORE_INFO = "https://www.twilio.com/docs/errors/"
 # code → (HTTP status, message)
@@ -40,6 +44,15 @@ def error(code: int, message: str | None = None, status: int | None = None) -> w
 
 def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def refusal(exc: PolicyRefused, now: float | None = None) -> str:
+    """A send limit's or a lock's reason for an API client: when to try again in ISO 8601 UTC
+    and in seconds (never the server's local clock)."""
+    if exc.retry_at is None:
+        return exc.reason
+    seconds = max(0, math.ceil(exc.retry_at - (time.time() if now is None else now)))
+    return f"{exc.reason}; try again after {iso(exc.retry_at)} (in {seconds} s)"
 
 
 def verification(record: dict, base_url: str, status: str | None = None) -> dict:
