@@ -530,6 +530,7 @@ def test_keys_and_services_commands(env):
     assert "not shown again" in made.stderr and key["secret"] not in made.stderr
     listed = run_cli(["keys", "list"], full)
     assert [json.loads(line)["sid"] for line in listed.stdout.splitlines()] == [key["sid"]]
+    assert re.fullmatch(facts.DATE_PATTERN, json.loads(listed.stdout)["created"])  # ISO 8601 UTC, as every JSON time
     assert key["secret"] not in listed.stdout
     assert run_cli(["keys", "revoke", key["sid"]], full).returncode == 0
     assert json.loads(run_cli(["keys", "list"], full).stdout)["revoked"] is True
@@ -540,7 +541,8 @@ def test_keys_and_services_commands(env):
     assert service.returncode == 0, service.stderr
     body = json.loads(service.stdout)
     assert (body["name"], body["code_length"], body["ttl"], body["language"]) == ("Acme", 8, 300, "fr-FR")
-    assert [json.loads(line)["sid"] for line in run_cli(["services", "list"], full).stdout.splitlines()] == [body["sid"]]
+    assert re.fullmatch(facts.DATE_PATTERN, body["created"])
+    assert [json.loads(line) for line in run_cli(["services", "list"], full).stdout.splitlines()] == [body]
     for bad in (["services", "create", "x", "--code-length", "3"], ["services", "create", "x", "--ttl", "11m"],
                 ["services", "create", "x", "--language", "xx-YY"], ["services", "create", "\x1b[31m"],
                 ["keys", "create", ""]):

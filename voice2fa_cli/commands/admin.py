@@ -94,7 +94,7 @@ def keys_list() -> None:
 
     with exit_codes(True), _records_store() as store:
         for key in records.list_keys(store):
-            line = {"sid": key.sid, "name": key.name, "created": key.created, "revoked": key.revoked,
+            line = {"sid": key.sid, "name": key.name, "created": ui.iso(key.created), "revoked": key.revoked,
                     "services": _services(key), "usable": key.usable}
             if not key.usable:
                 line["why"] = "made by an older voice2fa (an scrypt hash): make a new key and revoke this one"
@@ -159,7 +159,7 @@ def services_create(name, code_length, ttl, language, max_calls_per_hour, friend
             service = records.create_service(store, name, options)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        ui.emit_json(service.body())
+        ui.emit_json({**service.body(), "created": ui.iso(service.created)})
 
 
 @services_group.command("list")
@@ -170,4 +170,4 @@ def services_list() -> None:
 
     with exit_codes(True), _records_store() as store:
         for service in records.list_services(store):
-            ui.emit_json(service.body())
+            ui.emit_json({**service.body(), "created": ui.iso(service.created)})
