@@ -707,7 +707,7 @@ def test_a_stored_4_digit_service_is_refused_before_the_send_limit_is_touched(se
 
 
 @pytest.mark.parametrize("to", ["+19005551234", "+19765551234"])
-def test_a_premium_rate_number_is_60200_and_nothing_is_dialed(server, setup, to):
+def test_a_premium_rate_number_is_60605_and_nothing_is_dialed(server, setup, to):
     service, key, secret = setup
 
     async def go():
@@ -717,10 +717,31 @@ def test_a_premium_rate_number_is_60200_and_nothing_is_dialed(server, setup, to)
                 return r.status, await r.json()
 
     status, body = asyncio.run(go())
-    assert (status, body["code"]) == (400, 60200)
-    assert body["message"] == ("Invalid parameter `To`: a premium-rate number, which this server does not call "
-                               "(it charges the caller extra)")
+    assert (body["code"], status) == facts.DELIVERY_BLOCKED
+    assert body["message"] == ("Verification delivery attempt blocked: a premium-rate number, which this server does "
+                               "not call (it charges the caller extra)")
     assert server.serving.sandbox.calls == {}
+
+
+def test_a_country_not_allowed_is_60605_and_nothing_is_dialed(sandbox, state_dir, setup):
+    from tests.helpers import CALLER
+
+    service, key, secret = setup
+    hook = bind("127.0.0.1", 0)
+    env = {"SIGNALWIRE_SPACE": sandbox.url, "SIGNALWIRE_PROJECT": sandbox.project, "SIGNALWIRE_TOKEN": sandbox.token,
+           "SIGNALWIRE_NUMBER": CALLER, "SIGNALWIRE_SIGNING_KEY": sandbox.signing_key, **FAST,
+           "VOICE2FA_STATE_DIR": str(state_dir), "VOICE2FA_ALLOWED_COUNTRIES": "US"}
+    server = ServeThread(env, sandbox=False, public_url=f"http://127.0.0.1:{hook.getsockname()[1]}",
+                         webhook_sock=hook, preflight=False, linger=0.5, drain=5)
+    try:
+        verify = client_for(server, key.sid, secret).verify.v2.services(service.sid)
+        err = twilio_error(lambda: verify.verifications.create(to="+33612345678", channel="call"))
+        assert (err.code, err.status) == facts.DELIVERY_BLOCKED
+        assert err.msg.endswith("Verification delivery attempt blocked: calls to FR are not allowed by this server "
+                                "(VOICE2FA_ALLOWED_COUNTRIES)"), err.msg
+        assert sandbox.calls == {}
+    finally:
+        server.stop()
 
 
 def test_a_refusal_tells_an_api_client_when_in_utc_and_seconds():

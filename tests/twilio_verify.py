@@ -37,3 +37,5 @@ CHECK_CODE_LENGTHS = (4, 10)
 # SPEC paths["/v2/Services/{ServiceSid}/Verifications/{Sid}"].post requestBody: Status, the
 # verification's update_status enum
 UPDATE_STATUSES = ("canceled", "approved")
+# ERRORS 60605: "Verification delivery attempt blocked" (Verify Geo-Permissions), HTTP 403
+DELIVERY_BLOCKED = (60605, 403)

@@ -154,10 +154,11 @@ class Core:
         except ConfigError as exc:
             raise ApiError(60200, f"Invalid parameter `To`: {exc.message}") from None
         if not self.sandbox and policy.country_refusal(number, self.settings.allowed_countries) is not None:
-            raise ApiError(60200, f"Invalid parameter `To`: calls to {number.region} are not allowed by this server")
+            raise ApiError(60605, f"Verification delivery attempt blocked: calls to {number.region} are not allowed "
+                                  "by this server (VOICE2FA_ALLOWED_COUNTRIES)")
         if policy.number_type_refusal(number, self.settings.allowed_number_types) is not None:
-            raise ApiError(60200, f"Invalid parameter `To`: {policy.REVENUE_SHARING[number.kind]}, which this "
-                                  "server does not call (it charges the caller extra)")
+            raise ApiError(60605, f"Verification delivery attempt blocked: {policy.REVENUE_SHARING[number.kind]}, "
+                                  "which this server does not call (it charges the caller extra)")
         return number
 
     @staticmethod

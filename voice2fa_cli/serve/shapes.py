@@ -29,6 +29,7 @@ ERRORS = {
     60200: (400, "Invalid parameter"),
     60202: (429, "Max check attempts reached"),
     60203: (429, "Max send attempts reached"),
+    60605: (403, "Verification delivery attempt blocked"),
     20001: (503, "Service unavailable: the server is shutting down"),
     20500: (500, "Internal server error"),
 }
