@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import CALLER, FAST, NUMBER, run_cli, sandbox_code_shown
 from tests.redis_server import REDIS_SERVER
-from tests.test_serve import ServeThread, basic, client_for, twilio_error
+from tests.serve_helpers import ServeThread, basic, client_for, twilio_error
 from tests.test_webhook import CODE, SID, fields_for, hooks, no_code, spoken_code  # noqa: F401 (hooks: a fixture)
 from voice2fa_cli.serve import records
 from voice2fa_cli.stores import open_store

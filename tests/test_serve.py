@@ -4,20 +4,17 @@ API listener), with the sandbox in place of the platform."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import json
 import re
-import threading
 import time
 
 import aiohttp
 import pytest
-from twilio.base.exceptions import TwilioRestException
-from twilio.rest import Client as TwilioClient
 
 from tests import twilio_verify as facts
 from tests.helpers import FAST, NUMBER
+from tests.serve_helpers import ServeThread, basic, client_for, env, server, setup, twilio_error, verify  # noqa: F401
 from voice2fa_cli.serve import records
 from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.stores import open_store
@@ -25,125 +22,6 @@ from voice2fa_cli.stores.base import StoreSpec
 from voice2fa_cli.web.server import bind
 
 OTHER = "+15557654321"
-
-
-class ServeThread:
-    """`Serving` (sandbox mode) on its own event loop in a thread; its log in a StringIO."""
-
-    def __init__(self, env: dict, *, api_sock=None, webhook_sock=None, sandbox: bool = True, **kwargs) -> None:
-        from voice2fa_cli.serve.server import Serving
-
-        self.loop = asyncio.new_event_loop()
-        self.log = io.StringIO()
-        self.serving = None
-        ready = threading.Event()
-        failure: list = []
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-
-            async def start():
-                self.serving = Serving(env, api_sock=api_sock or bind("127.0.0.1", 0),
-                                       webhook_sock=webhook_sock or bind("127.0.0.1", 0),
-                                       sandbox=sandbox, log=Log(self.log), **kwargs)
-                await self.serving.__aenter__()
-
-            try:
-                self.loop.run_until_complete(start())
-            except BaseException as exc:  # noqa: BLE001
-                failure.append(exc)
-                ready.set()
-                return
-            ready.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        ready.wait(30)
-        if failure:
-            raise failure[0]
-
-    @property
-    def api_url(self) -> str:
-        return self.serving.api_url
-
-    @property
-    def core(self):
-        return self.serving.core
-
-    def call(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def heard(self, count: int = 1, timeout: float = 20.0) -> str:
-        """The code the callee heard in the newest call, once `count` calls delivered one."""
-        deadline = time.monotonic() + timeout
-        sb = self.serving.sandbox
-        while time.monotonic() < deadline:
-            calls = list(sb.calls.values())
-            if len(calls) >= count:
-                code = sb.heard_code(calls[count - 1].sid)
-                if code:
-                    return code
-            time.sleep(0.02)
-        raise AssertionError("the callee heard no code")
-
-    def settle(self, timeout: float = 20.0) -> None:
-        """Until no call is in flight."""
-        deadline = time.monotonic() + timeout
-        while self.core.flights and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.call(self.serving.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-    def lines(self) -> list[dict]:
-        return [json.loads(line) for line in self.log.getvalue().splitlines()]
-
-
-@pytest.fixture
-def env(state_dir) -> dict:
-    return {"VOICE2FA_STATE_DIR": str(state_dir), **FAST}
-
-
-@pytest.fixture
-def setup(env, state_dir):
-    """A service and an API key in the store (as `voice2fa services create` / `keys create` make them)."""
-    with open_store(StoreSpec(state_dir=state_dir)) as store:
-        service = records.create_service(store, "Acme", records.ServiceOptions(code_length=6, ttl=600))
-        key, secret = records.create_key(store, "backend")
-    return service, key, secret
-
-
-@pytest.fixture
-def server(env, setup):
-    s = ServeThread(env, linger=0.5, drain=5)
-    yield s
-    s.stop()
-
-
-def client_for(server: ServeThread, sid: str, secret: str) -> TwilioClient:
-    client = TwilioClient(sid, secret, "AC" + "0" * 32)
-    client.verify.base_url = server.api_url
-    return client
-
-
-@pytest.fixture
-def verify(server, setup):
-    service, key, secret = setup
-    return client_for(server, key.sid, secret).verify.v2.services(service.sid)
-
-
-def basic(user: str, password: str) -> dict:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def twilio_error(call) -> TwilioRestException:
-    with pytest.raises(TwilioRestException) as info:
-        call()
-    return info.value
 
 
 def test_create_hear_check_approved_then_fetch_is_20404(server, verify, setup):
@@ -248,12 +126,17 @@ def test_an_update_to_approved_approves_and_closes_the_code(server, verify, setu
     assert any(line.get("event") == "approved" for line in server.lines() if line["kind"] == "verification")
 
 
-@pytest.mark.parametrize("status", ["pending", "Canceled", "", "max_attempts_reached"])
-def test_an_update_to_another_status_is_60200_and_changes_nothing(server, verify, status):
+@pytest.mark.parametrize(("status", "message"), [
+    ("pending", "Invalid parameter `Status`: canceled or approved"),
+    ("Canceled", "Invalid parameter `Status`: canceled or approved"),
+    ("max_attempts_reached", "Invalid parameter `Status`: canceled or approved"),
+    ("", "Invalid parameter: Status is required"),
+])
+def test_an_update_to_another_status_is_60200_and_changes_nothing(server, verify, status, message):
     created = verify.verifications.create(to=NUMBER, channel="call")
     err = twilio_error(lambda: verify.verifications(created.sid).update(status=status))
     assert (err.code, err.status) == facts.INVALID_PARAMETER
-    assert err.msg.endswith("Invalid parameter `Status`: canceled or approved"), err.msg
+    assert err.msg.endswith(message), err.msg
     assert verify.verifications(created.sid).fetch().status == "pending"
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import CALLER, NUMBER
 from tests.redis_server import REDIS_SERVER, RedisServer
-from tests.test_serve import ServeThread, client_for
+from tests.serve_helpers import ServeThread, client_for
 from voice2fa_cli.serve import records
 from voice2fa_cli.stores import open_store
 from voice2fa_cli.stores.base import StoreSpec
@@ -119,7 +119,6 @@ def redis_dump(server: RedisServer) -> str:
 async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(state_dir, tmp_path):
     import base64
 
-    from voice2fa_cli import flow
     from voice2fa_cli.serve.calls import KIND, StoredCalls
     from voice2fa_cli.voice import speech
     from voice2fa_cli.voice.call import CallState

@@ -18,7 +18,7 @@ import pytest
 from tests import twilio_verify as facts
 from tests.helpers import FAST, NUMBER, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
-from tests.test_serve import ServeThread, basic, client_for, twilio_error
+from tests.serve_helpers import ServeThread, client_for, twilio_error
 from tests.test_serve_shared import pair  # noqa: F401 (a fixture)
 from tests.test_webhook import SID, fields_for, hooks, no_code  # noqa: F401 (hooks: a fixture)
 from voice2fa_cli import policy

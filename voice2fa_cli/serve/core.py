@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from voice2fa_cli import config, flow, phone, policy
 from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderError, StoreError, Voice2faError
 from voice2fa_cli.policy import Kind, Session
-from voice2fa_cli.serve import records, shapes
+from voice2fa_cli.serve import locales, params, records, shapes
 from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.stores.base import AsyncSessionStore, Record
@@ -39,6 +39,10 @@ UPDATE_STATUSES = {"canceled": "undelivered", "approved": "verified"}
 CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
 CALL_LINGER = 60.0  # a call's routes stay after its end, for the platform's late callbacks
 SYNC_INTERVAL = 1.0  # how often the placing instance syncs a call with the store (several instances)
+# The Locale values a call speaks: Twilio's tags whose language has phrases, and voice2fa's region tags
+SPOKEN_LOCALES = tuple(dict.fromkeys(
+    [tag for tag, language in locales.TWILIO_LOCALES.items()
+     if any(language.lower() == spoken.lower() for spoken in phrases.CALL_LANGUAGES)] + list(phrases.CALL_LANGUAGES)))
 
 
 @dataclass
@@ -144,11 +148,8 @@ class Core:
         await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", {"sid": None}, ttl=service.ttl)
         return record
 
-    def _number(self, to: str | None) -> phone.Number:
-        if not to:
-            raise ApiError(60200, "Invalid parameter: To is required")
-        if not to.startswith("+") or len(to) > 20:
-            raise ApiError(60200, "Invalid parameter `To`: a phone number in E.164 format, such as +15017122661")
+    def _number(self, to: str) -> phone.Number:
+        """The number to call, its E.164 form checked already (params.CREATE)."""
         try:
             number = phone.parse(to, "To")
         except ConfigError as exc:
@@ -181,14 +182,18 @@ class Core:
         from voice2fa_cli.voice.options import OptionError, voice_options
 
         caller, message = self._texts(service, form)
+        locale = form.get("Locale")
         try:
-            voice, _ = voice_options(language=form.get("Locale") or service.language, voice=None,
+            voice, _ = voice_options(language=locales.language(locale) if locale else service.language, voice=None,
                                      message=message, caller=caller, region=number.region,
                                      caller_setting="CustomFriendlyName")
         except OptionError as exc:
-            if exc.option == "language":
-                languages = ", ".join(phrases.CALL_LANGUAGES)
-                raise ApiError(60200, f"Invalid parameter `Locale`: one of {languages}") from None
+            if exc.option == "language" and exc.shape:
+                raise ApiError(60200, "Invalid parameter `Locale`: a language tag such as en, fr or pt-BR") from None
+            if exc.option == "language":  # Twilio answers an unsupported locale with a 404
+                raise ApiError(20404, f"Locale `{locale}` is not supported by this server's calls: retry without "
+                                      "Locale (the call then speaks the language of the number's country, or English); "
+                                      f"supported: {', '.join(SPOKEN_LOCALES)}") from None
             field = {"message": "CustomMessage", "caller": "CustomFriendlyName"}[exc.option]
             raise ApiError(60200, f"Invalid parameter `{field}`: {exc.detail}") from None
         return voice
@@ -196,7 +201,8 @@ class Core:
     async def create(self, service: records.Service, form: Mapping[str, str]) -> Record:
         if self.draining:
             raise ApiError(20001, status=503)
-        number = self._number(form.get("To"))
+        params.validate(form, params.CREATE)
+        number = self._number(form["To"])
         channel = form.get("Channel")
         if channel != "call":
             raise ApiError(60200, "Invalid parameter `Channel`: this server verifies by voice call only (Channel=call)")
@@ -328,9 +334,8 @@ class Core:
         return shapes.verification(await self._record(service, sid), self.api_url)
 
     async def update(self, service: records.Service, sid: str, form: Mapping[str, str]) -> Record:
-        status = form.get("Status") or ""
-        if status not in UPDATE_STATUSES:
-            raise ApiError(60200, "Invalid parameter `Status`: canceled or approved")
+        params.validate(form, params.UPDATE)
+        status = form["Status"]
         record = await self._record(service, sid)
         record = await self._close(service, record, status)
         if record.get("session"):  # its code can no longer be checked
@@ -344,12 +349,11 @@ class Core:
         return shapes.verification(record, self.api_url)
 
     async def check(self, service: records.Service, form: Mapping[str, str]) -> Record:
+        params.validate(form, params.CHECK)
         code = form.get("Code") or ""
         if not (code.isascii() and code.isdigit() and MIN_CODE <= len(code) <= MAX_CODE):
             raise ApiError(60200, f"Invalid parameter `Code`: the {MIN_CODE} to {MAX_CODE} digits the callee heard")
         if form.get("VerificationSid"):
-            if not records.VERIFICATION_SID.fullmatch(form["VerificationSid"]):
-                raise ApiError(60200, "Invalid parameter `VerificationSid`: VE followed by 32 hexadecimal digits")
             record = await self._record(service, form["VerificationSid"])
             verdict = await self.store.check(record["to"], code, record.get("session"), service.sid)
         elif form.get("To"):

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 SERVICE, KEY, VERIFICATION, PENDING, META = "service", "key", "verification", "pending", "meta"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
-VERIFICATION_SID = re.compile(r"VE[0-9a-fA-F]{32}")  # the spec's pattern (the sids made here are lowercase)
 SECRET_LABEL = b"serve api key secret v1"  # the derived key that hashes API key secrets
 KEY_VERSION = 2  # key records before it held scrypt hashes: such keys must be made again
 MAX_NAME = 64
