@@ -73,15 +73,25 @@ def test_resources_have_the_specs_fields(server, setup):
     assert bad[1]["more_info"] == "https://www.twilio.com/docs/errors/60200"
 
 
-def test_five_wrong_codes_then_60202_even_for_the_right_one(server, verify):
-    verify.verifications.create(to=NUMBER, channel="call")
+def test_five_wrong_codes_reach_max_attempts_then_60202_even_for_the_right_one(server, verify, state_dir):
+    created = verify.verifications.create(to=NUMBER, channel="call")
     code = server.heard()
     wrong = "000000" if code != "000000" else "111111"
-    for _ in range(5):
+    for _ in range(4):
         checked = verify.verification_checks.create(to=NUMBER, code=wrong)
         assert (checked.status, checked.valid) == ("pending", False)
-    err = twilio_error(lambda: verify.verification_checks.create(to=NUMBER, code=code))
-    assert (err.code, err.status) == facts.MAX_CHECK_ATTEMPTS
+    checked = verify.verification_checks.create(to=NUMBER, code=wrong)  # the last attempt
+    assert (checked.status, checked.valid) == ("max_attempts_reached", False)
+    fetched = verify.verifications(created.sid).fetch()  # the status the spec names, until it expires
+    assert (fetched.status, fetched.valid) == ("max_attempts_reached", False)
+    for call in (lambda: verify.verification_checks.create(to=NUMBER, code=code),
+                 lambda: verify.verification_checks.create(verification_sid=created.sid, code=code)):
+        err = twilio_error(call)
+        assert (err.code, err.status) == facts.MAX_CHECK_ATTEMPTS
+    err = twilio_error(lambda: verify.verifications(created.sid).update(status="canceled"))
+    assert (err.code, err.status) == facts.NOT_FOUND  # closed: nothing to cancel
+    with open_store(StoreSpec(state_dir=state_dir), sandbox=True) as store:
+        assert store.get_record(records.VERIFICATION, created.sid)["status"] == "max_attempts_reached"
 
 
 def test_another_create_while_pending_is_a_new_attempt_and_the_sixth_in_ten_minutes_is_60203(server, verify):
@@ -365,7 +375,7 @@ def test_api_key_secrets_are_stored_only_as_a_keyed_hash(state_dir):
         record = store.get_record("key", key.sid)
         secret_key = store.derive_key(records.SECRET_LABEL)
     assert secret not in json.dumps(record) and set(record) == {"sid", "name", "created", "revoked", "v",
-                                                                 "services", "hash"}
+                                                                 "services", "admin", "hash"}
     assert records.secret_matches(secret_key, key.sid, record, secret)
     assert not records.secret_matches(secret_key, key.sid, record, secret + "x")
     assert not records.secret_matches(secret_key, "SK" + "0" * 32, record, secret)  # bound to its SID

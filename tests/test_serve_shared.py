@@ -84,13 +84,14 @@ def test_the_other_instance_reads_the_right_code_and_the_placer_follows(pair, sa
 
 def test_limits_and_lockouts_hold_whatever_instance_is_asked(pair, sandbox):
     a, b, service, key, secret = pair
+    assert a.core.account == b.core.account  # the deployment's account SID, from the shared key
     instances = [client_for(s, key.sid, secret).verify.v2.services(service.sid) for s in (a, b)]
     instances[0].verifications.create(to=NUMBER, channel="call")
     code = sandbox.wait_code()
     a.settle()
     wrong = "000000" if code != "000000" else "111111"
-    for i in range(5):
-        assert instances[i % 2].verification_checks.create(to=NUMBER, code=wrong).status == "pending"
+    statuses = [instances[i % 2].verification_checks.create(to=NUMBER, code=wrong).status for i in range(5)]
+    assert statuses == ["pending"] * 4 + ["max_attempts_reached"]
     from twilio.base.exceptions import TwilioRestException
 
     with pytest.raises(TwilioRestException) as info:

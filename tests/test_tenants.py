@@ -158,7 +158,7 @@ def test_a_key_made_by_an_older_voice2fa_is_refused_and_listed_as_unusable(env, 
         store.put_record(records.KEY, old["sid"], old, only_new=True)
     listed = [json.loads(line) for line in run_cli(["keys", "list"], {**os.environ, **env}).stdout.splitlines()]
     assert listed == [{"sid": old["sid"], "name": "legacy", "created": "1970-01-01T00:00:01Z", "revoked": False, "services": "all",
-                       "usable": False,
+                       "admin": False, "usable": False,
                        "why": "made by an older voice2fa (an scrypt hash): make a new key and revoke this one"}]
     server = ServeThread(env, linger=0.5, drain=5)
     try:

@@ -118,13 +118,14 @@ _UNDELIVERED = {
 }
 
 
-def new_call(options: SendOptions) -> CallState:
-    """A call's state for the webhook: its session id, a fresh code, the voice, the gate's key."""
+def new_call(options: SendOptions, code: str | None = None) -> CallState:
+    """A call's state for the webhook: its session id, a fresh code (or `code`, an API's custom
+    code, checked by its caller), the voice, the gate's key."""
     from voice2fa_cli.voice.call import CallState
 
     return CallState(
         session_id=secrets.token_hex(8),
-        code=otp.generate(options.digits),
+        code=code if code is not None else otp.generate(options.digits),
         voice=options.voice,
         key=str(1 + secrets.randbelow(9)) if options.keypress else None,
     )

@@ -71,7 +71,9 @@ def keys_group() -> None:
 @click.argument("name")
 @click.option("--service", "services", multiple=True, metavar="VA...",
               help="Reach only this service (repeat for several) [default: every service, as Twilio's keys].")
-def keys_create(name, services) -> None:
+@click.option("--admin", is_flag=True,
+              help="Also create, update and delete services through the API (/v2/Services).")
+def keys_create(name, services, admin) -> None:
     """Make an API key; its secret is printed once (JSON on stdout) and stored only as a keyed hash."""
     from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
@@ -79,10 +81,11 @@ def keys_create(name, services) -> None:
 
     with exit_codes(True), _records_store() as store:
         try:
-            key, secret = records.create_key(store, name, tuple(services) if services else None)
+            key, secret = records.create_key(store, name, tuple(services) if services else None, admin=admin)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        ui.emit_json({"sid": key.sid, "name": key.name, "services": _services(key), "secret": secret})
+        ui.emit_json({"sid": key.sid, "name": key.name, "services": _services(key), "admin": key.admin,
+                      "secret": secret})
         click.echo(f"API key {key.sid} made: keep its secret now, it is not shown again", err=True)
 
 
@@ -95,7 +98,7 @@ def keys_list() -> None:
     with exit_codes(True), _records_store() as store:
         for key in records.list_keys(store):
             line = {"sid": key.sid, "name": key.name, "created": ui.iso(key.created), "revoked": key.revoked,
-                    "services": _services(key), "usable": key.usable}
+                    "services": _services(key), "admin": key.admin, "usable": key.usable}
             if not key.usable:
                 line["why"] = "made by an older voice2fa (an scrypt hash): make a new key and revoke this one"
             ui.emit_json(line)
@@ -138,28 +141,34 @@ def services_group() -> None:
 @click.option("--custom-message/--no-custom-message", default=False, show_default=True,
               help="Whether a request's CustomMessage is said (any key could make the call say anything).")
 @click.option("--message", metavar="TEXT", help="A fixed message the calls open with, instead of the default.")
+@click.option("--custom-code/--no-custom-code", default=False, show_default=True,
+              help="Whether a request's CustomCode is the code the call reads (Twilio's CustomCodeEnabled).")
+@click.option("--keypress/--no-keypress", default=True, show_default=True,
+              help="Whether the callee presses a key before the code is read (Twilio's DtmfInputRequired).")
+@click.option("--voice", metavar="NAME", help="The calls' voice, as `send --voice` takes it (Twilio's TtsName).")
 def services_create(name, code_length, ttl, language, max_calls_per_hour, friendly_name, custom_message,
-                    message) -> None:
+                    message, custom_code, keypress, voice) -> None:
     """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""
     from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
     from voice2fa_cli.serve import records
-    from voice2fa_cli.voice import phrases
 
     with exit_codes(True), _records_store() as store:
-        if language is not None:
-            try:
-                language = phrases.choose(language=language, voice=None, region=None).language
-            except phrases.LanguageError as exc:
-                raise ConfigError(str(exc)) from None
         try:
             options = records.ServiceOptions(code_length, ttl, language,
                                              None if max_calls_per_hour is None else int(max_calls_per_hour),
-                                             friendly_name, custom_message, message)
+                                             friendly_name, custom_message, message, custom_code, keypress, voice)
             service = records.create_service(store, name, options)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        ui.emit_json({**service.body(), "created": ui.iso(service.created)})
+        ui.emit_json(_service_json(service))
+
+
+def _service_json(service) -> dict:
+    from voice2fa_cli import ui
+
+    body = {k: v for k, v in service.body().items() if k != "deleted"}
+    return {**body, "created": ui.iso(service.created), "updated": ui.iso(body["updated"])}
 
 
 @services_group.command("list")
@@ -170,4 +179,4 @@ def services_list() -> None:
 
     with exit_codes(True), _records_store() as store:
         for service in records.list_services(store):
-            ui.emit_json({**service.body(), "created": ui.iso(service.created)})
+            ui.emit_json(_service_json(service))

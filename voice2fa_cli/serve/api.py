@@ -31,8 +31,9 @@ async def _fields(request: web.Request) -> dict[str, str]:
     return form
 
 
-def _guarded(handler):
-    """Authenticated, the service looked up, Twilio-shaped errors, never a traceback."""
+def _keyed(handler, *, with_service: bool = True):
+    """Authenticated (and the path's service looked up, `with_service`), Twilio-shaped errors,
+    never a traceback."""
 
     async def guarded(request: web.Request) -> web.StreamResponse:
         core = request.app[CORE]
@@ -40,6 +41,8 @@ def _guarded(handler):
             key = await core.authenticate(request.headers.get("Authorization"))
             if key is None:
                 raise ApiError(20003)
+            if not with_service:
+                return await handler(request, core, key)
             service = await core.service(request.match_info["service"], key)
             return await handler(request, core, service)
         except ApiError as exc:
@@ -53,6 +56,39 @@ def _guarded(handler):
             return shapes.error(20500)
 
     return in_handler(guarded)
+
+
+def _guarded(handler):
+    return _keyed(handler)
+
+
+def _account(handler):
+    return _keyed(handler, with_service=False)
+
+
+def _query(request: web.Request) -> dict[str, str]:
+    return {name: request.query.getone(name) for name in request.query}
+
+
+async def services_create(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.services.create(await _fields(request), key), status=201)
+
+
+async def services_list(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.services.list(_query(request), key))
+
+
+async def service_fetch(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.services.fetch(request.match_info["service"], key))
+
+
+async def service_update(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.services.update(request.match_info["service"], await _fields(request), key))
+
+
+async def service_delete(request, core: Core, key) -> web.Response:
+    await core.services.delete(request.match_info["service"], key)
+    return web.Response(status=204)
 
 
 async def create(request, core: Core, service) -> web.Response:
@@ -107,7 +143,12 @@ def make_app(core: Core, limits: Limits) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY, middlewares=[_not_found])
     app[CORE] = core
     app[LIMITS] = limits  # the time limits and the connection cap (web.server.Server reads them)
+    app.router.add_get("/v2/Services", _account(services_list))
+    app.router.add_post("/v2/Services", _account(services_create))
     base = "/v2/Services/{service}"
+    app.router.add_get(base, _account(service_fetch))
+    app.router.add_post(base, _account(service_update))
+    app.router.add_delete(base, _account(service_delete))
     app.router.add_post(base + "/Verifications", _guarded(create))
     app.router.add_get(base + "/Verifications/{sid}", _guarded(fetch))
     app.router.add_post(base + "/Verifications/{sid}", _guarded(update))

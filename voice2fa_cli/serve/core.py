@@ -18,6 +18,7 @@ from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderErr
 from voice2fa_cli.policy import Kind, Session
 from voice2fa_cli.serve import locales, params, records, shapes
 from voice2fa_cli.serve.log import CallReporter, Log
+from voice2fa_cli.serve.services import Services
 from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.stores.base import AsyncSessionStore, Record
 from voice2fa_cli.voice import phrases, speech
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 
 AUTH_CACHE_SECONDS = 5.0  # a revoked key stops working within this
 MAX_AUTH_CACHE = 1024
+ACCOUNT_LABEL = b"serve account sid v1"  # the derived key whose first bytes are the account SID
 MIN_CODE, MAX_CODE = 4, 10  # a VerificationCheck's Code: 4 to 10 characters (Twilio's spec)
+PENDING, MAX_ATTEMPTS = "pending", "max_attempts_reached"  # verification statuses (the spec's words)
 # An update's Status (the spec's enum) → the state its session closes in
 UPDATE_STATUSES = {"canceled": "undelivered", "approved": "verified"}
 CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
@@ -72,14 +75,13 @@ class Core:
         self.tasks: set[asyncio.Task] = set()
         self._secret_key = b""  # derived from the store's key at start (records.SECRET_LABEL)
         self._auth_cache: dict[str, tuple[bytes, float, records.ApiKey]] = {}
-        self._services: dict[str, records.Service] = {}
+        self.services = Services(creds, api_url)
 
     async def start(self) -> None:
-        await self.creds.put_record(records.META, "account", {"sid": records.new_sid("AC")}, only_new=True)
-        account = await self.creds.get_record(records.META, "account")
-        if account is None:
-            raise StoreError("the store lost the account record it was just given: try again")
-        self.account = account["sid"]
+        # The account SID is the deployment's: derived from the store key (the key file every
+        # instance of a shared store holds), so it is the same on every instance and store.
+        self.account = "AC" + (await self.creds.derive_key(ACCOUNT_LABEL))[:16].hex()
+        self.services.account = self.account
         self._secret_key = await self.creds.derive_key(records.SECRET_LABEL)
 
     # --- credentials -----------------------------------------------------------------------
@@ -116,36 +118,27 @@ class Core:
         return key
 
     async def service(self, sid: str, key: records.ApiKey) -> records.Service:
-        """The service `key` reaches (a service it is not scoped to is not found, as another
-        account's would be on Twilio)."""
-        if not key.reaches(sid):
-            raise ApiError(20404, f"The requested resource /Services/{sid[:40]} was not found")
-        service = self._services.get(sid)  # services never change: cached once read
-        if service is None:
-            body = await self.creds.get_record(records.SERVICE, sid) if records.is_service_sid(sid) else None
-            service = records.Service(**body) if body else None
-            if service is not None:
-                if len(self._services) >= MAX_AUTH_CACHE:
-                    self._services.clear()
-                self._services[sid] = service
-        if service is None:
-            raise ApiError(20404, f"The requested resource /Services/{sid} was not found")
-        return service
+        return await self.services.lookup(sid, key)
 
     # --- verifications ---------------------------------------------------------------------
 
-    async def _record(self, service: records.Service, sid: str) -> Record:
+    async def _record(self, service: records.Service, sid: str, statuses: tuple[str, ...] = (PENDING,)) -> Record:
+        """The service's verification `sid`, in one of `statuses` (else 20404: approved,
+        canceled and expired ones are gone, as on Twilio)."""
         record = None
         if records.SID.fullmatch(sid) and sid.startswith("VE"):
             record = await self.store.get_record(records.VERIFICATION, sid)
-        if record is None or record["service_sid"] != service.sid or record["status"] != "pending":
+        if record is None or record["service_sid"] != service.sid or record["status"] not in statuses:
             raise ApiError(20404, f"The requested resource /Services/{service.sid}/Verifications/{sid} was not found")
         return record
 
     async def _close(self, service: records.Service, record: Record, status: str) -> Record:
+        """The verification in its final `status`. A new create for the number starts a new one;
+        after max_attempts_reached the pointer keeps it, so that a check by `To` answers 60202."""
         record = {**record, "status": status, "updated": time.time()}
         await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
-        await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", {"sid": None}, ttl=service.ttl)
+        pointer = {"sid": record["sid"], "status": status} if status == MAX_ATTEMPTS else {"sid": None}
+        await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", pointer, ttl=service.ttl)
         return record
 
     def _number(self, to: str) -> phone.Number:
@@ -184,9 +177,16 @@ class Core:
         caller, message = self._texts(service, form)
         locale = form.get("Locale")
         try:
-            voice, _ = voice_options(language=locales.language(locale) if locale else service.language, voice=None,
-                                     message=message, caller=caller, region=number.region,
-                                     caller_setting="CustomFriendlyName")
+            language = locales.language(locale) if locale else service.language
+            try:
+                voice, _ = voice_options(language=language, voice=service.voice, message=message, caller=caller,
+                                         region=number.region, caller_setting="CustomFriendlyName")
+            except OptionError as exc:
+                if exc.option != "language" or service.voice is None:
+                    raise
+                # the service's voice (TtsName) does not speak the language asked for: its standard voice
+                voice, _ = voice_options(language=language, voice=None, message=message, caller=caller,
+                                         region=number.region, caller_setting="CustomFriendlyName")
         except OptionError as exc:
             if exc.option == "language" and exc.shape:
                 raise ApiError(60200, "Invalid parameter `Locale`: a language tag such as en, fr or pt-BR") from None
@@ -197,6 +197,21 @@ class Core:
             field = {"message": "CustomMessage", "caller": "CustomFriendlyName"}[exc.option]
             raise ApiError(60200, f"Invalid parameter `{field}`: {exc.detail}") from None
         return voice
+
+    @staticmethod
+    def _custom_code(service: records.Service, code: str | None) -> str | None:
+        """A request's CustomCode, where the service enables custom codes (Twilio's 60204
+        otherwise): 6 to 10 digits, the code the call reads (stored, as any code, only as its
+        keyed hash)."""
+        if not code:
+            return None
+        if not service.custom_code:
+            raise ApiError(60204, "Custom code not allowed: this service does not enable custom codes "
+                                  "(CustomCodeEnabled)")
+        if not (code.isascii() and code.isdigit() and len(code) in records.CODE_LENGTHS):
+            raise ApiError(60200, f"Invalid parameter `CustomCode`: {records.CODE_LENGTHS.start} to "
+                                  f"{records.CODE_LENGTHS.stop - 1} digits")
+        return code
 
     async def create(self, service: records.Service, form: Mapping[str, str]) -> Record:
         if self.draining:
@@ -212,8 +227,9 @@ class Core:
                                   f"voice2fa needs {records.CODE_LENGTHS.start} to {records.CODE_LENGTHS.stop - 1}: "
                                   "create a service with --code-length 6 or more")
         options = flow.SendOptions(number=number, digits=service.code_length, ttl=service.ttl, voice=voice,
-                                   keypress=True, preflight=False, service=service.sid)
-        call = flow.new_call(options)  # before the reservation: nothing here can fail after it but the dial
+                                   keypress=service.keypress, preflight=False, service=service.sid)
+        # before the reservation: nothing here can fail after it but the dial
+        call = flow.new_call(options, code=self._custom_code(service, form.get("CustomCode")))
         now = time.time()
         pending_id = f"{service.sid}:{number.e164}"
         before, rev, record = await self._claim(service, pending_id, number.e164, now)
@@ -331,7 +347,7 @@ class Core:
             loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
 
     async def fetch(self, service: records.Service, sid: str) -> Record:
-        return shapes.verification(await self._record(service, sid), self.api_url)
+        return shapes.verification(await self._record(service, sid, (PENDING, MAX_ATTEMPTS)), self.api_url)
 
     async def update(self, service: records.Service, sid: str, form: Mapping[str, str]) -> Record:
         params.validate(form, params.UPDATE)
@@ -354,12 +370,17 @@ class Core:
         if not (code.isascii() and code.isdigit() and MIN_CODE <= len(code) <= MAX_CODE):
             raise ApiError(60200, f"Invalid parameter `Code`: the {MIN_CODE} to {MAX_CODE} digits the callee heard")
         if form.get("VerificationSid"):
-            record = await self._record(service, form["VerificationSid"])
+            record = await self._record(service, form["VerificationSid"], (PENDING, MAX_ATTEMPTS))
+            if record["status"] == MAX_ATTEMPTS:
+                raise ApiError(60202)
             verdict = await self.store.check(record["to"], code, record.get("session"), service.sid)
         elif form.get("To"):
-            found = await self.store.check_pending(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code,
-                                                   service.sid)
+            pending_id = f"{service.sid}:{form['To']}"
+            found = await self.store.check_pending(records.PENDING, pending_id, form["To"], code, service.sid)
             if found is None:
+                pointer = await self.store.get_record(records.PENDING, pending_id)
+                if pointer is not None and pointer.get("status") == MAX_ATTEMPTS:
+                    raise ApiError(60202)
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
             record, verdict = found
         else:
@@ -376,10 +397,14 @@ class Core:
         if verdict.kind.expired:
             self.metrics.checked("expired")
             raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
-        outcome = "lockout" if verdict.kind is Kind.LOCKOUT else "wrong"
-        self.metrics.checked(outcome)
-        self.log.write("check", verification=record["sid"], outcome=outcome)
-        return shapes.verification_check(record, "pending")
+        if verdict.kind is Kind.LOCKOUT:  # the last attempt: Twilio's max_attempts_reached
+            record = await self._close(service, record, MAX_ATTEMPTS)
+            self.metrics.checked("lockout")
+            self.log.write("check", verification=record["sid"], outcome="lockout")
+            return shapes.verification_check(record, MAX_ATTEMPTS)
+        self.metrics.checked("wrong")
+        self.log.write("check", verification=record["sid"], outcome="wrong")
+        return shapes.verification_check(record, PENDING)
 
     def heard(self, call_sid: str, lines: list[str]) -> None:
         """What the sandbox's simulated callee heard on call `call_sid`, to its flow here."""

@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from voice2fa_cli import otp, policy
@@ -21,7 +21,7 @@ from voice2fa_cli import otp, policy
 if TYPE_CHECKING:
     from voice2fa_cli.stores.base import Record, SessionStore
 
-SERVICE, KEY, VERIFICATION, PENDING, META = "service", "key", "verification", "pending", "meta"
+SERVICE, KEY, VERIFICATION, PENDING = "service", "key", "verification", "pending"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 SECRET_LABEL = b"serve api key secret v1"  # the derived key that hashes API key secrets
 KEY_VERSION = 2  # key records before it held scrypt hashes: such keys must be made again
@@ -60,16 +60,30 @@ class Service:
     friendly_name: bool = True
     custom_message: bool = False
     message: str | None = None
+    # Twilio's CustomCodeEnabled (a request's CustomCode is the code read; else 60204),
+    # DtmfInputRequired (the key-press gate) and TtsName (the calls' voice).
+    custom_code: bool = False
+    keypress: bool = True
+    voice: str | None = None
+    updated: float | None = None
+    deleted: bool = False  # a tombstone: deleted through the API (records are never removed)
 
     def body(self) -> dict:
         return {"sid": self.sid, "name": self.name, "code_length": self.code_length, "ttl": self.ttl,
                 "language": self.language, "created": self.created, "max_calls_per_hour": self.max_calls_per_hour,
-                "friendly_name": self.friendly_name, "custom_message": self.custom_message, "message": self.message}
+                "friendly_name": self.friendly_name, "custom_message": self.custom_message, "message": self.message,
+                "custom_code": self.custom_code, "keypress": self.keypress, "voice": self.voice,
+                "updated": self.updated if self.updated is not None else self.created, "deleted": self.deleted}
+
+    @classmethod
+    def of(cls, body: Record) -> Service:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in body.items() if k in known})
 
 
 @dataclass(frozen=True)
 class ServiceOptions:
-    """What `services create` sets beside the name (its defaults are the API's)."""
+    """What a service has beside its name (the defaults are the API's)."""
 
     code_length: int = 6
     ttl: int = policy.DEFAULT_TTL
@@ -78,28 +92,69 @@ class ServiceOptions:
     friendly_name: bool = True
     custom_message: bool = False
     message: str | None = None
+    custom_code: bool = False
+    keypress: bool = True
+    voice: str | None = None
+
+    @classmethod
+    def of(cls, service: Service) -> ServiceOptions:
+        return cls(**{f.name: getattr(service, f.name) for f in fields(cls)})
+
+
+class OptionsError(ValueError):
+    """A service option that cannot be: `field` names it (a ServiceOptions field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def checked_options(options: ServiceOptions) -> ServiceOptions:
+    """The options, or OptionsError saying which is wrong and why (its language and voice as
+    the calls name them)."""
+    if options.code_length not in CODE_LENGTHS:
+        raise OptionsError("code_length", f"the code length must be from {CODE_LENGTHS.start} to "
+                           f"{CODE_LENGTHS.stop - 1} digits (NIST SP 800-63B asks for at least "
+                           f"{CODE_LENGTHS.start}), not {options.code_length}")
+    if options.ttl not in TTLS:
+        raise OptionsError("ttl", f"the TTL must be from {TTLS.start} to {TTLS.stop - 1} seconds")
+    if options.max_calls_per_hour is not None and options.max_calls_per_hour < 1:
+        raise OptionsError("max_calls_per_hour", "the service's calls per hour must be 1 or more")
+    from voice2fa_cli.voice.options import OptionError, clean_message, voice_options
+
+    message = options.message
+    if message is not None:
+        try:
+            message = clean_message(message)
+        except OptionError as exc:
+            raise OptionsError("message", f"the service's message must be {exc.detail}") from None
+    language = options.language
+    if language is not None or options.voice is not None:
+        try:
+            voice, _ = voice_options(language=language, voice=options.voice, message=None, caller=None, region=None)
+        except OptionError as exc:
+            raise OptionsError("voice" if exc.option == "voice" or options.voice else "language", exc.detail) from None
+        language = voice.language if language is not None else None
+    return replace(options, message=message, language=language)
+
+
+def new_service(name: str, options: ServiceOptions | None = None) -> Service:
+    """A service (not stored yet), or ValueError (OptionsError for an option)."""
+    options = checked_options(options or ServiceOptions())
+    now = time.time()
+    return Service(new_sid("VA"), clean_name(name, "the service name"), created=now, updated=now,
+                   **{f.name: getattr(options, f.name) for f in fields(options)})
+
+
+def changed(service: Service, name: str | None, options: ServiceOptions) -> Service:
+    """The service with a new name and options (checked), or ValueError."""
+    options = checked_options(options)
+    return replace(service, name=service.name if name is None else clean_name(name, "the service name"),
+                   updated=time.time(), **{f.name: getattr(options, f.name) for f in fields(options)})
 
 
 def create_service(store: SessionStore, name: str, options: ServiceOptions | None = None) -> Service:
-    options = options or ServiceOptions()
-    if options.code_length not in CODE_LENGTHS:
-        raise ValueError(f"the code length must be from {CODE_LENGTHS.start} to {CODE_LENGTHS.stop - 1} digits "
-                         f"(NIST SP 800-63B asks for at least {CODE_LENGTHS.start}), not {options.code_length}")
-    if options.ttl not in TTLS:
-        raise ValueError(f"the TTL must be from {TTLS.start} to {TTLS.stop - 1} seconds")
-    if options.max_calls_per_hour is not None and options.max_calls_per_hour < 1:
-        raise ValueError("the service's calls per hour must be 1 or more")
-    message = None
-    if options.message is not None:
-        from voice2fa_cli.voice.options import OptionError, clean_message
-
-        try:
-            message = clean_message(options.message)
-        except OptionError as exc:
-            raise ValueError(f"the service's message must be {exc.detail}") from None
-    service = Service(new_sid("VA"), clean_name(name, "the service name"), options.code_length, options.ttl,
-                      options.language, time.time(), options.max_calls_per_hour, options.friendly_name,
-                      options.custom_message, message)
+    service = new_service(name, options)
     store.put_record(SERVICE, service.sid, service.body(), only_new=True)
     return service
 
@@ -116,11 +171,18 @@ def get_service(store: SessionStore, sid: str) -> Service | None:
     if not is_service_sid(sid):
         return None
     body = store.get_record(SERVICE, sid)
-    return Service(**body) if body else None
+    service = Service.of(body) if body else None
+    return None if service is None or service.deleted else service
+
+
+def listed(bodies: list[Record]) -> list[Service]:
+    """The services of these records that were not deleted, oldest first."""
+    services = (Service.of(b) for b in bodies)
+    return sorted((s for s in services if not s.deleted), key=lambda s: (s.created, s.sid))
 
 
 def list_services(store: SessionStore) -> list[Service]:
-    return sorted((Service(**b) for b in store.list_records(SERVICE)), key=lambda s: (s.created, s.sid))
+    return listed(store.list_records(SERVICE))
 
 
 # --- API keys ----------------------------------------------------------------------------------
@@ -134,12 +196,14 @@ class ApiKey:
     revoked: bool = False
     services: tuple[str, ...] | None = None  # None: every service (account-wide, Twilio's default)
     usable: bool = True  # False: made by a voice2fa before KEY_VERSION (an scrypt hash): make it again
+    admin: bool = False  # may create, update and delete services through the API (account-wide)
 
     @classmethod
     def of(cls, body: Record) -> ApiKey:
         services = body.get("services")
         return cls(body["sid"], body["name"], body["created"], body["revoked"],
-                   None if services is None else tuple(services), body.get("v") == KEY_VERSION)
+                   None if services is None else tuple(services), body.get("v") == KEY_VERSION,
+                   body.get("admin") is True)
 
     def reaches(self, service_sid: str) -> bool:
         return self.services is None or service_sid in self.services
@@ -150,18 +214,21 @@ def secret_hash(secret_key: bytes, sid: str, secret: str) -> bytes:
     return hmac.digest(secret_key, f"{sid}\x00{secret}".encode(), "sha256")
 
 
-def create_key(store: SessionStore, name: str, services: tuple[str, ...] | None = None) -> tuple[ApiKey, str]:
+def create_key(store: SessionStore, name: str, services: tuple[str, ...] | None = None, *,
+               admin: bool = False) -> tuple[ApiKey, str]:
     """A new key: its record and its secret (shown once, stored only as a keyed hash); with
-    `services`, it reaches only those."""
+    `services`, it reaches only those; an `admin` key also manages services."""
+    if admin and services is not None:
+        raise ValueError("an admin key manages every service: give --admin or --service, not both")
     if services is not None:
         for sid in services:
             if get_service(store, sid) is None:
                 raise ValueError(f"no service {sid[:40]!r}: see `voice2fa services list`")
         services = tuple(dict.fromkeys(services))
-    key = ApiKey(new_sid("SK"), clean_name(name, "the key name"), time.time(), services=services)
+    key = ApiKey(new_sid("SK"), clean_name(name, "the key name"), time.time(), services=services, admin=admin)
     secret = secrets.token_urlsafe(32)
     body = {"sid": key.sid, "name": key.name, "created": key.created, "revoked": False, "v": KEY_VERSION,
-            "services": None if services is None else list(services),
+            "services": None if services is None else list(services), "admin": admin,
             "hash": secret_hash(store.derive_key(SECRET_LABEL), key.sid, secret).hex()}
     store.put_record(KEY, key.sid, body, only_new=True)
     return key, secret

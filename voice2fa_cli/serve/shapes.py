@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -24,11 +26,13 @@ MORE_INFO = "https://www.twilio.com/docs/errors/"
 ERRORS = {
     20003: (401, "Authenticate"),
     20004: (405, "Method not allowed"),
+    20403: (403, "Forbidden"),
     20404: (404, "The requested resource was not found"),
     20429: (429, "Too Many Requests"),
     60200: (400, "Invalid parameter"),
     60202: (429, "Max check attempts reached"),
     60203: (429, "Max send attempts reached"),
+    60204: (400, "Custom code not allowed"),
     60605: (403, "Verification delivery attempt blocked"),
     20001: (503, "Service unavailable: the server is shutting down"),
     20500: (500, "Internal server error"),
@@ -96,6 +100,52 @@ def verification_check(record: dict, status: str) -> dict:
         "date_created": iso(record["created"]),
         "date_updated": iso(record["updated"]),
     }
+
+
+def service(body: dict, account: str, base_url: str) -> dict:
+    """The service resource (verify.v2.service) from its record; the settings of voice2fa's own
+    that Twilio's resource has no field for are under `voice2fa`."""
+    url = f"{base_url}/v2/Services/{body['sid']}"
+    return {
+        "sid": body["sid"],
+        "account_sid": account,
+        "friendly_name": body["name"],
+        "code_length": body["code_length"],
+        "lookup_enabled": False,
+        "psd2_enabled": False,
+        "skip_sms_to_landlines": False,
+        "dtmf_input_required": body["keypress"],
+        "tts_name": body["voice"],
+        "do_not_share_warning_enabled": False,
+        "custom_code_enabled": body["custom_code"],
+        "push": None,
+        "totp": None,
+        "default_template_sid": None,
+        "whatsapp": None,
+        "passkeys": None,
+        "verify_event_subscription_enabled": False,
+        "date_created": iso(body["created"]),
+        "date_updated": iso(body["updated"]),
+        "url": url,
+        "links": {"verifications": f"{url}/Verifications", "verification_checks": f"{url}/VerificationCheck"},
+        "voice2fa": {"ttl": body["ttl"], "language": body["language"], "max_calls_per_hour": body["max_calls_per_hour"],
+                     "friendly_name_allowed": body["friendly_name"], "custom_message_allowed": body["custom_message"],
+                     "message": body["message"]},
+    }
+
+
+def page(key: str, items: list[dict], url: str, number: int, size: int, total: int,
+         query: Mapping[str, str] | None = None) -> dict:
+    """One page of a list, with the `meta` Twilio's SDK follows (next_page_url: None on the
+    last); the page URLs keep the list's filters (`query`)."""
+
+    def at(n: int) -> str:
+        return f"{url}?{urlencode({**(query or {}), 'PageSize': size, 'Page': n})}"
+
+    return {key: items, "meta": {"page": number, "page_size": size, "first_page_url": at(0),
+                                 "previous_page_url": at(number - 1) if number > 0 else None,
+                                 "url": at(number), "next_page_url": at(number + 1) if (number + 1) * size < total
+                                 else None, "key": key}}
 
 
 class ApiError(Exception):
