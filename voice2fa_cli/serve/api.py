@@ -6,6 +6,7 @@ no traceback ever reaches a client or the terminal (an unexpected error is a 500
 
 from __future__ import annotations
 
+import functools
 import time
 
 from aiohttp import web
@@ -58,12 +59,8 @@ def _keyed(handler, *, with_service: bool = True):
     return in_handler(guarded)
 
 
-def _guarded(handler):
-    return _keyed(handler)
-
-
-def _account(handler):
-    return _keyed(handler, with_service=False)
+_guarded = _keyed  # a route under a service
+_account = functools.partial(_keyed, with_service=False)  # an account's route (the services themselves)
 
 
 def _query(request: web.Request) -> dict[str, str]:

@@ -176,17 +176,14 @@ class Core:
 
         caller, message = self._texts(service, form)
         locale = form.get("Locale")
+        language = locales.language(locale) if locale else service.language
+        tts = service.voice
+        if tts is not None and language is not None and (phrases.voice_language(tts) or language).lower() != \
+                language.lower():
+            tts = None  # the service's voice (TtsName) does not speak the language asked for: the standard one
         try:
-            language = locales.language(locale) if locale else service.language
-            try:
-                voice, _ = voice_options(language=language, voice=service.voice, message=message, caller=caller,
-                                         region=number.region, caller_setting="CustomFriendlyName")
-            except OptionError as exc:
-                if exc.option != "language" or service.voice is None:
-                    raise
-                # the service's voice (TtsName) does not speak the language asked for: its standard voice
-                voice, _ = voice_options(language=language, voice=None, message=message, caller=caller,
-                                         region=number.region, caller_setting="CustomFriendlyName")
+            voice, _ = voice_options(language=language, voice=tts, message=message, caller=caller,
+                                     region=number.region, caller_setting="CustomFriendlyName")
         except OptionError as exc:
             if exc.option == "language" and exc.shape:
                 raise ApiError(60200, "Invalid parameter `Locale`: a language tag such as en, fr or pt-BR") from None

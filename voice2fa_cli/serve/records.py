@@ -13,7 +13,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 from voice2fa_cli import otp, policy
@@ -69,11 +69,7 @@ class Service:
     deleted: bool = False  # a tombstone: deleted through the API (records are never removed)
 
     def body(self) -> dict:
-        return {"sid": self.sid, "name": self.name, "code_length": self.code_length, "ttl": self.ttl,
-                "language": self.language, "created": self.created, "max_calls_per_hour": self.max_calls_per_hour,
-                "friendly_name": self.friendly_name, "custom_message": self.custom_message, "message": self.message,
-                "custom_code": self.custom_code, "keypress": self.keypress, "voice": self.voice,
-                "updated": self.updated if self.updated is not None else self.created, "deleted": self.deleted}
+        return {**asdict(self), "updated": self.updated if self.updated is not None else self.created}
 
     @classmethod
     def of(cls, body: Record) -> Service:
@@ -99,6 +95,9 @@ class ServiceOptions:
     @classmethod
     def of(cls, service: Service) -> ServiceOptions:
         return cls(**{f.name: getattr(service, f.name) for f in fields(cls)})
+
+    def settings(self) -> dict:
+        return asdict(self)
 
 
 class OptionsError(ValueError):
@@ -143,14 +142,14 @@ def new_service(name: str, options: ServiceOptions | None = None) -> Service:
     options = checked_options(options or ServiceOptions())
     now = time.time()
     return Service(new_sid("VA"), clean_name(name, "the service name"), created=now, updated=now,
-                   **{f.name: getattr(options, f.name) for f in fields(options)})
+                   **options.settings())
 
 
 def changed(service: Service, name: str | None, options: ServiceOptions) -> Service:
     """The service with a new name and options (checked), or ValueError."""
     options = checked_options(options)
     return replace(service, name=service.name if name is None else clean_name(name, "the service name"),
-                   updated=time.time(), **{f.name: getattr(options, f.name) for f in fields(options)})
+                   updated=time.time(), **options.settings())
 
 
 def create_service(store: SessionStore, name: str, options: ServiceOptions | None = None) -> Service:

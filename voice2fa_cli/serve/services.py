@@ -73,12 +73,12 @@ class Services:
             service = cached[1]
         else:
             body = await self.creds.get_record(records.SERVICE, sid) if records.is_service_sid(sid) else None
-            service = records.Service.of(body) if body else None
-            if service is not None and service.deleted:
-                service = None
-            if len(self._cache) >= MAX_CACHE:
-                self._cache.clear()
-            self._cache[sid] = (now, service)
+            found = records.Service.of(body) if body else None
+            service = None if found is None or found.deleted else found
+            if found is not None:  # a service, or its tombstone (unknown SIDs are not kept: they could fill it)
+                if len(self._cache) >= MAX_CACHE:
+                    self._cache.clear()
+                self._cache[sid] = (now, service)
         if service is None:
             raise _not_found(sid)
         return service
