@@ -92,6 +92,10 @@ def test_five_wrong_codes_reach_max_attempts_then_60202_even_for_the_right_one(s
     assert (err.code, err.status) == facts.NOT_FOUND  # closed: nothing to cancel
     with open_store(StoreSpec(state_dir=state_dir), sandbox=True) as store:
         assert store.get_record(records.VERIFICATION, created.sid)["status"] == "max_attempts_reached"
+    again = verify.verifications.create(to=NUMBER, channel="call")  # a new verification, not a resend
+    assert again.sid != created.sid and len(again.send_code_attempts) == 1
+    assert verify.verifications(created.sid).fetch().status == "max_attempts_reached"
+    assert verify.verification_checks.create(to=NUMBER, code=server.heard(2)).status == "approved"
 
 
 def test_another_create_while_pending_is_a_new_attempt_and_the_sixth_in_ten_minutes_is_60203(server, verify):

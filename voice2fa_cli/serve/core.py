@@ -133,11 +133,12 @@ class Core:
         return record
 
     async def _close(self, service: records.Service, record: Record, status: str) -> Record:
-        """The verification in its final `status`. A new create for the number starts a new one;
-        after max_attempts_reached the pointer keeps it, so that a check by `To` answers 60202."""
+        """The verification in its final `status`; a new create for the number starts a new one.
+        After max_attempts_reached the pointer still leads a check by `To` to the session (locked:
+        60202, in the round trips of any check), marked `closed` so that no create resends it."""
         record = {**record, "status": status, "updated": time.time()}
         await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
-        pointer = {"sid": record["sid"], "status": status} if status == MAX_ATTEMPTS else {"sid": None}
+        pointer = {**record, "status": PENDING, "closed": status} if status == MAX_ATTEMPTS else {"sid": None}
         await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", pointer, ttl=service.ttl)
         return record
 
@@ -276,7 +277,7 @@ class Core:
         for _ in range(CLAIM_TRIES):
             before = await self.store.get_record(records.PENDING, pending_id) or {"sid": None}
             rev = int(before.get("rev", 0))
-            record = before if before.get("status") == "pending" else None
+            record = before if before.get("status") == PENDING and "closed" not in before else None
             if record is None:
                 record = {"sid": records.new_sid("VE"), "service_sid": service.sid, "account_sid": self.account,
                           "to": to, "status": "pending", "created": now, "send_code_attempts": []}
@@ -372,12 +373,9 @@ class Core:
                 raise ApiError(60202)
             verdict = await self.store.check(record["to"], code, record.get("session"), service.sid)
         elif form.get("To"):
-            pending_id = f"{service.sid}:{form['To']}"
-            found = await self.store.check_pending(records.PENDING, pending_id, form["To"], code, service.sid)
+            found = await self.store.check_pending(records.PENDING, f"{service.sid}:{form['To']}", form["To"], code,
+                                                   service.sid)
             if found is None:
-                pointer = await self.store.get_record(records.PENDING, pending_id)
-                if pointer is not None and pointer.get("status") == MAX_ATTEMPTS:
-                    raise ApiError(60202)
                 raise ApiError(20404, f"The requested resource /Services/{service.sid}/VerificationCheck was not found")
             record, verdict = found
         else:
