@@ -76,6 +76,12 @@ def test_the_other_instance_reads_the_right_code_and_the_placer_follows(pair, sa
     # A check reaching B approves A's verification.
     checked = verify_b.verification_checks.create(to=NUMBER, code=code)
     assert (checked.status, checked.sid) == ("approved", created.sid)
+    # The attempt A wrote (placed, then its call's end) B converted, and either instance lists it.
+    [attempt] = client_for(a, key.sid, secret).verify.v2.verification_attempts.list()
+    assert attempt.sid == created.send_code_attempts[0]["attempt_sid"]
+    assert (attempt.conversion_status, attempt.channel_data["call_status"], attempt.channel_data["code_delivered"]) \
+        == ("converted", "completed", True)
+    assert client_for(b, key.sid, secret).verify.v2.verification_attempts_summary().fetch().total_converted == 1
     # Nothing in Redis holds the code or the call's token in a readable form.
     tokens = [call.url.split("/v/")[1].split("/")[0] for call in sandbox.calls.values()]
     dump = redis_dump(redis_server)

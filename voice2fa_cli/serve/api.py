@@ -88,6 +88,18 @@ async def service_delete(request, core: Core, key) -> web.Response:
     return web.Response(status=204)
 
 
+async def attempts_list(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.attempts.list(_query(request), key))
+
+
+async def attempt_fetch(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.attempts.fetch(request.match_info["sid"], key))
+
+
+async def attempts_summary(request, core: Core, key) -> web.Response:
+    return web.json_response(await core.attempts.summary(_query(request), key))
+
+
 async def create(request, core: Core, service) -> web.Response:
     return web.json_response(await core.create(service, await _fields(request)), status=201)
 
@@ -150,6 +162,9 @@ def make_app(core: Core, limits: Limits) -> web.Application:
     app.router.add_get(base + "/Verifications/{sid}", _guarded(fetch))
     app.router.add_post(base + "/Verifications/{sid}", _guarded(update))
     app.router.add_post(base + "/VerificationCheck", _guarded(check))
+    app.router.add_get("/v2/Attempts", _account(attempts_list))
+    app.router.add_get("/v2/Attempts/Summary", _account(attempts_summary))
+    app.router.add_get("/v2/Attempts/{sid}", _account(attempt_fetch))
     app.router.add_get("/healthz", in_handler(healthz))
     return app
 

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from voice2fa_cli import config, flow, phone, policy
 from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderError, StoreError, Voice2faError
 from voice2fa_cli.policy import Kind, Session
 from voice2fa_cli.serve import locales, params, records, shapes
+from voice2fa_cli.serve.attempts import Attempts
 from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.services import Services
 from voice2fa_cli.serve.shapes import ApiError
@@ -76,6 +77,7 @@ class Core:
         self._secret_key = b""  # derived from the store's key at start (records.SECRET_LABEL)
         self._auth_cache: dict[str, tuple[bytes, float, records.ApiKey]] = {}
         self.services = Services(creds, api_url)
+        self.attempts = Attempts(store, api_url)
 
     async def start(self) -> None:
         # The account SID is the deployment's: derived from the store key (the key file every
@@ -231,11 +233,13 @@ class Core:
         now = time.time()
         pending_id = f"{service.sid}:{number.e164}"
         before, rev, record = await self._claim(service, pending_id, number.e164, now)
+        attempt_sid = records.new_sid("VL")
+        recorded = asyncio.Event()  # the attempt is in the store: its call's end may be written
         try:
             async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour, service=service.sid,
                                      service_max=policy.service_share(self.settings.max_calls_per_hour,
                                                                       service.max_calls_per_hour)):
-                task, placed = await self._dial(record["sid"], options, call)
+                task, placed = await self._dial(record["sid"], options, call, attempt_sid, recorded)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # nothing was placed: the claim is given back
                 await self.store.swap_record(records.PENDING, pending_id, {**before, "rev": rev + 2},
@@ -257,12 +261,18 @@ class Core:
         record = {**record, "session": session.id, "updated": now,
                   "call": self.calls.record_id(call.token) if self.calls is not None else None,
                   "send_code_attempts": [*record["send_code_attempts"],
-                                         {"time": now, "channel": "call", "attempt_sid": records.new_sid("VL")}]}
-        await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
-        # The claim's next revision; when another instance claimed meanwhile, it resends this
-        # same verification (it read the claim) and its write is the newer one.
-        await self.store.swap_record(records.PENDING, pending_id, {**record, "rev": rev + 2}, rev=rev + 1,
-                                     ttl=service.ttl)
+                                         {"time": now, "channel": "call", "attempt_sid": attempt_sid}]}
+        try:
+            await asyncio.gather(
+                self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl),
+                # The claim's next revision; when another instance claimed meanwhile, it resends
+                # this same verification (it read the claim) and its write is the newer one.
+                self.store.swap_record(records.PENDING, pending_id, {**record, "rev": rev + 2}, rev=rev + 1,
+                                       ttl=service.ttl),
+                self.attempts.placed(attempt_sid, record, country=number.region, code_length=service.code_length,
+                                     locale=voice.language, call_sid=call.call_sid))
+        finally:
+            recorded.set()
         self.metrics.placed()
         self.log.write("verification", verification=record["sid"], service=service.sid, event="created",
                        attempt=len(record["send_code_attempts"]))
@@ -286,15 +296,15 @@ class Core:
                 return before, rev, record
         raise ApiError(20429, "Too many concurrent requests for this number: try again", status=429)
 
-    async def _dial(self, sid: str, options: flow.SendOptions, call: CallState
-                    ) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
+    async def _dial(self, sid: str, options: flow.SendOptions, call: CallState, attempt: str,
+                    recorded: asyncio.Event) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
         """Start the call that follows a verification: once the platform took it and its session
         is stored, the task following it and the session (in `placed`). A failure before that is
         raised here (the call, if any, was hung up)."""
         if self.calls is not None:
             await self.calls.publish(call)  # before it is dialed: any instance may get its webhook
         placed: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._follow(sid, options, call, placed))
+        task = asyncio.create_task(self._follow(sid, options, call, placed, attempt, recorded))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         waiters: set[asyncio.Future[Any]] = {placed, task}
@@ -307,7 +317,7 @@ class Core:
         return task, placed
 
     async def _follow(self, sid: str, options: flow.SendOptions, call: CallState,
-                      placed: asyncio.Future[Session]) -> None:
+                      placed: asyncio.Future[Session], attempt: str, recorded: asyncio.Event) -> None:
         from voice2fa_cli.voice.webhook import CALLS
 
         reporter = CallReporter(self.log, sid, sandbox=self.sandbox)
@@ -325,14 +335,20 @@ class Core:
                 self.metrics.delivered()
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
                            delivered=result.delivered)
+            await self._attempt_ended(sid, recorded, self.attempts.ended(attempt, result))
+        except asyncio.CancelledError:  # canceled by an update or a resend: flow hung up
+            if placed.done():
+                await self._attempt_ended(sid, recorded, self.attempts.failed(attempt, "canceled", "canceled"))
+            raise
         except Exception as exc:
             if not placed.done():
                 raise  # the create waits on this task and answers for it
             # Placed, then failed (the store or the platform went away): flow hung up and
             # recorded what it could; nobody else awaits this task, so the failure is told here,
             # in one line (never asyncio's "Task exception was never retrieved").
-            self.log.write("call", verification=sid, event="failed",
-                           error=exc.message if isinstance(exc, Voice2faError) else type(exc).__name__)
+            problem = exc.message if isinstance(exc, Voice2faError) else type(exc).__name__
+            self.log.write("call", verification=sid, event="failed", error=problem)
+            await self._attempt_ended(sid, recorded, self.attempts.failed(attempt, problem))
         finally:
             if syncing is not None and calls is not None:
                 syncing.cancel()
@@ -343,6 +359,18 @@ class Core:
                 del self.flights[sid]
             loop = asyncio.get_running_loop()
             loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
+
+    async def _attempt_ended(self, sid: str, recorded: asyncio.Event, write: Coroutine[Any, Any, None]) -> None:
+        """The end of a call written on its attempt, once the create wrote the attempt; a store
+        that fails here is one line in the log (the call itself is over)."""
+        try:
+            await recorded.wait()
+            await write
+        except Exception as exc:
+            self.log.write("error", verification=sid, error=exc.message if isinstance(exc, Voice2faError)
+                           else type(exc).__name__)
+        finally:
+            write.close()  # not awaited when the wait failed
 
     async def fetch(self, service: records.Service, sid: str) -> Record:
         return shapes.verification(await self._record(service, sid, (PENDING, MAX_ATTEMPTS)), self.api_url)
@@ -381,7 +409,8 @@ class Core:
         else:
             raise ApiError(60200, "Invalid parameter: To or VerificationSid is required")
         if verdict.verified:
-            record = await self._close(service, record, "approved")
+            record, _ = await asyncio.gather(self._close(service, record, "approved"),
+                                             self.attempts.converted(record))
             self.metrics.checked("approved")
             self.log.write("check", verification=record["sid"], outcome="approved")
             return shapes.verification_check(record, "approved")

@@ -21,7 +21,7 @@ from voice2fa_cli import otp, policy
 if TYPE_CHECKING:
     from voice2fa_cli.stores.base import Record, SessionStore
 
-SERVICE, KEY, VERIFICATION, PENDING = "service", "key", "verification", "pending"
+SERVICE, KEY, VERIFICATION, PENDING, ATTEMPT = "service", "key", "verification", "pending", "attempt"
 SID = re.compile(r"[A-Z]{2}[0-9a-f]{32}")
 SECRET_LABEL = b"serve api key secret v1"  # the derived key that hashes API key secrets
 KEY_VERSION = 2  # key records before it held scrypt hashes: such keys must be made again

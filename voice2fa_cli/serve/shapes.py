@@ -134,6 +134,38 @@ def service(body: dict, account: str, base_url: str) -> dict:
     }
 
 
+def attempt(record: dict, base_url: str) -> dict:
+    """The verification attempt resource (verify.v2.verification_attempt): one call, its
+    channel data the call's outcome (`status` confirmed once converted, as in Twilio's example)."""
+    return {
+        "sid": record["sid"],
+        "account_sid": record["account_sid"],
+        "service_sid": record["service_sid"],
+        "verification_sid": record["verification_sid"],
+        "date_created": iso(record["created"]),
+        "date_updated": iso(record["updated"]),
+        "conversion_status": record["conversion"],
+        "channel": "call",
+        "price": None,
+        "channel_data": {
+            "verification_sid": record["verification_sid"], "to": record["to"],
+            "status": "confirmed" if record["conversion"] == "converted" else "unconfirmed",
+            "call_sid": record["call_sid"], "call_status": record["call_status"], "duration": record["duration"],
+            "code_delivered": record["delivered"], "error": record["problem"], "country": record["country"],
+            "code_length": record["code_length"], "locale": record["locale"],
+        },
+        "url": f"{base_url}/v2/Attempts/{record['sid']}",
+    }
+
+
+def attempts_summary(total: int, converted: int, base_url: str) -> dict:
+    """verify.v2.verification_attempts_summary; the rate as Twilio's example writes it
+    ("81.818181818"), null with no attempts."""
+    return {"total_attempts": total, "total_converted": converted, "total_unconverted": total - converted,
+            "conversion_rate_percentage": repr(round(converted / total * 100, 9)) if total else None,
+            "url": f"{base_url}/v2/Attempts/Summary"}
+
+
 def page(key: str, items: list[dict], url: str, number: int, size: int, total: int,
          query: Mapping[str, str] | None = None) -> dict:
     """One page of a list, with the `meta` Twilio's SDK follows (next_page_url: None on the
