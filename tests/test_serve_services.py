@@ -137,7 +137,8 @@ def test_voice2fas_own_settings_are_set_and_shown_under_voice2fa(server, admin_k
         "Voice2fa.Message": "Bonjour."}))
     assert status == 201
     assert body["voice2fa"] == {"ttl": 300, "language": "fr-FR", "max_calls_per_hour": 20,
-                                "friendly_name_allowed": False, "custom_message_allowed": True, "message": "Bonjour."}
+                                "friendly_name_allowed": False, "custom_message_allowed": True, "message": "Bonjour.",
+                                "callback_url": None, "callback_private": False}
 
 
 def test_the_service_resource_and_its_list_match_the_specs_schemas(server, admin, admin_key):

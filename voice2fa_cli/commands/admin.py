@@ -146,8 +146,12 @@ def services_group() -> None:
 @click.option("--keypress/--no-keypress", default=True, show_default=True,
               help="Whether the callee presses a key before the code is read (Twilio's DtmfInputRequired).")
 @click.option("--voice", metavar="NAME", help="The calls' voice, as `send --voice` takes it (Twilio's TtsName).")
+@click.option("--callback-url", metavar="URL", help="Where serve posts the verifications' status events "
+              "(https; signed with the callback_secret printed).")
+@click.option("--callback-private", is_flag=True, help="Let the callback URL reach loopback and private "
+              "addresses (and use http), e.g. an app on the same host.")
 def services_create(name, code_length, ttl, language, max_calls_per_hour, friendly_name, custom_message,
-                    message, custom_code, keypress, voice) -> None:
+                    message, custom_code, keypress, voice, callback_url, callback_private) -> None:
     """Make a service; prints it as JSON on stdout (its sid is the VA... in the API's URLs)."""
     from voice2fa_cli import ui
     from voice2fa_cli.errors import ConfigError
@@ -157,17 +161,22 @@ def services_create(name, code_length, ttl, language, max_calls_per_hour, friend
         try:
             options = records.ServiceOptions(code_length, ttl, language,
                                              None if max_calls_per_hour is None else int(max_calls_per_hour),
-                                             friendly_name, custom_message, message, custom_code, keypress, voice)
+                                             friendly_name, custom_message, message, custom_code, keypress, voice,
+                                             callback_url, callback_private)
             service = records.create_service(store, name, options)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        ui.emit_json(_service_json(service))
+        ui.emit_json(_service_json(service, store))
 
 
-def _service_json(service) -> dict:
+def _service_json(service, store) -> dict:
+    """The service; with a callback URL, the secret its events are signed with."""
     from voice2fa_cli import ui
+    from voice2fa_cli.serve import records
 
     body = {k: v for k, v in service.body().items() if k != "deleted"}
+    if service.callback_url is not None:
+        body["callback_secret"] = records.callback_secret(store.derive_key(records.callback_label(service.sid)))
     return {**body, "created": ui.iso(service.created), "updated": ui.iso(body["updated"])}
 
 
@@ -179,4 +188,4 @@ def services_list() -> None:
 
     with exit_codes(True), _records_store() as store:
         for service in records.list_services(store):
-            ui.emit_json(_service_json(service))
+            ui.emit_json(_service_json(service, store))

@@ -18,6 +18,7 @@ from voice2fa_cli.errors import ConfigError, PolicyRefused, Problem, ProviderErr
 from voice2fa_cli.policy import Kind, Session
 from voice2fa_cli.serve import locales, params, records, shapes
 from voice2fa_cli.serve.attempts import Attempts
+from voice2fa_cli.serve.events import Events
 from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.services import Services
 from voice2fa_cli.serve.shapes import ApiError
@@ -38,6 +39,10 @@ MAX_AUTH_CACHE = 1024
 ACCOUNT_LABEL = b"serve account sid v1"  # the derived key whose first bytes are the account SID
 MIN_CODE, MAX_CODE = 4, 10  # a VerificationCheck's Code: 4 to 10 characters (Twilio's spec)
 PENDING, MAX_ATTEMPTS = "pending", "max_attempts_reached"  # verification statuses (the spec's words)
+# The `expired` event's timer runs EXPIRY_DELAY s past a create's TTL; a closed verification's
+# record outlives it by CLOSED_GRACE s more, so that a close right after a create is never
+# taken for an expiry (the timer finds the record, closed, on any instance).
+EXPIRY_DELAY, CLOSED_GRACE = 1, 5
 # An update's Status (the spec's enum) → the state its session closes in
 UPDATE_STATUSES = {"canceled": "undelivered", "approved": "verified"}
 CLAIM_TRIES = 8  # creates for one number racing on several instances: each claim is retried
@@ -74,10 +79,12 @@ class Core:
         self.account = ""
         self.flights: dict[str, Flight] = {}  # verification sid → its call in flight here
         self.tasks: set[asyncio.Task] = set()
+        self.timers: set[asyncio.TimerHandle] = set()  # the expired events to come
         self._secret_key = b""  # derived from the store's key at start (records.SECRET_LABEL)
         self._auth_cache: dict[str, tuple[bytes, float, records.ApiKey]] = {}
         self.services = Services(creds, api_url)
         self.attempts = Attempts(store, api_url)
+        self.events = Events(creds, log)
 
     async def start(self) -> None:
         # The account SID is the deployment's: derived from the store key (the key file every
@@ -139,7 +146,7 @@ class Core:
         After max_attempts_reached the pointer still leads a check by `To` to the session (locked:
         60202, in the round trips of any check), marked `closed` so that no create resends it."""
         record = {**record, "status": status, "updated": time.time()}
-        await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl)
+        await self.store.put_record(records.VERIFICATION, record["sid"], record, ttl=service.ttl + CLOSED_GRACE)
         pointer = {**record, "status": PENDING, "closed": status} if status == MAX_ATTEMPTS else {"sid": None}
         await self.store.put_record(records.PENDING, f"{service.sid}:{record['to']}", pointer, ttl=service.ttl)
         return record
@@ -239,7 +246,7 @@ class Core:
             async with flow.reserved(self.store, number.e164, self.settings.max_calls_per_hour, service=service.sid,
                                      service_max=policy.service_share(self.settings.max_calls_per_hour,
                                                                       service.max_calls_per_hour)):
-                task, placed = await self._dial(record["sid"], options, call, attempt_sid, recorded)
+                task, placed = await self._dial(service, record, options, call, attempt_sid, recorded)
         except BaseException as exc:
             with contextlib.suppress(Exception):  # nothing was placed: the claim is given back
                 await self.store.swap_record(records.PENDING, pending_id, {**before, "rev": rev + 2},
@@ -273,6 +280,7 @@ class Core:
                                      locale=voice.language, call_sid=call.call_sid))
         finally:
             recorded.set()
+        self._expire_later(service, record)
         self.metrics.placed()
         self.log.write("verification", verification=record["sid"], service=service.sid, event="created",
                        attempt=len(record["send_code_attempts"]))
@@ -296,15 +304,16 @@ class Core:
                 return before, rev, record
         raise ApiError(20429, "Too many concurrent requests for this number: try again", status=429)
 
-    async def _dial(self, sid: str, options: flow.SendOptions, call: CallState, attempt: str,
-                    recorded: asyncio.Event) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
+    async def _dial(self, service: records.Service, verification: Record, options: flow.SendOptions,
+                    call: CallState, attempt: str, recorded: asyncio.Event
+                    ) -> tuple[asyncio.Task[None], asyncio.Future[Session]]:
         """Start the call that follows a verification: once the platform took it and its session
         is stored, the task following it and the session (in `placed`). A failure before that is
         raised here (the call, if any, was hung up)."""
         if self.calls is not None:
             await self.calls.publish(call)  # before it is dialed: any instance may get its webhook
         placed: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._follow(sid, options, call, placed, attempt, recorded))
+        task = asyncio.create_task(self._follow(service, verification, options, call, placed, attempt, recorded))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         waiters: set[asyncio.Future[Any]] = {placed, task}
@@ -316,9 +325,12 @@ class Core:
             raise ApiError(20500)
         return task, placed
 
-    async def _follow(self, sid: str, options: flow.SendOptions, call: CallState,
-                      placed: asyncio.Future[Session], attempt: str, recorded: asyncio.Event) -> None:
+    async def _follow(self, service: records.Service, verification: Record, options: flow.SendOptions,
+                      call: CallState, placed: asyncio.Future[Session], attempt: str, recorded: asyncio.Event
+                      ) -> None:
         from voice2fa_cli.voice.webhook import CALLS
+
+        sid = verification["sid"]
 
         reporter = CallReporter(self.log, sid, sandbox=self.sandbox)
         calls = self.calls
@@ -336,6 +348,9 @@ class Core:
             self.log.write("call", verification=sid, event="ended", status=result.call_status,
                            delivered=result.delivered)
             await self._attempt_ended(sid, recorded, self.attempts.ended(attempt, result))
+            self.events.post(service, verification, PENDING, AttemptSid=attempt, CallSid=result.call_sid,
+                             CallStatus=result.call_status, CallDuration=result.duration,
+                             CodeDelivered=result.delivered, Error=result.problem)
         except asyncio.CancelledError:  # canceled by an update or a resend: flow hung up
             if placed.done():
                 await self._attempt_ended(sid, recorded, self.attempts.failed(attempt, "canceled", "canceled"))
@@ -359,6 +374,26 @@ class Core:
                 del self.flights[sid]
             loop = asyncio.get_running_loop()
             loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
+
+    def _expire_later(self, service: records.Service, record: Record) -> None:
+        """The `expired` event, once the verification's record has outlived its TTL unchanged
+        (a resend or a close on any instance writes it again, and its timer takes over)."""
+        if service.callback_url is None:
+            return
+
+        async def expire() -> None:
+            with contextlib.suppress(Exception):
+                if await self.store.get_record(records.VERIFICATION, record["sid"]) is None:
+                    self.events.post(service, record, "expired")
+
+        def fire() -> None:
+            self.timers.discard(handle)
+            task = asyncio.create_task(expire())
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        handle = asyncio.get_running_loop().call_later(service.ttl + EXPIRY_DELAY, fire)
+        self.timers.add(handle)
 
     async def _attempt_ended(self, sid: str, recorded: asyncio.Event, write: Coroutine[Any, Any, None]) -> None:
         """The end of a call written on its attempt, once the create wrote the attempt; a store
@@ -388,6 +423,7 @@ class Core:
         elif self.calls is not None and record.get("call"):
             await self.calls.hang_up(record["call"])  # placed by another instance: it hangs up
         self.log.write("verification", verification=sid, service=service.sid, event=status)
+        self.events.post(service, record, status)
         return shapes.verification(record, self.api_url)
 
     async def check(self, service: records.Service, form: Mapping[str, str]) -> Record:
@@ -413,6 +449,7 @@ class Core:
                                              self.attempts.converted(record))
             self.metrics.checked("approved")
             self.log.write("check", verification=record["sid"], outcome="approved")
+            self.events.post(service, record, "approved")
             return shapes.verification_check(record, "approved")
         if verdict.kind.locked:
             self.metrics.checked("locked")
@@ -425,6 +462,7 @@ class Core:
             record = await self._close(service, record, MAX_ATTEMPTS)
             self.metrics.checked("lockout")
             self.log.write("check", verification=record["sid"], outcome="lockout")
+            self.events.post(service, record, MAX_ATTEMPTS)
             return shapes.verification_check(record, MAX_ATTEMPTS)
         self.metrics.checked("wrong")
         self.log.write("check", verification=record["sid"], outcome="wrong")
@@ -448,3 +486,6 @@ class Core:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=self.settings.timing.api_timeout)
+        for handle in self.timers:  # expiries still to come are not told (the README says so)
+            handle.cancel()
+        await self.events.close(self.settings.timing.api_timeout)

@@ -65,6 +65,10 @@ class Service:
     custom_code: bool = False
     keypress: bool = True
     voice: str | None = None
+    # Where serve posts the service's status events (signed; None: nowhere), and whether that
+    # URL may reach loopback and private addresses (off: only public ones, over https).
+    callback_url: str | None = None
+    callback_private: bool = False
     updated: float | None = None
     deleted: bool = False  # a tombstone: deleted through the API (records are never removed)
 
@@ -91,6 +95,8 @@ class ServiceOptions:
     custom_code: bool = False
     keypress: bool = True
     voice: str | None = None
+    callback_url: str | None = None
+    callback_private: bool = False
 
     @classmethod
     def of(cls, service: Service) -> ServiceOptions:
@@ -119,6 +125,10 @@ def checked_options(options: ServiceOptions) -> ServiceOptions:
         raise OptionsError("ttl", f"the TTL must be from {TTLS.start} to {TTLS.stop - 1} seconds")
     if options.max_calls_per_hour is not None and options.max_calls_per_hour < 1:
         raise OptionsError("max_calls_per_hour", "the service's calls per hour must be 1 or more")
+    if options.callback_url is not None:
+        problem = callback_problem(options.callback_url, options.callback_private)
+        if problem is not None:
+            raise OptionsError("callback_url", problem)
     from voice2fa_cli.voice.options import OptionError, clean_message, voice_options
 
     message = options.message
@@ -135,6 +145,57 @@ def checked_options(options: ServiceOptions) -> ServiceOptions:
             raise OptionsError("voice" if exc.option == "voice" or options.voice else "language", exc.detail) from None
         language = voice.language if language is not None else None
     return replace(options, message=message, language=language)
+
+
+MAX_CALLBACK_URL = 2000
+CALLBACK_LABEL = b"serve callback secret v1:"  # + the service's SID: the derived key gives its secret
+
+
+def callback_label(service_sid: str) -> bytes:
+    return CALLBACK_LABEL + service_sid.encode()
+
+
+def callback_secret(derived: bytes) -> str:
+    """A service's callback secret from the store's key derived for callback_label (every
+    instance derives the same; nothing stores it)."""
+    return derived[:20].hex()
+
+
+def callback_problem(url: str, private: bool) -> str | None:
+    """Why `url` cannot be a service's callback URL, or None: an absolute https URL (http too
+    when private addresses are allowed: a receiver on loopback or the local network), with a
+    host, no user or password, no fragment, printable, at most MAX_CALLBACK_URL characters.
+    (The addresses a host name resolves to are checked at each post: serve/events.py.)"""
+    from urllib.parse import urlsplit
+
+    if len(url) > MAX_CALLBACK_URL or not url.isprintable() or any(c.isspace() for c in url):
+        return f"the callback URL must be printable, without spaces, at most {MAX_CALLBACK_URL} characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return "the callback URL is not a valid URL"
+    schemes = ("https", "http") if private else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        return ("the callback URL must be an absolute https:// URL" if not private
+                else "the callback URL must be an absolute http:// or https:// URL")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        return "the callback URL must carry no user, password or fragment"
+    if not private and not public_host(parts.hostname):
+        return (f"the callback URL's host {parts.hostname} is a loopback or private address: "
+                "allow such addresses for this service (--callback-private, Voice2fa.CallbackPrivate)")
+    return None
+
+
+def public_host(host: str) -> bool:
+    """False for an IP address that is not global (loopback, private, link-local, …); a name is
+    judged by what it resolves to, when it is used."""
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_global
+    except ValueError:
+        return host.lower() not in ("localhost", "localhost.localdomain") and not host.lower().endswith(".localhost")
 
 
 def new_service(name: str, options: ServiceOptions | None = None) -> Service:

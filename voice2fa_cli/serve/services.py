@@ -27,13 +27,18 @@ DEFAULT_PAGE_SIZE = 50
 FIELDS = {"code_length": "CodeLength", "keypress": "DtmfInputRequired", "voice": "TtsName",
           "custom_code": "CustomCodeEnabled", "ttl": "Voice2fa.Ttl", "language": "Voice2fa.Language",
           "max_calls_per_hour": "Voice2fa.MaxCallsPerHour", "friendly_name": "Voice2fa.FriendlyNameAllowed",
-          "custom_message": "Voice2fa.CustomMessageAllowed", "message": "Voice2fa.Message"}
+          "custom_message": "Voice2fa.CustomMessageAllowed", "message": "Voice2fa.Message",
+          "callback_url": "Voice2fa.CallbackUrl", "callback_private": "Voice2fa.CallbackPrivate"}
 # voice2fa's settings of a service that Twilio's resource has no parameter for
 EXTENSIONS = {
     "Voice2fa.Ttl": params.Rule("integer"), "Voice2fa.Language": params.STRING,
     "Voice2fa.MaxCallsPerHour": params.Rule("integer"), "Voice2fa.FriendlyNameAllowed": params.BOOLEAN,
     "Voice2fa.CustomMessageAllowed": params.BOOLEAN, "Voice2fa.Message": params.STRING,
+    "Voice2fa.CallbackUrl": params.STRING, "Voice2fa.CallbackPrivate": params.BOOLEAN,
 }
+# voice2fa's settings that a present but empty value clears (back to none: no callback, the
+# default opening sentence); any other empty value leaves its setting as it is
+CLEARABLE = ("callback_url", "message")
 FORBIDDEN = ("this API key cannot manage services: make one that can with `voice2fa keys create NAME --admin`")
 
 
@@ -46,6 +51,8 @@ def _options(form: Mapping[str, str], base: records.ServiceOptions) -> records.S
     changes: dict[str, object] = {}
     for field, name in FIELDS.items():
         value = form.get(name)
+        if value == "" and field in CLEARABLE:
+            changes[field] = None
         if value is None or value == "":
             continue
         rule = params.SERVICE.get(name) or EXTENSIONS[name]
@@ -83,8 +90,13 @@ class Services:
             raise _not_found(sid)
         return service
 
-    def _shape(self, service: records.Service) -> dict:
-        return shapes.service(service.body(), self.account, self.api_url)
+    async def _shape(self, service: records.Service, key: records.ApiKey) -> dict:
+        """The resource; to an admin key, with the secret the service's events are signed with."""
+        shaped = shapes.service(service.body(), self.account, self.api_url)
+        if key.admin and service.callback_url is not None:
+            derived = await self.creds.derive_key(records.callback_label(service.sid))
+            shaped["voice2fa"]["callback_secret"] = records.callback_secret(derived)
+        return shaped
 
     @staticmethod
     def _admin(key: records.ApiKey) -> None:
@@ -111,10 +123,10 @@ class Services:
         except ValueError as exc:
             raise self._refused(exc) from None
         await self.creds.put_record(records.SERVICE, service.sid, service.body(), only_new=True)
-        return self._shape(service)
+        return await self._shape(service, key)
 
     async def fetch(self, sid: str, key: records.ApiKey) -> dict:
-        return self._shape(await self.lookup(sid, key))
+        return await self._shape(await self.lookup(sid, key), key)
 
     async def update(self, sid: str, form: Mapping[str, str], key: records.ApiKey) -> dict:
         self._admin(key)
@@ -128,7 +140,7 @@ class Services:
             raise self._refused(exc) from None
         await self.creds.put_record(records.SERVICE, sid, service.body())
         self._cache[sid] = (time.monotonic(), service)
-        return self._shape(service)
+        return await self._shape(service, key)
 
     async def delete(self, sid: str, key: records.ApiKey) -> None:
         """A tombstone: the service answers 20404 from now on (on other instances within
@@ -144,5 +156,5 @@ class Services:
         size = int(query.get("PageSize") or DEFAULT_PAGE_SIZE)
         number = int(query.get("Page") or 0)
         services = [s for s in records.listed(await self.creds.list_records(records.SERVICE)) if key.reaches(s.sid)]
-        items = [self._shape(s) for s in services[number * size:(number + 1) * size]]
+        items = [await self._shape(s, key) for s in services[number * size:(number + 1) * size]]
         return shapes.page("services", items, f"{self.api_url}/v2/Services", number, size, len(services))

@@ -130,7 +130,8 @@ def service(body: dict, account: str, base_url: str) -> dict:
         "links": {"verifications": f"{url}/Verifications", "verification_checks": f"{url}/VerificationCheck"},
         "voice2fa": {"ttl": body["ttl"], "language": body["language"], "max_calls_per_hour": body["max_calls_per_hour"],
                      "friendly_name_allowed": body["friendly_name"], "custom_message_allowed": body["custom_message"],
-                     "message": body["message"]},
+                     "message": body["message"], "callback_url": body["callback_url"],
+                     "callback_private": body["callback_private"]},
     }
 
 
