@@ -8,6 +8,7 @@ nothing readable at rest.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -15,6 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port
 from voice2fa_cli import config, stores
@@ -466,3 +469,57 @@ def test_a_check_through_the_pending_record_checks_the_session_it_names_now(url,
     assert on_loop(store, work) == [None, ("s1", False, 4, "s1"), ("s1", False, 3, "s1"), ("s2", True, "s2"),
                                     None, None]
     assert store.get("s1").state == "superseded" and store.get("s2").state == "verified"
+
+
+def time_calls(url) -> int:
+    """How many TIME commands the server has run (its command statistics)."""
+    return int(raw(url).info("commandstats").get("cmdstat_time", {}).get("calls", 0))
+
+
+def test_writes_read_the_servers_clock_once_in_a_while_not_at_every_write(url, key):
+    """A record's end of life is on the server's clock; a reading of it stands for clock_fresh
+    seconds (carried forward on the monotonic clock), so writes make no TIME round trip each.
+    (The server's count of TIME includes the scripts' own: the same writes are counted with
+    every reading stale, and the difference is the round trips.)"""
+    store = RedisStore.open(url, key)  # no test clock: the server's TIME decides
+
+    async def writes(aio, tag: str) -> int:
+        before = time_calls(url)
+        for i in range(20):
+            await aio.put_record("verification", f"{tag}{i}", {"n": i}, ttl=3600)
+            await aio.swap_record("verification", f"{tag}{i}", {"n": i, "rev": 1}, rev=0, ttl=3600)
+        return time_calls(url) - before
+
+    async def work(aio):
+        await aio.put_record("verification", "first", {"n": 0}, ttl=3600)  # reads the clock
+        fresh = await writes(aio, "f")
+        await aio.put_record("verification", "gone", {"n": 1}, ttl=-1)
+        aio.layout.clock_fresh = 0.0  # every reading stale at once: each write reads the clock
+        stale = await writes(aio, "s")
+        return fresh, stale, [await aio.get_record("verification", i) for i in ("f19", "gone", "s19")]
+
+    fresh, stale, found = on_loop(store, work)
+    assert stale - fresh == 40
+    assert found == [{"n": 19, "rev": 1}, None, {"n": 19, "rev": 1}]
+    ttl_ms = raw(url).pttl(store.layout.record_keys("verification", "f19")[0])
+    assert 3600_000 < ttl_ms  # Redis keeps it past its end of life (RETAIN), and the life is the hour asked
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                     max_leaves=12)
+
+
+@given(st.dictionaries(st.text(max_size=10), _json, max_size=6), st.one_of(st.none(), st.floats(0, 4e9)))
+def test_a_records_envelope_is_the_canonical_json_of_its_parts_and_opens_anywhere(body, expires):
+    """The envelope is built from its signed part's text (the MAC appended, as canonical JSON
+    sorts it last): it must be exactly the canonical form another instance checks."""
+    from voice2fa_cli.stores.redis_keys import Layout, canonical
+
+    key = bytes(range(32))
+    text = Layout(key, "redis://h", sandbox=False, clock=None).envelope("voice2fa:{rec:x}:1", body, expires)
+    assert text == canonical(json.loads(text))
+    fresh = Layout(key, "redis://h", sandbox=False, clock=None)  # remembers nothing: checks the MAC
+    assert fresh.opened("voice2fa:{rec:x}:1", text) == {"body": body, "expires_at": expires}
+    with pytest.raises(StoreError):
+        fresh.opened("voice2fa:{rec:x}:2", text)  # bound to its key

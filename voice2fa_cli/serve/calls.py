@@ -21,7 +21,7 @@ import json
 import re
 
 from voice2fa_cli.errors import StoreError
-from voice2fa_cli.serve.sealed import SealError, seal, unseal
+from voice2fa_cli.serve.sealed import Sealer, SealError
 from voice2fa_cli.stores.base import AsyncSessionStore
 from voice2fa_cli.voice import speech
 from voice2fa_cli.voice.call import CallState
@@ -74,7 +74,7 @@ class StoredCalls:
 
     def __init__(self, store: AsyncSessionStore, master: bytes, id_key: bytes, local: dict, ttl: float) -> None:
         self.store = store
-        self.master = master
+        self.sealer = Sealer(master)
         self.id_key = id_key
         self.local = local  # the webhook app's CALLS: this instance's mirrors, by token
         self.ttl = ttl
@@ -110,7 +110,7 @@ class StoredCalls:
             return None
         try:
             rev = int(body["rev"])
-            data = json.loads(unseal(self.master, self._aad(rid, rev), base64.b64decode(body["blob"])))
+            data = json.loads(self.sealer.unseal(self._aad(rid, rev), base64.b64decode(body["blob"])))
         except (SealError, ValueError, KeyError, TypeError):
             return None  # altered, or sealed under another key: as good as absent
         if rev < self.seen.get(rid, 0):
@@ -122,7 +122,7 @@ class StoredCalls:
         return await self._save(self.record_id(token), call, rev)
 
     async def _save(self, rid: str, call: CallState, rev: int) -> bool:
-        blob = seal(self.master, self._aad(rid, rev + 1), json.dumps(state(call), separators=(",", ":")).encode())
+        blob = self.sealer.seal(self._aad(rid, rev + 1), json.dumps(state(call), separators=(",", ":")).encode())
         saved = await self.store.swap_record(KIND, rid, {"rev": rev + 1, "blob": base64.b64encode(blob).decode()},
                                              rev=rev, ttl=self.ttl)
         if saved:

@@ -9,9 +9,7 @@ blocking store from threads instead (stores.onloop.StoreThread).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import redis.asyncio as aredis
@@ -45,7 +43,7 @@ class AsyncRedisStore:
         # At most MAX_CONNECTIONS commands in flight (so as many connections): beyond, a command
         # waits for a slot. The slots are an asyncio.Semaphore in front of a plain pool
         # (redis.asyncio's BlockingConnectionPool costs about 9 µs more per command), and the
-        # store's timeout is one deadline around each round trip (_io) rather than redis-py's
+        # store's timeout is one deadline around each round trip (_step) rather than redis-py's
         # socket_timeout, which wraps every send in a task of its own (asyncio.wait_for).
         self._slots = asyncio.Semaphore(MAX_CONNECTIONS)
         self._wait = options.get("socket_timeout") or 3.0
@@ -76,28 +74,24 @@ class AsyncRedisStore:
 
     # --- sending what the layout yields ------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def _io(self) -> AsyncIterator[None]:
-        """Around every round trip: the store's timeout (for the wait for a slot too), a slot,
-        and any failure as the one-line StoreError (a timeout: "did not answer in time"). A
-        command cut off by the timeout drops its connection (redis-py does)."""
+    async def _step(self, step: Script | Command | Pipeline) -> Any:
+        """One round trip, under the store's timeout (for the wait for a slot too) in one of the
+        slots; any failure is the one-line StoreError (a timeout: "did not answer in time"). A
+        command cut off by the timeout drops its connection (redis-py does). (No context
+        manager of ours around it: this is every round trip's path.)"""
         with errors(self.url):
             async with _deadline(self._wait), self._slots:
-                yield
-
-    async def _step(self, step: Script | Command | Pipeline) -> Any:
-        async with self._io():
-            if isinstance(step, Script):
-                return await self._scripts[step.name](keys=step.keys, args=step.args)
-            if isinstance(step, Command):
-                return await self._r.execute_command(*step.args)
-            pipe = self._r.pipeline(transaction=False)
-            for part in step.steps:
-                if isinstance(part, Script):
-                    await self._scripts[part.name](keys=part.keys, args=part.args, client=pipe)
-                else:
-                    pipe.execute_command(*part.args)
-            return await pipe.execute()
+                if isinstance(step, Script):
+                    return await self._scripts[step.name](keys=step.keys, args=step.args)
+                if isinstance(step, Command):
+                    return await self._r.execute_command(*step.args)
+                pipe = self._r.pipeline(transaction=False)
+                for part in step.steps:
+                    if isinstance(part, Script):
+                        await self._scripts[part.name](keys=part.keys, args=part.args, client=pipe)
+                    else:
+                        pipe.execute_command(*part.args)
+                return await pipe.execute()
 
     async def _drive(self, op: Op[T]) -> T:
         try:

@@ -31,6 +31,7 @@ import hashlib
 import hmac
 import json
 import secrets
+import time
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,11 @@ from voice2fa_cli.policy import Session, Verdict
 from voice2fa_cli.stores.base import Record, safe_url
 
 PREFIX = "voice2fa:"
+# How long a reading of the server's clock (a TIME, or the time a GET_RECORD answers with)
+# stands for it: within it, the server's time is that reading plus the monotonic time since,
+# and a write that needs the server's time (a record's end of life) makes no TIME round trip.
+CLOCK_FRESH = 5.0
+AUTHENTIC_MAX = 4096  # stored texts remembered as authenticated (Layout._authentic)
 SCHEMA = "2"  # 2: sessions and records carry MACs, codes are bound to number and service
 RETAIN = 86400.0  # how long a session stays listable after it expires
 RECENT_KEEP = 1000  # sessions kept in the listing index
@@ -103,6 +109,12 @@ class Layout:
         self.sandbox = sandbox
         self.prefix = PREFIX + ("sandbox:" if sandbox else "")
         self.test_clock = clock  # None: the server's clock decides
+        # The SHA-256 of each stored text whose MAC was checked already, with the key (or hash)
+        # it was read from: the same text from the same place authenticates again without
+        # rebuilding its canonical form (at most AUTHENTIC_MAX remembered, then all forgotten).
+        self._authentic: dict[bytes, str] = {}
+        self.clock_fresh = CLOCK_FRESH
+        self._server_clock: tuple[float, float] | None = None  # (its time, time.monotonic()) when read
 
     # --- keys and arguments ----------------------------------------------------------------
 
@@ -153,11 +165,25 @@ class Layout:
     def session_mac(self, h: str, d: dict[str, Any]) -> str:
         return self._mac("session", h, *(str(d.get(name, "")) for name in SESSION_SIGNED))
 
+    def _seen(self, raw: str, where: str) -> tuple[bool, bytes]:
+        """Whether `raw` was authenticated as read from `where` before, and its digest."""
+        digest = hashlib.sha256(raw.encode()).digest()
+        return self._authentic.get(digest) == where, digest
+
+    def _remember(self, digest: bytes, where: str) -> None:
+        if len(self._authentic) >= AUTHENTIC_MAX:
+            self._authentic.clear()
+        self._authentic[digest] = where
+
     def session(self, h: str, raw: str) -> Session:
         """A session as a script answered it, from the hash `h`, once its MAC is checked."""
         d = json.loads(raw)
-        if d.get("v") != SESSION_VERSION or not hmac.compare_digest(str(d.get("mac", "")), self.session_mac(h, d)):
-            raise self.tampered("a session")
+        where = "session\x00" + h
+        seen, digest = self._seen(raw, where)
+        if not seen:
+            if d.get("v") != SESSION_VERSION or not hmac.compare_digest(str(d.get("mac", "")), self.session_mac(h, d)):
+                raise self.tampered("a session")
+            self._remember(digest, where)
         return session_of(d)
 
     def tampered(self, what: str) -> StoreError:
@@ -192,11 +218,24 @@ class Layout:
             )
 
     def clock(self) -> Op[float]:
-        """The store's time: the test clock, or the server's."""
+        """The store's time: the test clock, or the server's (read at most every clock_fresh
+        seconds; in between, the last reading carried forward on the monotonic clock: off by
+        at most the reading's round trip and the clocks' drift since)."""
         if self.test_clock is not None:
             return self.test_clock()
+        if self._server_clock is not None:
+            read, at = self._server_clock
+            since = time.monotonic() - at
+            if 0 <= since < self.clock_fresh:
+                return read + since
         seconds, micros = yield Command(("TIME",))
-        return int(seconds) + int(micros) / 1e6
+        return self._read_clock(seconds, micros)
+
+    def _read_clock(self, seconds: Any, micros: Any) -> float:
+        """The server's time from a reply (TIME's pair), remembered as the freshest reading."""
+        now = int(seconds) + int(micros) / 1e6
+        self._server_clock = (now, time.monotonic())
+        return now
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -357,9 +396,12 @@ class Layout:
 
     def envelope(self, key: str, body: Record, expires: float | None) -> str:
         """A record as stored: its body, its end of life, and their MAC bound to its key."""
-        signed = {"body": body, "expires_at": expires}
-        mac = self._mac("record", key, canonical(signed))
-        return canonical({**signed, "mac": mac})
+        signed = canonical({"body": body, "expires_at": expires})
+        mac = self._mac("record", key, signed)
+        # canonical() of the envelope with its mac, built from the signed part's: "mac" sorts last
+        text = f'{signed[:-1]},"mac":"{mac}"}}'
+        self._remember(hashlib.sha256(text.encode()).digest(), "record\x00" + key)  # what we MAC'd reads back
+        return text
 
     def body(self, key: str, raw: str) -> Record:
         """A stored record's body, once its MAC (bound to the key it was read from) is checked."""
@@ -370,8 +412,12 @@ class Layout:
         """A stored record's envelope (its body and end of life), once its MAC is checked."""
         envelope = json.loads(raw)
         mac = envelope.pop("mac", "")
-        if not isinstance(mac, str) or not hmac.compare_digest(mac, self._mac("record", key, canonical(envelope))):
-            raise self.tampered(f"the record {key.removeprefix(self.prefix)}")
+        where = "record\x00" + key
+        seen, digest = self._seen(raw, where)
+        if not seen:
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, self._mac("record", key, canonical(envelope))):
+                raise self.tampered(f"the record {key.removeprefix(self.prefix)}")
+            self._remember(digest, where)
         return envelope
 
     def live_body(self, key: str, raw: str | None, now: float) -> Record | None:
@@ -414,7 +460,7 @@ class Layout:
         if not found:
             return None
         raw, seconds, micros = found
-        return self.live_body(key, raw, int(seconds) + int(micros) / 1e6)
+        return self.live_body(key, raw, self._read_clock(seconds, micros))
 
     def list_records(self, kind: str) -> Op[list[Record]]:
         """Every live record of `kind`, by id (the index's dead entries dropped)."""
