@@ -155,6 +155,37 @@ async def test_a_call_record_altered_moved_or_under_another_key_is_not_served(st
         assert await calls.save(other.token, other, 0) is False  # a stale rev never overwrites
 
 
+async def test_the_placing_instances_mirror_is_a_guess_that_another_instances_change_defeats(state_dir):
+    """A webhook request for a call placed here works on the mirror and saves in one round trip;
+    when another instance changed the call since, that save fails (compare-and-set) and the
+    mirror is no guess again until it is back in step with the newest revision seen."""
+    from voice2fa_cli.serve.calls import StoredCalls
+    from voice2fa_cli.voice import speech
+    from voice2fa_cli.voice.call import CallState
+
+    async with await StoreThread.open(StoreSpec(state_dir=state_dir)) as store:
+        call = CallState(session_id="s1", code="40719386", voice=speech.Voice(), key="7")
+        a = await StoredCalls.open(store, {call.token: call}, ttl=600)  # placed it: holds the mirror
+        b = await StoredCalls.open(store, {}, ttl=600)
+        await a.publish(call)
+        assert b.guess(call.token) is None  # no mirror there
+        guessed, rev = a.guess(call.token)
+        assert (guessed is not call, guessed.code, guessed.key, rev) == (True, "40719386", "7", 1)
+        seen, rev_b = await b.load(call.token)
+        seen.code_reads = 1
+        assert await b.save(call.token, seen, rev_b)  # another instance read the code meanwhile
+        guessed.code_reads = 1
+        assert await a.save(call.token, guessed, 1) is False  # the guess lost: nothing overwritten
+        loaded, rev = await a.load(call.token)
+        assert (loaded.code_reads, rev) == (1, 2)
+        assert a.guess(call.token) is None  # seen 2, the mirror in step with 1
+        loaded.code_reads = 2
+        assert await a.save(call.token, loaded, 2)
+        a.merge(call.token, loaded)
+        guessed, rev = a.guess(call.token)
+        assert (call.code_reads, guessed.code_reads, rev) == (2, 2, 3)
+
+
 def test_a_cancel_reaching_the_other_instance_hangs_up_the_call(pair, sandbox):
     import time
 

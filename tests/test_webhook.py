@@ -2124,6 +2124,9 @@ class ContendedCalls:
             return None
         return self.calls.get(token)
 
+    def guess(self, token: str) -> tuple[CallState, int] | None:
+        return None  # another instance placed these calls: no mirror here
+
     async def save(self, token: str, call: CallState, rev: int) -> bool:
         self.saves += 1
         if self.conflicts > 0:

@@ -54,6 +54,7 @@ def merge(local: CallState, seen: CallState) -> None:
     if seen.call_sid and not local.call_sid:
         local.call_sid = seen.call_sid
     local.wrong_keys = max(local.wrong_keys, seen.wrong_keys)
+    local.sequence = max(local.sequence, seen.sequence)  # the mirror knows every field as new as the store's
     local.code_reads = max(local.code_reads, seen.code_reads)
     if seen.fetched and not local.fetched:
         local.fetched = True
@@ -79,6 +80,9 @@ class StoredCalls:
         self.local = local  # the webhook app's CALLS: this instance's mirrors, by token
         self.ttl = ttl
         self.seen: dict[str, int] = {}  # record id → the newest revision seen here
+        # record id → the revision this instance's mirror of the call is in step with (it saved
+        # that revision from the mirror, or merged it into the mirror)
+        self.in_step: dict[str, int] = {}
 
     @classmethod
     async def open(cls, store: AsyncSessionStore, local: dict, ttl: float) -> StoredCalls:
@@ -98,6 +102,26 @@ class StoredCalls:
         self.seen[rid] = rev
         if len(self.seen) > MAX_SEEN:
             del self.seen[next(iter(self.seen))]
+
+    def _stepped(self, rid: str, rev: int) -> None:
+        self.in_step.pop(rid, None)
+        self.in_step[rid] = rev
+        if len(self.in_step) > MAX_SEEN:
+            del self.in_step[next(iter(self.in_step))]
+
+    def guess(self, token: str) -> tuple[CallState, int] | None:
+        """A copy of this instance's mirror of the call and its revision, when the mirror is in
+        step with the newest revision seen here: a request's answer is worked out on it and
+        saved in one round trip. If another instance changed the call since, the save (a
+        compare-and-set) fails and the request loads the record, as without a guess."""
+        local = self.local.get(token)
+        if local is None or not _TOKEN.fullmatch(token):
+            return None
+        rid = self.record_id(token)
+        rev = self.in_step.get(rid)
+        if rev is None or rev != self.seen.get(rid):
+            return None
+        return from_state(token, state(local)), rev
 
     async def load(self, token: str) -> tuple[CallState, int] | None:
         if not _TOKEN.fullmatch(token):
@@ -119,7 +143,13 @@ class StoredCalls:
         return from_state(token, data), rev
 
     async def save(self, token: str, call: CallState, rev: int) -> bool:
-        return await self._save(self.record_id(token), call, rev)
+        """Compare and set; once saved, the mirror is in step with it (every caller saves the
+        mirror itself or merges what it saved into the mirror)."""
+        rid = self.record_id(token)
+        saved = await self._save(rid, call, rev)
+        if saved:
+            self._stepped(rid, rev + 1)
+        return saved
 
     async def _save(self, rid: str, call: CallState, rev: int) -> bool:
         blob = self.sealer.seal(self._aad(rid, rev + 1), json.dumps(state(call), separators=(",", ":")).encode())
@@ -163,6 +193,7 @@ class StoredCalls:
             elsewhere = seen.hung_up and not call.hung_up and not call.ended
             merge(call, seen)
             if (seen.call_sid or not call.call_sid) and (seen.hung_up or not call.hung_up):
+                self._stepped(self.record_id(call.token), rev)
                 return elsewhere
             seen.call_sid = seen.call_sid or call.call_sid
             seen.hung_up = seen.hung_up or call.hung_up

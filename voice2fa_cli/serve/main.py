@@ -4,11 +4,25 @@ anything starts), serve until SIGTERM or SIGINT, then shut down gracefully (exit
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Mapping
 
 from voice2fa_cli import config
 from voice2fa_cli.errors import ConfigError
 from voice2fa_cli.signals import until_stopped
+
+# The cyclic collector, once serving: what start-up made is frozen out of its passes (imports,
+# apps, routes: most of the heap, never garbage), and the youngest generation is collected after
+# GC_YOUNG new objects rather than 700, so that a burst of requests meets fewer and shorter
+# pauses. Measured with bench/serve_api.py --rate 10000: the webhook's p99 from up to 99 ms to
+# under 50 (the full collections of the burst went from 10-40 ms to about 6).
+GC_YOUNG = 5000
+
+
+def settle_collector() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
 def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
@@ -48,6 +62,7 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
         with until_stopped() as stop:
             async with Serving(env, api_sock=api_sock, webhook_sock=hook_sock, sandbox=sandbox, log=log,
                                public_url=public_url, drain=drain, preflight=preflight, metrics_sock=metrics_sock):
+                settle_collector()
                 await stop.wait()
 
     asyncio.run(main())

@@ -105,6 +105,7 @@ class SharedCalls(Protocol):
     a shared store): every request loads the call's state, and saves it before answering."""
 
     async def load(self, token: str) -> tuple[CallState, int] | None: ...
+    def guess(self, token: str) -> tuple[CallState, int] | None: ...
     async def save(self, token: str, call: CallState, rev: int) -> bool: ...
     def merge(self, token: str, seen: CallState) -> None: ...
 
@@ -134,8 +135,8 @@ async def _answer(request: web.Request, call: CallState | None, shared: SharedCa
     app = request.app
     token = request.match_info["token"]
     loaded: tuple[CallState, int] | None = None
-    if shared is not None:
-        loaded = await shared.load(token)
+    if shared is not None:  # the mirror of a call placed here, else (or if it is behind) the record
+        loaded = shared.guess(token) or await shared.load(token)
         call = loaded[0] if loaded is not None else None
     if call is None:
         return plain(404, "not found")
