@@ -2,14 +2,16 @@
 
     python bench/serve_api.py                 # both figures, 3 rounds of 5 s
     python bench/serve_api.py --rounds 1 --duration 3 --calls 200
+    python bench/serve_api.py --rate 10000    # the 200 creates within a second: the burst
 
 1. VerificationCheck requests per second against a bare aiohttp handler that does one Redis
    round trip (a GET) and answers 200, both in their own process, the rounds interleaved, the
-   same client (32 connections, keep-alive). The checks go to one verification locked after 5
-   wrong codes (its number is not locked): each request is authenticated (one HMAC; the key
-   record cached after its first read), reads the pending pointer and the verification (each
-   record's MAC checked), and runs the store's check script (the session's MAC checked): every
-   round trip a wrong code makes but the failure's write. Target:
+   same client (32 connections, keep-alive). The checks go by `To` to one verification that
+   answered max_attempts_reached after 5 wrong codes (60202, HTTP 429, from then on): each
+   request is authenticated (one HMAC; the key record cached after its first read), and the
+   pending pointer (which still leads to the locked session) and the session are read and
+   checked by the store's CHECK_PENDING script in one round trip (each one's MAC checked
+   here). Target:
    at least 0.4x the bare handler.
 2. `--calls` verifications created at once (`voice2fa sandbox` in its own process stands in for
    the platform: each call answered, the gate's key pressed, the code read, the call completed),
