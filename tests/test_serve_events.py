@@ -197,7 +197,10 @@ def test_a_callback_name_that_resolves_to_a_private_address_gets_nothing(serving
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--callback-url", "http://app.example.com/events"], "the callback URL must be an absolute https:// URL"),
+    (["--callback-url", "http://app.example.com/events"],
+     "the callback URL must be an https:// URL (http:// only for a service that allows private addresses: "
+     "--callback-private, Voice2fa.CallbackPrivate)"),
+    (["--callback-url", "app.example.com/events"], "the callback URL must be an absolute https:// URL"),
     (["--callback-url", "https://127.0.0.1/events"],
      "the callback URL's host 127.0.0.1 is a loopback or private address: allow such addresses for this service "
      "(--callback-private, Voice2fa.CallbackPrivate)"),

@@ -176,6 +176,9 @@ def callback_problem(url: str, private: bool) -> str | None:
     except ValueError:
         return "the callback URL is not a valid URL"
     schemes = ("https", "http") if private else ("https",)
+    if parts.scheme == "http" and parts.hostname and not private:
+        return ("the callback URL must be an https:// URL (http:// only for a service that allows private "
+                "addresses: --callback-private, Voice2fa.CallbackPrivate)")
     if parts.scheme not in schemes or not parts.hostname:
         return ("the callback URL must be an absolute https:// URL" if not private
                 else "the callback URL must be an absolute http:// or https:// URL")
