@@ -70,6 +70,8 @@ class Settings:
     max_calls_per_hour: int = policy.DEFAULT_MAX_CALLS_PER_HOUR
     warnings: tuple[str, ...] = ()
     store: StoreSpec | None = None  # where sessions live; None: the SQLite store under state_dir
+    delivery: str = "webhook"  # DELIVERIES: how the call gets its script
+    max_price_per_minute: float | None = None  # the inline dial's cost cap, US dollars (None: none)
 
     @property
     def api_base(self) -> str:
@@ -359,6 +361,34 @@ def allowed_number_types(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(names)
 
 
+DELIVERIES = ("webhook", "inline")
+DELIVERY_HINT = ("webhook (SignalWire fetches the call from this machine through the public URL) or inline "
+                 "(the whole call travels in the dial: no tunnel, nothing inbound)")
+
+
+def delivery(env: Mapping[str, str], flag: str | None = None) -> str:
+    """How the call gets its script (--delivery over VOICE2FA_DELIVERY; default webhook)."""
+    name = "--delivery" if flag is not None else "VOICE2FA_DELIVERY"
+    raw = flag if flag is not None else value(env, "VOICE2FA_DELIVERY")
+    if raw is None:
+        return "webhook"
+    if raw.strip().lower() not in DELIVERIES:
+        raise ConfigError(f"{name} must be {DELIVERY_HINT}, not {phone.shown(raw)}")
+    return raw.strip().lower()
+
+
+def max_price_per_minute(env: Mapping[str, str]) -> float | None:
+    """VOICE2FA_MAX_PRICE_PER_MINUTE: the inline dial's cost cap in US dollars (a call whose
+    route costs more is refused by SignalWire); unset: no cap."""
+    raw = _raw(env, "VOICE2FA_MAX_PRICE_PER_MINUTE")
+    if raw is None:
+        return None
+    if not _DECIMAL.fullmatch(raw) or not 0 <= float(raw) <= 100:
+        raise ConfigError(f"VOICE2FA_MAX_PRICE_PER_MINUTE must be US dollars per minute from 0 to 100, such as "
+                          f"0.05, not {phone.shown(raw)}")
+    return float(raw)
+
+
 def max_calls_per_hour(env: Mapping[str, str]) -> int:
     raw = _raw(env, "VOICE2FA_MAX_CALLS_PER_HOUR")
     return policy.DEFAULT_MAX_CALLS_PER_HOUR if raw is None else parse_int(raw, "VOICE2FA_MAX_CALLS_PER_HOUR", 1, 10000)
@@ -470,18 +500,28 @@ def send_settings(
     public_url: str | None = None,
     listen_flag: str | None = None,
     ring_timeout: int | None = None,
+    delivery_flag: str | None = None,
 ) -> Settings:
     """Everything `send` needs to call through SignalWire, checked, or a ConfigError. Each
-    setting is read by its own function above, the same ones `doctor` runs row by row."""
+    setting is read by its own function above, the same ones `doctor` runs row by row. The
+    inline delivery needs no public URL (nor listens)."""
     space_url = space(env)
     project_id = project(env)
     api_token = token(env)
     caller_number = caller(env)
+    how = delivery(env, delivery_flag)
+    price = max_price_per_minute(env)
     warnings: list[str] = []
     if not caller_number.known:
         warnings.append(f"SIGNALWIRE_NUMBER {caller_number.e164} is not known to be an assigned number")
-    url, url_warnings = public_url_setting(env, public_url)
-    warnings += url_warnings
+    if how == "inline":
+        url = ""
+    else:
+        url, url_warnings = public_url_setting(env, public_url)
+        warnings += url_warnings
+        if price is not None:
+            warnings.append("VOICE2FA_MAX_PRICE_PER_MINUTE caps the inline delivery's calls only "
+                            "(the Compatibility API's dial takes no price cap)")
     return Settings(
         space=space_url,
         project=project_id,
@@ -497,6 +537,8 @@ def send_settings(
         max_calls_per_hour=max_calls_per_hour(env),
         warnings=tuple(warnings),
         store=store_spec(env),
+        delivery=how,
+        max_price_per_minute=price,
     )
 
 

@@ -76,6 +76,8 @@ class ProviderError(Voice2faError):
     dialed = True  # False only when a call request was refused before anything was dialed
     unreachable = False  # the platform was never reached (name, connection, TLS): a network problem
     auth_refused = False  # the platform refused the credentials (401/403)
+    status: int | None = None  # the platform's HTTP status, when it answered one
+    rejected: str | None = None  # the parameter a rejection named (the Calling API's 422 `attribute`)
 
 
 class PolicyRefused(Voice2faError):

@@ -9,16 +9,18 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from voice2fa_cli import config, otp, policy
+from voice2fa_cli.delivery import Reporter as Reporter  # re-exported: flow is where the faces find them
+from voice2fa_cli.delivery import SendOptions as SendOptions
+from voice2fa_cli.delivery import SendResult as SendResult
+from voice2fa_cli.delivery import why_undelivered, woken
 from voice2fa_cli.errors import ConfigError, NotDelivered, ProviderError, StoreError
 from voice2fa_cli.phone import Number
 from voice2fa_cli.policy import Session
 from voice2fa_cli.stores.base import AsyncSessionStore, Reservation
 from voice2fa_cli.stores.onloop import StoreThread
-from voice2fa_cli.voice.speech import KEY_WINDOW, Voice
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -27,33 +29,10 @@ if TYPE_CHECKING:
     from voice2fa_cli.voice.call import CallState
     from voice2fa_cli.voice.webhook import ServerConfig
 
-class Reporter(Protocol):
-    def warn(self, text: str) -> None: ...
-    def debug(self, text: str) -> None: ...
-    def step(self, event: str, elapsed: float, detail: str | None = None) -> None: ...
-    def heard(self, lines: list[str]) -> None: ...
 
 
-@dataclass(frozen=True)
-class SendOptions:
-    number: Number
-    digits: int = otp.DEFAULT_DIGITS
-    ttl: int = policy.DEFAULT_TTL
-    voice: Voice = Voice()  # noqa: RUF009 (a frozen dataclass: one shared default is safe)
-    keypress: bool = True
-    max_attempts: int = policy.MAX_ATTEMPTS
-    preflight: bool = True
-    service: str = ""  # the serve service the session belongs to ("" the CLI's own)
 
 
-@dataclass(frozen=True)
-class SendResult:
-    session: Session
-    call_sid: str
-    call_status: str
-    delivered: bool
-    problem: str | None  # why the code was not delivered
-    duration: int | None
 
 
 def nothing_dialed(exc: BaseException) -> bool:
@@ -97,25 +76,23 @@ async def send(settings: config.Settings, options: SendOptions, reporter: Report
     refused = policy.number_type_refusal(options.number, settings.allowed_number_types)
     if refused is not None:  # the sandbox too, so that a newcomer sees it
         raise refused
+    def placing() -> Awaitable[SendResult]:
+        if settings.delivery == "inline":  # nothing inbound: no socket at all
+            return _inline_call(settings, options, store, reporter, on_call)
+        return _call(settings, options, store, reporter, sock or bind(settings.listen.host, settings.listen.port),
+                     on_call)
+
     async with await StoreThread.open(settings.store or settings.state_dir, sandbox=sandbox) as store:
         if sandbox:
             await refuse_locked(store, options.number)
-            return await _call(settings, options, store, reporter,
-                               sock or bind(settings.listen.host, settings.listen.port), on_call)
+            return await placing()
         refused = policy.country_refusal(options.number, settings.allowed_countries)
         if refused is not None:
             raise refused
         async with reserved(store, options.number.e164, settings.max_calls_per_hour):
-            return await _call(settings, options, store, reporter,
-                               sock or bind(settings.listen.host, settings.listen.port), on_call)
+            return await placing()
 
 
-_UNDELIVERED = {
-    "busy": "the line was busy: the code was not delivered",
-    "no-answer": "nobody answered: the code was not delivered",
-    "failed": "the call failed (the number may be unreachable): the code was not delivered",
-    "canceled": "the call was canceled before it was answered: the code was not delivered",
-}
 
 
 def new_call(options: SendOptions, code: str | None = None) -> CallState:
@@ -157,6 +134,20 @@ async def _call(
             await preflight(server_config, settings.listen, timing.api_timeout)
             reporter.debug(f"preflight: {settings.public_url} reaches this server")
         return await place_call(settings, options, store, reporter, client, app, call)
+
+
+async def _inline_call(settings: config.Settings, options: SendOptions, store: AsyncSessionStore,
+                       reporter: Reporter, on_call: Callable[[CallState], None] | None = None) -> SendResult:
+    """The CLI's one call, delivered inline (voice/inline.py): a Calling API client, no server."""
+    from voice2fa_cli.signalwire.calling import CallingClient
+    from voice2fa_cli.voice import inline
+
+    call = new_call(options)
+    if on_call is not None:
+        on_call(call)
+    async with CallingClient(settings.space, settings.project, settings.token,
+                             timeout=settings.timing.api_timeout) as client:
+        return await inline.place_call(settings, options, store, reporter, client, call)
 
 
 async def place_call(
@@ -265,22 +256,6 @@ async def _abandon(call: CallState, sid: str, session: Session | None, client: C
             )
 
 
-def why_undelivered(call: CallState, settings: config.Settings) -> str:
-    """Why an ended call did not deliver the code, from what is known of it."""
-    problem = _UNDELIVERED.get(call.status)
-    if problem is not None:
-        return problem
-    if not call.fetched:
-        return (f"SignalWire never reached {settings.public_url}: is the tunnel running? "
-                f"(it must forward to {settings.listen})")
-    if call.key is not None and call.wrong_keys:
-        return f"the code was not delivered: wrong key pressed {call.wrong_keys} times (not {call.key})"
-    if call.key is not None and call.duration is not None and call.duration < KEY_WINDOW:
-        # too short a call to have waited out the key window: the callee hung up
-        return f"the code was not delivered: the callee hung up before pressing {call.key}"
-    if call.key is not None:
-        return f"the code was not delivered: nobody pressed {call.key} (voicemail?)"
-    return "the call ended before the code was read"
 
 
 async def preflight(server_config: ServerConfig, listen: config.Listen, timeout: float,
@@ -376,7 +351,7 @@ class _Follower:
                     )
                 return None  # the caller explains from what is known (never fetched, …)
             wait = min(deadline, last_news + timing.poll_interval) - now
-            if await _woken(call.changed, max(wait, 0.0)):
+            if await woken(call.changed, max(wait, 0.0)):
                 call.changed.clear()
                 last_news = time.monotonic()
                 continue
@@ -413,7 +388,7 @@ class _Follower:
             now = time.monotonic()
             if now >= deadline:
                 break
-            if await _woken(call.changed, min(deadline, next_poll) - now):
+            if await woken(call.changed, min(deadline, next_poll) - now):
                 call.changed.clear()
                 continue
             if time.monotonic() >= next_poll:
@@ -424,14 +399,3 @@ class _Follower:
         if not call.ended:
             call.set_status("completed" if call.fetched or self.answered_at else "canceled")
         await self._drain()
-
-
-async def _woken(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for `event` up to `timeout`. Unlike asyncio.wait_for on Python < 3.12, this never
-    swallows a cancellation (Ctrl-C) that lands as the event fires."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        done, _ = await asyncio.wait({waiter}, timeout=timeout)
-        return bool(done)
-    finally:
-        waiter.cancel()

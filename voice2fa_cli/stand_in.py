@@ -42,11 +42,12 @@ def platform(on_heard: Callable[[str, list[str]], None] | None = None,
     return Sandbox(caller=SANDBOX_CALLER, on_heard=heard)
 
 
-def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket, ring_timeout: int | None = None,
-             max_calls_per_hour: int = config.Settings.max_calls_per_hour) -> config.Settings:
+def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket | None, ring_timeout: int | None = None,
+             max_calls_per_hour: int = config.Settings.max_calls_per_hour, delivery: str = "webhook"
+             ) -> config.Settings:
     """Settings that point the real code path at a running stand-in: its API, its credentials
-    and signing key, the webhook served on `sock` and reached at its local URL; the store and
-    the timing as the environment says."""
+    and signing key, the webhook served on `sock` and reached at its local URL (the inline
+    delivery: no socket); the store and the timing as the environment says."""
     from voice2fa_cli.sandbox import SANDBOX_CALLER
 
     return config.Settings(
@@ -55,19 +56,23 @@ def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket, rin
         token=sandbox.token,
         caller=sandbox.caller or SANDBOX_CALLER,
         signing_key=sandbox.signing_key,
-        public_url=local_url(sock),
-        listen=config.Listen(*sock.getsockname()[:2]),
+        public_url=local_url(sock) if sock is not None else "",
+        listen=config.Listen(*sock.getsockname()[:2]) if sock is not None else config.Listen("127.0.0.1", 0),
         state_dir=config.state_dir(env),
         timing=config.timing(env, ring_timeout),
         max_calls_per_hour=max_calls_per_hour,
         allowed_number_types=config.allowed_number_types(env),
         store=config.store_spec(env),
+        delivery=delivery,
+        max_price_per_minute=config.max_price_per_minute(env),
     )
 
 
 async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter, listen: config.Listen,
-               ring_timeout: int | None = None, scenario: Scenario | None = None) -> SendResult:
-    """`send --sandbox`: one simulated call through an in-process stand-in; nothing is dialed."""
+               ring_timeout: int | None = None, scenario: Scenario | None = None,
+               delivery: str = "webhook") -> SendResult:
+    """`send --sandbox`: one simulated call through an in-process stand-in; nothing is dialed
+    (the inline delivery: nothing listens either)."""
     from voice2fa_cli import flow
     from voice2fa_cli.sandbox import SANDBOX_CALLER, Sandbox, SimCall
     from voice2fa_cli.web.server import bind
@@ -81,10 +86,11 @@ async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter,
     sandbox = Sandbox(caller=SANDBOX_CALLER, on_heard=heard)
     if scenario is not None:
         sandbox.scenario = scenario
-    sock = bind(listen.host, listen.port)
+    sock = bind(listen.host, listen.port) if delivery == "webhook" else None
     try:
         async with sandbox:
-            run = settings(sandbox, env, sock, ring_timeout)
+            run = settings(sandbox, env, sock, ring_timeout, delivery=delivery)
             return await flow.send(run, options, reporter, sandbox=True, sock=sock, on_call=live.append)
     finally:
-        sock.close()
+        if sock is not None:
+            sock.close()

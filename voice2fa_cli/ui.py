@@ -37,6 +37,8 @@ LABELS = {
     "failed": "call failed",
     "canceled": "call canceled",
     "hung-up": "hung up the call",
+    "running": "answered: the call runs its script",
+    "answered-for": "answered, {detail}",
 }
 
 
@@ -129,6 +131,7 @@ WAITING = {  # what the spinner says after each event while the call runs
     "fetched": "waiting for the key press",
     "key-pressed": "reading the code",
     "delivered": "waiting for the call to end",
+    "running": "waiting for the call to end",
 }
 FAILED = frozenset({"busy", "no-answer", "failed", "canceled"})
 

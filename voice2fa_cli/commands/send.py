@@ -37,10 +37,12 @@ OUTCOMES: dict[str, dict] = {
     "hangup": {"hang_up_after_fetch": True},
     "no-webhook": {"fetch": False},
     "lost-callbacks": {"callbacks": False},
+    "lost-logs": {"log_by_id": False},
     "auth-error": {"api_status": 401},
     "rate-limited": {"api_status": 429},
     "server-error": {"api_status": 500},
 }
+WEBHOOK_OUTCOMES = ("no-webhook", "lost-callbacks")  # the webhook delivery's only
 
 
 @click.command("send", cls=Command, epilog=SEND_EXAMPLES)
@@ -50,6 +52,9 @@ OUTCOMES: dict[str, dict] = {
               help="With --sandbox: how the simulated call ends: " + ", ".join(OUTCOMES) + ".  [default: answer]")
 @click.option("--no-prompt", is_flag=True, help="Return once the call has ended; check later with `verify`.")
 @click.option("--json", "json_out", is_flag=True, help="Print one JSON object on stdout at the end.")
+@click.option("--delivery", type=click.Choice(["webhook", "inline"]), metavar="webhook|inline",
+              help="How the call gets its script: webhook (SignalWire fetches it through --public-url) or inline "
+                   "(all in the dial: no tunnel, nothing inbound) [VOICE2FA_DELIVERY, webhook].")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
 @click.option("--listen", metavar="HOST:PORT",
               help="Where the callback server binds [VOICE2FA_LISTEN, 127.0.0.1:5000].")
@@ -73,7 +78,7 @@ OUTCOMES: dict[str, dict] = {
               help="Do not check that the public URL reaches this server before dialing.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the verdict and errors on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug detail on stderr (never the code or the token).")
-def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, listen, digits, ttl, ring_timeout,
+def send_command(number, sandbox, outcome, no_prompt, json_out, delivery, public_url, listen, digits, ttl, ring_timeout,
                  max_attempts, language, voice, caller_name, message, no_keypress, skip_preflight, quiet,
                  verbose) -> None:
     """Call NUMBER, read it a one-time code, then check the code read back.
@@ -102,10 +107,17 @@ def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, list
         options = flow.SendOptions(number=target, digits=digits, ttl=ttl, voice=voice_settings,
                                    keypress=not no_keypress, max_attempts=max_attempts,
                                    preflight=not skip_preflight)
+        how = config.delivery(env, delivery)
+        if outcome in WEBHOOK_OUTCOMES and how == "inline":
+            raise click.BadParameter(f"{outcome} is the webhook delivery's (inline, nothing is fetched)",
+                                     param_hint="--outcome")
+        if outcome == "lost-logs" and how != "inline":
+            raise click.BadParameter("lost-logs is the inline delivery's (--delivery inline)", param_hint="--outcome")
         if sandbox:
-            call = _sandbox_call(env, options, reporter, listen, ring_timeout, outcome)
+            call = _sandbox_call(env, options, reporter, listen, ring_timeout, outcome, how)
         else:
-            settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout)
+            settings = config.send_settings(env, public_url=public_url, listen_flag=listen, ring_timeout=ring_timeout,
+                                            delivery_flag=delivery)
             _tell_settings(settings, options, reporter)
             call = flow.send(settings, options, reporter)
         try:
@@ -116,7 +128,8 @@ def send_command(number, sandbox, outcome, no_prompt, json_out, public_url, list
                         json_out=json_out)
 
 
-def _sandbox_call(env, options, reporter, listen: str | None, ring_timeout: int, outcome: str | None):
+def _sandbox_call(env, options, reporter, listen: str | None, ring_timeout: int, outcome: str | None,
+                  delivery: str):
     """The call through the sandbox, started in-process (a coroutine to run)."""
     from voice2fa_cli import config, stand_in
     from voice2fa_cli.sandbox import Scenario
@@ -124,7 +137,7 @@ def _sandbox_call(env, options, reporter, listen: str | None, ring_timeout: int,
     where = config.parse_listen(listen) if listen is not None else config.Listen("127.0.0.1", 0)
     reporter.info("sandbox: a simulated call to a local stand-in of SignalWire; nothing is dialed")
     scenario = Scenario(**OUTCOMES[outcome]) if outcome else None
-    return stand_in.send(env, options, reporter, where, ring_timeout, scenario=scenario)
+    return stand_in.send(env, options, reporter, where, ring_timeout, scenario=scenario, delivery=delivery)
 
 
 def _tell_settings(settings, options, reporter) -> None:
@@ -149,11 +162,15 @@ def _after_the_call(result, env, number: str, payload: dict, reporter, *, sandbo
 
     payload.update(session_id=result.session.id, call_sid=result.call_sid, call_status=result.call_status,
                    expires_at=ui.iso(result.session.expires_at), delivered=result.delivered, attempts_left=0)
-    if not result.delivered:
+    if result.delivered is False:
         raise NotDelivered(result.problem or "the code was not delivered")
     payload.update(attempts_left=result.session.attempts_left)
+    if result.delivered is None:  # the inline delivery: answered, what was heard is not known
+        reporter.info("inline delivery: the call was answered; whether the callee pressed the key and heard "
+                      "the code is not known here: the code read back is the proof")
     if no_prompt:
-        reporter.verdict(True, f"delivered: check the code with `{sessions.verify_command(number, sandbox)}`")
+        done = "delivered" if result.delivered else "answered"
+        reporter.verdict(True, f"{done}: check the code with `{sessions.verify_command(number, sandbox)}`")
         if json_out:
             ui.emit_json(payload)
         return

@@ -49,6 +49,19 @@ class NotCxml(ValueError):
     pass
 
 
+def keys_named(lines: tuple[str, ...] | list[str]) -> list[str]:
+    """The keys a prompt's sentences name ("Press 7 …"), in order; digits read out (a code:
+    a line with no letter) are no key."""
+    keys: list[str] = []
+    for line in lines:
+        if not any(c.isalpha() for c in line):
+            continue
+        for key in _KEY_NAMED.findall(line):
+            if key not in keys:
+                keys.append(key)
+    return keys
+
+
 def read(document: bytes | str) -> Document:
     """The heard lines of a cXML document, in order. Raises NotCxml if it is not cXML."""
     try:
@@ -105,15 +118,8 @@ class _Reader:
                 self.flush()
                 self.gathering = False
                 prompt = tuple(self.lines[start:])
-                keys: list[str] = []
-                for line in prompt:
-                    if not any(c.isalpha() for c in line):
-                        continue  # digits read out (a code), not a key named in a sentence
-                    for key in _KEY_NAMED.findall(line):
-                        if key not in keys:
-                            keys.append(key)
                 self.lines.append("[waits for a key]")
-                self.gathers.append(Gather(dict(child.attrib), prompt, tuple(keys), len(self.lines)))
+                self.gathers.append(Gather(dict(child.attrib), prompt, tuple(keys_named(prompt)), len(self.lines)))
             elif tag == "Hangup":
                 self.flush()
                 self.lines.append("[hangs up]")

@@ -29,6 +29,7 @@ from aiohttp import web
 from yarl import URL
 
 from voice2fa_cli.sandbox import cxml, platform, signing
+from voice2fa_cli.sandbox.calling import CallingRoutes
 
 SANDBOX_CALLER = "+15550100000"
 MAX_DELAY = 0.05  # seconds: no simulated delay is longer
@@ -55,6 +56,11 @@ class Scenario:
     # and slower keys), press these, one per such <Gather>, in order; then nothing. `press`
     # applies only where a <Gather> asks for one key.
     steer: tuple[str, ...] = ()
+    # The Calling API (an inline SWML dial): False, the call's voice log is not found by the
+    # dial's id (only in the list); True for swml_string, the Space wants params.swml as an
+    # escaped JSON string and answers 422 to an object.
+    log_by_id: bool = True
+    swml_string: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ class SimCall:
     gathers_reached: int = 0
     steered: int = 0  # keys of Scenario.steer pressed so far
     waited: int = 0  # simulated seconds spent waiting out <Gather> timeouts (no key pressed)
+    swml: dict | None = field(default=None, repr=False)  # a Calling API dial's document (holds the code)
+    log_id: str | None = None  # its voice log's id
 
     def set_status(self, status: str) -> None:
         self.status = status
@@ -167,7 +175,7 @@ def quiet_logger() -> logging.Logger:
     return logging.Logger("voice2fa.sandbox", level=logging.CRITICAL + 1)
 
 
-class Sandbox:
+class Sandbox(CallingRoutes):
     """Use as `async with Sandbox() as sb:`; `sb.url` is the space to point a client at."""
 
     def __init__(
@@ -215,6 +223,7 @@ class Sandbox:
         app.router.add_get(base + "/Calls/{sid}.json", self._fetch)
         app.router.add_post(base + "/Calls/{sid}.json", self._update)
         app.router.add_get(base + ".json", self._account)
+        self.add_calling_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=quiet_logger())
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -269,9 +278,19 @@ class Sandbox:
     async def _form(request: web.Request) -> list[tuple[str, str]]:
         return [(k, str(v)) for k, v in (await request.post()).items()]  # already read: cached
 
+    def _new_call(self, sid: str, to: str, caller: str) -> SimCall:
+        """A call the Calling API dialed (no webhook: its document came inline)."""
+        return SimCall(sid=sid, to=to, caller=caller, url="", method="POST", status_callback=None,
+                       status_callback_method="POST", events=(), scenario=self.scenario)
+
+    def _record(self, request: web.Request, body: str) -> None:
+        """A Calling or Voice Logs API request, recorded (its JSON body as one field)."""
+        self.requests.append(Recorded(request.method, request.path_qs, (("body", body),) if body else ()))
+
     def _authorised(self, request: web.Request) -> bool:
-        if request.match_info["project"] != self.project:
-            return False
+        return request.match_info["project"] == self.project and self._authorised_basic(request)
+
+    def _authorised_basic(self, request: web.Request) -> bool:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return False

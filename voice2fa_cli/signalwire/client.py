@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 
@@ -23,6 +24,9 @@ _HINTS = {  # SignalWire error codes (fern/products/compatibility-api/pages/rest
     21219: "a trial account can call only verified numbers: verify this number or upgrade the account",
 }
 CREDENTIALS = "SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN"
+
+
+C = TypeVar("C", bound="Client")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class Client:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> Client:
+    async def __aenter__(self: C) -> C:
         self._http = aiohttp.ClientSession(
             timeout=self._timeout,
             headers={"User-Agent": f"voice2fa/{__version__}", "Authorization": self._auth},
@@ -55,11 +59,13 @@ class Client:
         if self._http is not None:
             await self._http.close()
 
-    async def _request(self, method: str, path: str, what: str, form: list[tuple[str, str]] | None = None) -> dict:
+    async def _request(self, method: str, path: str, what: str, form: list[tuple[str, str]] | None = None,
+                       payload: dict | None = None) -> dict:
+        """The answer's JSON object, or a ProviderError (a form, or with `payload` a JSON body)."""
         assert self._http is not None, "use the client as an async context manager"
         url = self._base + path
         try:
-            async with self._http.request(method, url, data=form, allow_redirects=False) as resp:
+            async with self._http.request(method, url, data=form, json=payload, allow_redirects=False) as resp:
                 body = await resp.read()
                 status = resp.status
         except asyncio.TimeoutError:
@@ -70,7 +76,7 @@ class Client:
             error.timed_out = True
             raise error from None
         except aiohttp.ClientError as exc:
-            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api/')[0]}: {_describe(exc)}")
+            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api')[0]}: {_describe(exc)}")
             error.unreachable = True
             raise error from None
         data = _json(body)
@@ -78,7 +84,13 @@ class Client:
             if not isinstance(data, dict):
                 raise ProviderError(f"SignalWire answered {what} with {status} but no JSON object")
             return data
-        raise _error(status, data, what)
+        error = self._error(status, data, what)
+        error.status = status
+        raise error
+
+    @staticmethod
+    def _error(status: int, data: object, what: str) -> ProviderError:
+        return _error(status, data, what)
 
     async def create_call(
         self, *, to: str, caller: str, url: str, status_callback: str, ring_timeout: int
@@ -174,7 +186,7 @@ def _reason(data: object) -> tuple[int | None, str | None, str | None]:
         if not items:
             return None, None, None
     first = items[0]
-    messages = [text for item in items if (text := _text(item.get("message")))]
+    messages = [text for item in items if (text := one_line(item.get("message")))]
     message = "; ".join(messages)[:300] or None
     return _code(first.get("code")), message, _link(first.get("more_info"))
 
@@ -189,7 +201,7 @@ def _code(value: object) -> int | None:
     return None
 
 
-def _text(value: object) -> str | None:
+def one_line(value: object) -> str | None:
     """Platform text made one printable line (it is shown on the operator's terminal)."""
     if not isinstance(value, str):
         return None

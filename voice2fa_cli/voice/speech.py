@@ -49,22 +49,39 @@ class Voice:
         el.text = text
         return el
 
-    def say(self, parent: ET.Element, name: str, **values: str) -> ET.Element:
+    def text(self, name: str, **values: str) -> str:
         """A translated sentence; its named variant when the caller is known."""
         if self.caller and f"{name}_named" in phrases.PHRASE_NAMES:
-            return self._say(parent, phrases.phrase(self.language, f"{name}_named", caller=self.caller, **values))
-        return self._say(parent, phrases.phrase(self.language, name, **values))
+            return phrases.phrase(self.language, f"{name}_named", caller=self.caller, **values)
+        return phrases.phrase(self.language, name, **values)
+
+    def say(self, parent: ET.Element, name: str, **values: str) -> ET.Element:
+        return self._say(parent, self.text(name, **values))
 
     def say_digit(self, parent: ET.Element, digit: str) -> ET.Element:
         return self._say(parent, digit)
 
-    def opening(self, parent: ET.Element) -> None:
+    def opening_texts(self) -> list[str]:
         """Who calls and why (or the operator's own sentence), then what to do with the code."""
-        if self.intro:
-            self._say(parent, self.intro)
-        else:
-            self.say(parent, "hello")
-        self.say(parent, "instruct")
+        return [self.intro or self.text("hello"), self.text("instruct")]
+
+    def opening(self, parent: ET.Element) -> None:
+        for text in self.opening_texts():
+            self._say(parent, text)
+
+
+def reading(code: str, slow: bool) -> list[str | int]:
+    """One reading of the code: each digit, and the pauses (whole seconds, as ints) between
+    groups, and between digits when read slower."""
+    out: list[str | int] = []
+    for g, group in enumerate(groups(code)):
+        if g:
+            out.append(SLOW_GROUP_PAUSE if slow else GROUP_PAUSE)
+        for d, digit in enumerate(group):
+            if slow and d:
+                out.append(SLOW_DIGIT_PAUSE)
+            out.append(digit)
+    return out
 
 
 def groups(code: str) -> list[str]:
@@ -85,13 +102,11 @@ def _pause(parent: ET.Element, seconds: int) -> None:
 
 
 def _read_code(parent: ET.Element, code: str, voice: Voice, slow: bool) -> None:
-    for g, group in enumerate(groups(code)):
-        if g:
-            _pause(parent, SLOW_GROUP_PAUSE if slow else GROUP_PAUSE)
-        for d, digit in enumerate(group):
-            if slow and d:
-                _pause(parent, SLOW_DIGIT_PAUSE)
-            voice.say_digit(parent, digit)
+    for item in reading(code, slow):
+        if isinstance(item, int):
+            _pause(parent, item)
+        else:
+            voice.say_digit(parent, item)
 
 
 def _gather(parent: ET.Element, action_url: str) -> ET.Element:
