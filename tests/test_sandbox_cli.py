@@ -234,3 +234,55 @@ def test_voice2fa_send_through_the_printed_env_needs_no_tunnel(running, tmp_path
     result = run_cli(["send", NUMBER, "--no-prompt"], env, cwd=work)
     assert result.returncode == 0, result.stderr
     assert r.stop(signal.SIGTERM)[0] == 0
+
+
+def listening_sockets(pid: int) -> set[int]:
+    """The inodes of the TCP sockets process `pid` holds in the LISTEN state (Linux /proc)."""
+    import re
+
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if m := re.fullmatch(r"socket:\[(\d+)\]", target):
+            held.add(int(m.group(1)))
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A":  # TCP_LISTEN
+                    listening.add(int(fields[9]))
+    return held & listening
+
+
+@pytest.mark.parametrize(("delivery", "listens"), [("inline", False), ("webhook", True)])
+def test_send_inline_through_voice2fa_sandbox_holds_no_listening_socket(running, tmp_path, delivery, listens):
+    """`voice2fa send --delivery inline` against a `voice2fa sandbox` process: the call goes
+    through with nothing listening in the send process (and no public URL); the webhook delivery,
+    checked the same way, does listen."""
+    r = running()
+    env, work = send_env(tmp_path, read_env_lines(r))
+    if delivery == "inline":
+        env = {k: v for k, v in env.items() if k not in ("VOICE2FA_PUBLIC_URL", "VOICE2FA_LISTEN")}
+    proc = subprocess.Popen(voice2fa_command() + ["send", NUMBER, "--delivery", delivery], env=env, cwd=work,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = []
+        while True:  # until the call has ended and send waits for the code
+            line = proc.stderr.readline()
+            assert line, (seen, proc.poll())
+            seen.append(line)
+            if "answered, " in line or "call completed" in line:
+                break
+        assert bool(listening_sockets(proc.pid)) is listens
+        out, err = proc.communicate("000000\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, "".join(seen) + err
+    assert err.strip().splitlines()[-1] == "error: wrong code (4 attempts left)"
+    assert r.stop(signal.SIGINT)[0] == 0

@@ -70,7 +70,7 @@ def settings(sandbox: Platform, env: Mapping[str, str], sock: socket.socket | No
 
 async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter, listen: config.Listen,
                ring_timeout: int | None = None, scenario: Scenario | None = None,
-               delivery: str = "webhook") -> SendResult:
+               delivery: str = "webhook", on_call: Callable[[CallState], None] | None = None) -> SendResult:
     """`send --sandbox`: one simulated call through an in-process stand-in; nothing is dialed
     (the inline delivery: nothing listens either)."""
     from voice2fa_cli import flow
@@ -78,6 +78,11 @@ async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter,
     from voice2fa_cli.web.server import bind
 
     live: list[CallState] = []  # the call's state, once flow has made it
+
+    def made(call: CallState) -> None:
+        live.append(call)
+        if on_call is not None:
+            on_call(call)
 
     def heard(_sim: SimCall, lines: list[str]) -> None:
         if live:
@@ -90,7 +95,7 @@ async def send(env: Mapping[str, str], options: SendOptions, reporter: Reporter,
     try:
         async with sandbox:
             run = settings(sandbox, env, sock, ring_timeout, delivery=delivery)
-            return await flow.send(run, options, reporter, sandbox=True, sock=sock, on_call=live.append)
+            return await flow.send(run, options, reporter, sandbox=True, sock=sock, on_call=made)
     finally:
         if sock is not None:
             sock.close()

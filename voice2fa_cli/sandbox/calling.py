@@ -235,7 +235,10 @@ class CallingRoutes:
         status(call, "in-progress")
         run = swml.Run(call.swml or {})
         try:
-            await self._run(call, run, "main")
+            if scenario.hang_up_after_fetch:  # the callee hangs up as soon as the call is answered
+                run.pending.append("[the callee hangs up]")
+            else:
+                await self._run(call, run, "main")
         except swml.ScriptError as exc:
             run.pending.append(f"[script error: {exc}: the call ends]")
         finally:
@@ -292,14 +295,11 @@ class CallingRoutes:
             return "hangup"
         if name == "play":
             run.pending += swml.spoken(params["urls"] if "urls" in params else [params["url"]])
-            if call.scenario.hang_up_after_fetch:
-                run.pending.append("[the callee hangs up]")
-                return "hangup"
             return None
         if name == "prompt":
             urls = params["play"] if isinstance(params["play"], list) else [params["play"]]
             lines = swml.spoken(urls)
-            key = self._pressed(call, [*run.pending[-2:], *lines])
+            key = self._pressed(call, lines)
             await self._pause(call)  # type: ignore[attr-defined]
             if key is None:
                 run.waited += float(params.get("initial_timeout", 5))

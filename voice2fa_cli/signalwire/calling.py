@@ -57,7 +57,7 @@ class CallingClient(Client):
             error.auth_refused = True
         elif status in (402, 403):
             error = ProviderError(f"SignalWire refused {what} ({status}): the API token needs the Voice permission "
-                                  "(API page of your SignalWire Dashboard)" + (f" — {message}" if message else ""))
+                                  "(API page of your SignalWire Dashboard)")
             error.auth_refused = True
         elif status == 429 or status >= 500:
             error = Client._error(status, data, what)  # the same words as the Compatibility API's
