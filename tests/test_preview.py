@@ -194,3 +194,20 @@ def test_audio_that_cannot_be_written_is_one_line_exit_2(tmp_path, where, reason
     target = tmp_path / where if not where.startswith("/") else where
     result = run_cli(["preview", "--audio", str(target)], env_without_config())
     assert (result.returncode, result.stderr) == (2, f"error: cannot write {target}: {reason}\n")
+
+
+def test_preview_swml_prints_the_inline_document_with_the_sample_code(tmp_path):
+    import json
+
+    from voice2fa_cli.voice import swml
+
+    env = {**os.environ, "VOICE2FA_STATE_DIR": str(tmp_path)}
+    result = run_cli(["preview", "+33612345678", "--swml", "--digits", "8"], env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown == swml.document(preview.SAMPLE[:8], speech.Voice(language="fr-FR"), preview.SAMPLE_KEY)
+    no_gate = json.loads(run_cli(["preview", "--swml", "--no-keypress"], env).stdout)
+    assert "gate_1" not in no_gate["sections"] and "read_1_w0" in no_gate["sections"]
+    refused = run_cli(["preview", "--swml", "--audio", str(tmp_path / "x.wav")], env)
+    assert (refused.returncode, refused.stderr.splitlines()[-1]) == (
+        2, "error: --swml prints the document: it does not go with --audio or --play (see `voice2fa preview --help`)")

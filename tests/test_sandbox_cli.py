@@ -270,14 +270,15 @@ def test_send_inline_through_voice2fa_sandbox_holds_no_listening_socket(running,
     proc = subprocess.Popen(voice2fa_command() + ["send", NUMBER, "--delivery", delivery], env=env, cwd=work,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        seen = []
-        while True:  # until the call has ended and send waits for the code
+        seen, held = [], []
+        while True:  # every line of the call, until it has ended and send waits for the code
             line = proc.stderr.readline()
             assert line, (seen, proc.poll())
             seen.append(line)
+            held.append(bool(listening_sockets(proc.pid)))
             if "answered, " in line or "call completed" in line:
                 break
-        assert bool(listening_sockets(proc.pid)) is listens
+        assert any(held) is listens, (seen, held)
         out, err = proc.communicate("000000\n", timeout=30)
     finally:
         if proc.poll() is None:
@@ -285,4 +286,29 @@ def test_send_inline_through_voice2fa_sandbox_holds_no_listening_socket(running,
             proc.communicate()
     assert proc.returncode == 1, "".join(seen) + err
     assert err.strip().splitlines()[-1] == "error: wrong code (4 attempts left)"
+    assert r.stop(signal.SIGINT)[0] == 0
+
+
+@pytest.mark.parametrize(("flags", "exit_code", "permission"), [
+    ([], 0, ("ok", "the API token may dial and read voice logs (Calling API)")),
+    (["--api-error", "401", "--api-on", "fetch"], 2,
+     ("fail", "SignalWire refused the credentials: check SIGNALWIRE_PROJECT and SIGNALWIRE_TOKEN")),
+])
+def test_doctor_for_the_inline_delivery_checks_the_voice_permission_and_needs_no_tunnel(running, tmp_path, flags,
+                                                                                         exit_code, permission):
+    r = running(*flags)
+    env, work = send_env(tmp_path, read_env_lines(r))
+    env = {k: v for k, v in env.items() if k not in ("VOICE2FA_PUBLIC_URL", "VOICE2FA_LISTEN")}
+    result = run_cli(["doctor", "--delivery", "inline", "--json"], env, cwd=work)
+    assert result.returncode == exit_code, result.stdout
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert (checks["voice permission"]["status"], checks["voice permission"]["detail"]) == permission
+    assert (checks["tunnel"]["status"], checks["tunnel"]["detail"]) == (
+        "ok", "not needed: the inline delivery carries the whole call in the dial (nothing listens here, nothing "
+              "reaches this machine)")
+    assert checks["VOICE2FA_DELIVERY"]["detail"] == "inline (from --delivery)"
+    assert "VOICE2FA_PUBLIC_URL" not in checks and "VOICE2FA_LISTEN" not in checks
+    if exit_code:
+        assert checks["voice permission"]["fix"] == ("give the API token the Voice permission on the API page of "
+                                                    "your SignalWire Dashboard")
     assert r.stop(signal.SIGINT)[0] == 0

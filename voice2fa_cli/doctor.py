@@ -95,7 +95,7 @@ def load(cwd: Path | None = None, environ: Mapping[str, str] | None = None) -> t
 
 
 async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None = None,
-              environ: Mapping[str, str] | None = None) -> Report:
+              environ: Mapping[str, str] | None = None, delivery_flag: str | None = None) -> Report:
     env, dotenv_row = load(cwd, environ)
     checks: list[Check] = [dotenv_row]
     add = checks.append
@@ -115,6 +115,21 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
                   "set VOICE2FA_CALLER_NAME to the name the callee knows you by, e.g. Acme support"))
     else:
         _setting(checks, "VOICE2FA_CALLER_NAME", lambda: config.caller_name(env, None), str)
+    how = _setting(checks, "VOICE2FA_DELIVERY", lambda: config.delivery(env, delivery_flag),
+                   lambda d: d + (" (from --delivery)" if delivery_flag is not None else ""))
+    if how == "inline":
+        _setting(checks, "VOICE2FA_MAX_PRICE_PER_MINUTE", lambda: config.max_price_per_minute(env),
+                 lambda p: "not set: no cost cap" if p is None else f"{p:g} US dollars a minute at most")
+        try:
+            add(_state(env))
+            checks.extend(_store(env))
+            timeout = _limits_and_timing(checks, env, caller)
+            add(await _credentials(space, project, token, timeout))
+            add(await _voice_permission(space, project, token, timeout, checks[-1]))
+        finally:
+            add(Check("tunnel", OK, "not needed: the inline delivery carries the whole call in the dial "
+                                    "(nothing listens here, nothing reaches this machine)"))
+        return Report(checks, getattr(env, "dotenv", None))
     url = _setting(checks, "VOICE2FA_PUBLIC_URL", lambda: config.public_url_setting(env, public_url),
                    lambda u: u[0] + (" (from --public-url)" if public_url is not None else ""),
                    lambda u: "; ".join(u[1]) or None)
@@ -253,6 +268,24 @@ async def _credentials(space: str | None, project: str | None, token: str | None
             fix = None
         return Check("credentials", FAIL, exc.message, fix)
     return Check("credentials", OK, f"accepted by {host} (account {account.get('status') or 'active'!s})")
+
+
+async def _voice_permission(space: str | None, project: str | None, token: str | None, timeout: float,
+                            credentials: Check) -> Check:
+    """The inline delivery's Calling and Voice Logs APIs need the token's Voice permission: one
+    request that needs it and changes nothing (the newest voice log)."""
+    if credentials.status != OK or not (space and project and token):
+        return Check("voice permission", SKIP, "not checked: the credentials above must be fixed first")
+    from voice2fa_cli.signalwire.calling import CallingClient
+
+    try:
+        async with CallingClient(space, project, token, timeout=timeout) as client:
+            await client.newest_log()
+    except ProviderError as exc:
+        fix = ("give the API token the Voice permission on the API page of your SignalWire Dashboard"
+               if exc.status in (401, 402, 403) else None)
+        return Check("voice permission", FAIL, exc.message, fix)
+    return Check("voice permission", OK, "the API token may dial and read voice logs (Calling API)")
 
 
 async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:

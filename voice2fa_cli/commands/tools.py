@@ -16,16 +16,19 @@ from voice2fa_cli.commands.params import Digits
 \b
 Examples:
   voice2fa doctor
+  voice2fa doctor --delivery inline     # no tunnel to check
   voice2fa doctor --public-url https://abc123.ngrok.app \\
     --listen 127.0.0.1:5000
   # the failed checks, for scripts
   voice2fa doctor --json \\
     | jq '.checks[] | select(.status == "fail")'
 """)
+@click.option("--delivery", type=click.Choice(["webhook", "inline"]), metavar="webhook|inline",
+              help="The delivery to check for (inline: no tunnel, the token's Voice permission) [VOICE2FA_DELIVERY].")
 @click.option("--public-url", metavar="URL", help="Public base URL that reaches --listen [VOICE2FA_PUBLIC_URL].")
 @click.option("--listen", metavar="HOST:PORT", help="Where to start the callback server [VOICE2FA_LISTEN].")
 @click.option("--json", "json_out", is_flag=True, help="One JSON object on stdout (and nothing on stderr).")
-def doctor_command(public_url, listen, json_out) -> None:
+def doctor_command(delivery, public_url, listen, json_out) -> None:
     """Check the configuration, the credentials and the tunnel before a call costs money.
 
     Asks the API for the account only; dials nothing. Exit codes: 0 every check passed
@@ -34,7 +37,7 @@ def doctor_command(public_url, listen, json_out) -> None:
     from voice2fa_cli import doctor, ui
 
     with exit_codes(json_out, shape="doctor") as payload:
-        report = run_async(doctor.run(public_url, listen))
+        report = run_async(doctor.run(public_url, listen, delivery_flag=delivery))
         if json_out:
             ui.emit_json({**payload, **report.json(), "error": None if report.ok else report.summary(),
                           "exit_code": 0 if report.ok else 2})
@@ -57,6 +60,7 @@ Examples:
   voice2fa preview +33612345678
   voice2fa preview --language de-DE --audio call.wav
   voice2fa preview --play --digits 8
+  voice2fa preview --swml | jq '.sections | keys'
   voice2fa preview --caller-name "Acme support" \\
     --voice Polly.Vicki
 """)
@@ -72,7 +76,10 @@ Examples:
 @click.option("--audio", "audio", type=click.Path(dir_okay=False, writable=True),
               help="Write the call as a WAV file (espeak-ng).")
 @click.option("--play", is_flag=True, help="Play the call aloud (espeak-ng and an audio player).")
-def preview_command(number, language, voice, caller_name, message, digits, no_keypress, audio, play) -> None:
+@click.option("--swml", "show_swml", is_flag=True,
+              help="Print the inline delivery's SWML document instead (JSON, with the sample code).")
+def preview_command(number, language, voice, caller_name, message, digits, no_keypress, audio, play,
+                    show_swml) -> None:
     """Show exactly what the callee would hear, with a sample code.
 
     The transcript goes to stdout, each line with its language, and the keys the callee may
@@ -89,6 +96,14 @@ def preview_command(number, language, voice, caller_name, message, digits, no_ke
                                             config.caller_name(env, caller_name))
         if notice:
             click.echo(f"warning: {notice}", err=True)
+        if show_swml:
+            if audio or play:
+                raise click.UsageError("--swml prints the document: it does not go with --audio or --play")
+            import json
+
+            click.echo(json.dumps(preview.swml_document(voice_settings, digits, not no_keypress), indent=2,
+                                  ensure_ascii=False))
+            return
         call = preview.call(voice_settings, digits, not no_keypress)
         click.echo("\n".join(preview.transcript_lines(call)))
         if audio or play:

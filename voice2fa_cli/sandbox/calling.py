@@ -196,6 +196,8 @@ class CallingRoutes:
         self._record(request, "")  # type: ignore[attr-defined]
         if not self._calling_auth(request):
             return error(401)
+        if scripted := self._scripted_calling("fetch"):
+            return scripted
         query = request.query
         for name in ("created_after", "created_before", "created_on"):
             if name in query and not _DATE.fullmatch(query[name]):

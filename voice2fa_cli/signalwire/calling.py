@@ -112,6 +112,11 @@ class CallingClient(Client):
             raise
         return _log(data, log_id)
 
+    async def newest_log(self) -> None:
+        """Read the newest voice log (changes nothing): a check that the token has the Voice
+        permission (doctor)."""
+        await self._request("GET", "/voice/logs?page_size=1", "the call log list request")
+
     async def find_log(self, *, to: str, caller: str, since: float) -> Log | None:
         """The newest log from `caller` to `to` created at or after `since` (a Unix time), from
         the list (a log's id need not be the dial's)."""

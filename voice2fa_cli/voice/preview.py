@@ -51,6 +51,14 @@ def call(voice: speech.Voice, digits: int, keypress: bool) -> list[Event]:
     return events
 
 
+def swml_document(voice: speech.Voice, digits: int, keypress: bool) -> dict:
+    """The inline delivery's document of the call (voice/swml.py), with the sample code and
+    key: never a real one."""
+    from voice2fa_cli.voice import swml
+
+    return swml.document(SAMPLE[:digits], voice, SAMPLE_KEY if keypress else None)
+
+
 def _walk(root: ET.Element, keys: dict[str, str], press: str | None) -> list[Event]:
     out: list[Event] = []
     for child in root:
