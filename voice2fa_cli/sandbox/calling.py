@@ -302,7 +302,6 @@ class CallingRoutes:
             urls = params["play"] if isinstance(params["play"], list) else [params["play"]]
             lines = swml.spoken(urls)
             key = self._pressed(call, lines)
-            await self._pause(call)  # type: ignore[attr-defined]
             if key is None:
                 run.waited += float(params.get("initial_timeout", 5))
                 run.pending += [*lines, "[waits for a key]"]
@@ -311,6 +310,7 @@ class CallingRoutes:
                 run.pending += [*lines, "[waits for a key]"]
                 self._tell(call, run, f"[presses {key}]")
                 call.pressed.append(key)
+                await self._pause(call)  # type: ignore[attr-defined]  # as after a key at a cXML <Gather>
                 run.variables.update(prompt_value=key, prompt_result="match_digits")
             return None
         if name == "switch":

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from voice2fa_cli.stores.base import AsyncSessionStore
     from voice2fa_cli.voice.call import CallState
 
-POLL_FIRST = 1.0  # seconds before the first poll of the log (or VOICE2FA_POLL_INTERVAL when shorter)
+POLL_FIRST = 0.1  # seconds before the first poll of the log (or VOICE2FA_POLL_INTERVAL when shorter)
 POLL_MAX = 4.0  # seconds between two polls, at most: the wait doubles while nothing changes
 LOG_MISSES = 3  # polls that find no log by the dial's id before the list is searched
 POLL_FAILURES = 3  # failed polls in a row before the follow gives up (ProviderError)
