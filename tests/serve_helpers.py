@@ -26,7 +26,8 @@ from voice2fa_cli.web.server import bind
 class ServeThread:
     """`Serving` (sandbox mode) on its own event loop in a thread; its log in a StringIO."""
 
-    def __init__(self, env: dict, *, api_sock=None, webhook_sock=None, sandbox: bool = True, **kwargs) -> None:
+    def __init__(self, env: dict, *, api_sock=None, webhook_sock=None, sandbox: bool = True, inline: bool = False,
+                 **kwargs) -> None:
         from voice2fa_cli.serve.server import Serving
 
         self.loop = asyncio.new_event_loop()
@@ -40,8 +41,9 @@ class ServeThread:
 
             async def start():
                 self.serving = Serving(env, api_sock=api_sock or bind("127.0.0.1", 0),
-                                       webhook_sock=webhook_sock or bind("127.0.0.1", 0),
-                                       sandbox=sandbox, log=Log(self.log), **kwargs)
+                                       webhook_sock=None if inline else webhook_sock or bind("127.0.0.1", 0),
+                                       sandbox=sandbox, log=Log(self.log),
+                                       delivery="inline" if inline else "webhook", **kwargs)
                 await self.serving.__aenter__()
 
             try:

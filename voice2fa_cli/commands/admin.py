@@ -38,7 +38,10 @@ Examples:
 @click.option("--drain", type=Digits(0, 900), default=60, show_default=True,
               help="On SIGTERM, seconds the calls in flight get to finish before they are hung up.")
 @click.option("--skip-preflight", is_flag=True, help="Do not check at start that the public URL reaches this server.")
-def serve_command(listen_api, listen_metrics, listen, public_url, sandbox, drain, skip_preflight) -> None:
+@click.option("--delivery", type=click.Choice(["webhook", "inline"]), metavar="webhook|inline",
+              help="How calls get their script: webhook (through --public-url) or inline (no webhook listener: "
+                   "nothing inbound but the API) [VOICE2FA_DELIVERY, webhook].")
+def serve_command(listen_api, listen_metrics, listen, public_url, sandbox, drain, skip_preflight, delivery) -> None:
     """Serve a voice verification API in the shape of Twilio Verify v2.
 
     Applications create verifications (POST /v2/Services/VA.../Verifications with To and
@@ -52,7 +55,8 @@ def serve_command(listen_api, listen_metrics, listen, public_url, sandbox, drain
     with exit_codes(False):
         env = environment.load_environment()
         serve_main.run(env, listen_api=listen_api, listen=listen, public_url=public_url, sandbox=sandbox,
-                       drain=float(drain), preflight=not skip_preflight, listen_metrics=listen_metrics)
+                       drain=float(drain), preflight=not skip_preflight, listen_metrics=listen_metrics,
+                       delivery=delivery)
 
 
 def _records_store():

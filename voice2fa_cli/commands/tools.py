@@ -16,7 +16,8 @@ from voice2fa_cli.commands.params import Digits
 \b
 Examples:
   voice2fa doctor
-  voice2fa doctor --delivery inline     # no tunnel to check
+  # no tunnel to check: the whole call in the dial
+  voice2fa doctor --delivery inline
   voice2fa doctor --public-url https://abc123.ngrok.app \\
     --listen 127.0.0.1:5000
   # the failed checks, for scripts

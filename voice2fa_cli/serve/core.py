@@ -23,7 +23,7 @@ from voice2fa_cli.serve.log import CallReporter, Log
 from voice2fa_cli.serve.services import Services
 from voice2fa_cli.serve.shapes import ApiError
 from voice2fa_cli.stores.base import AsyncSessionStore, Record
-from voice2fa_cli.voice import phrases, speech
+from voice2fa_cli.voice import inline, phrases, speech
 from voice2fa_cli.web import basic_auth
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from voice2fa_cli.serve.calls import StoredCalls
     from voice2fa_cli.serve.metrics import Metrics
+    from voice2fa_cli.signalwire.calling import CallingClient
     from voice2fa_cli.signalwire.client import Client
     from voice2fa_cli.voice.call import CallState
 
@@ -62,9 +63,13 @@ class Flight:
 
 class Core:
     def __init__(self, settings: config.Settings, creds: AsyncSessionStore, store: AsyncSessionStore,
-                 client: Client, webhook: web.Application, log: Log, metrics: Metrics, *, sandbox: bool,
-                 api_url: str, linger: float = CALL_LINGER, calls: StoredCalls | None = None) -> None:
+                 client: Client, webhook: web.Application | None, log: Log, metrics: Metrics, *, sandbox: bool,
+                 api_url: str, linger: float = CALL_LINGER, calls: StoredCalls | None = None,
+                 inline: CallingClient | None = None) -> None:
         self.settings = settings
+        # The inline delivery (no webhook app at all): the Calling API's client; the call's id
+        # in the verification record lets any instance hang it up.
+        self.inline = inline
         self.calls = calls  # serve.calls.StoredCalls with several instances, else None
         self.creds = creds  # services and API keys: always the real namespace
         self.store = store  # verifications and sessions: the sandbox's with --sandbox
@@ -267,6 +272,7 @@ class Core:
             previous.task.cancel()  # the new attempt supersedes the call still ringing
         record = {**record, "session": session.id, "updated": now,
                   "call": self.calls.record_id(call.token) if self.calls is not None else None,
+                  "call_id": call.call_sid if self.inline is not None else None,
                   "send_code_attempts": [*record["send_code_attempts"],
                                          {"time": now, "channel": "call", "attempt_sid": attempt_sid}]}
         try:
@@ -340,8 +346,14 @@ class Core:
             assert me is not None
             syncing = asyncio.create_task(calls.follow(call, SYNC_INTERVAL, me.cancel))  # canceled elsewhere: hang up
         try:
-            result = await flow.place_call(self.settings, options, self.store, reporter, self.client, self.webhook,
-                                           call, placed, refresh=None if calls is None else (lambda: calls.sync(call)))
+            if self.inline is not None:
+                result = await inline.place_call(self.settings, options, self.store, reporter, self.inline, call,
+                                                 placed)
+            else:
+                assert self.webhook is not None
+                result = await flow.place_call(self.settings, options, self.store, reporter, self.client,
+                                               self.webhook, call, placed,
+                                               refresh=None if calls is None else (lambda: calls.sync(call)))
             self.metrics.call_ended()
             if result.delivered:
                 self.metrics.delivered()
@@ -372,8 +384,9 @@ class Core:
             flight = self.flights.get(sid)
             if flight is not None and flight.call is call:
                 del self.flights[sid]
-            loop = asyncio.get_running_loop()
-            loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
+            if self.webhook is not None:
+                loop = asyncio.get_running_loop()
+                loop.call_later(self.linger, self.webhook[CALLS].pop, call.token, None)
 
     def _expire_later(self, service: records.Service, record: Record) -> None:
         """The `expired` event, once the verification's record has outlived its TTL unchanged
@@ -422,6 +435,9 @@ class Core:
             flight.task.cancel()  # hangs up and records
         elif self.calls is not None and record.get("call"):
             await self.calls.hang_up(record["call"])  # placed by another instance: it hangs up
+        elif self.inline is not None and record.get("call_id"):  # placed inline by another instance
+            with contextlib.suppress(ProviderError):  # a call already over cannot be ended again
+                await self.inline.hang_up(record["call_id"])
         self.log.write("verification", verification=sid, service=service.sid, event=status)
         self.events.post(service, record, status)
         return shapes.verification(record, self.api_url)

@@ -26,7 +26,7 @@ def settle_collector() -> None:
 
 
 def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_url: str | None, sandbox: bool,
-        drain: float, preflight: bool, listen_metrics: str = "127.0.0.1:9464") -> None:
+        drain: float, preflight: bool, listen_metrics: str = "127.0.0.1:9464", delivery: str | None = None) -> None:
     try:
         import prometheus_client  # noqa: F401 (serve's one extra dependency, checked before anything binds)
     except ImportError:
@@ -38,13 +38,20 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
 
     api = config.parse_listen(listen_api, "--listen-api")
     scrape = config.parse_listen(listen_metrics, "--listen-metrics")
-    if listen is not None:
+    inline = config.delivery(env, delivery) == "inline"
+    if inline and (listen is not None or public_url is not None):
+        raise ConfigError("--listen and --public-url are the webhook delivery's: the inline delivery has no "
+                          "webhook listener")
+    hook: config.Listen | None = None
+    if inline:
+        pass  # nothing inbound but the API
+    elif listen is not None:
         hook = config.parse_listen(listen, "--listen")
     elif sandbox:
         hook = config.Listen("127.0.0.1", 0)
     else:
         hook = config.listen(env, None)
-    if not sandbox and public_url is None and config.value(env, "VOICE2FA_PUBLIC_URL") is None:
+    if hook is not None and not sandbox and public_url is None and config.value(env, "VOICE2FA_PUBLIC_URL") is None:
         raise ConfigError("serve needs the public URL that reaches --listen: --public-url or VOICE2FA_PUBLIC_URL "
                           "(or --sandbox to try it with no account)")
     log = Log()
@@ -52,16 +59,18 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
     async def main() -> None:
         socks = [bind(api.host, api.port, "--listen-api")]
         try:
-            socks.append(bind(hook.host, hook.port, "--listen"))
             socks.append(bind(scrape.host, scrape.port, "--listen-metrics"))
+            if hook is not None:
+                socks.append(bind(hook.host, hook.port, "--listen"))
         except BaseException:
             for sock in socks:
                 sock.close()
             raise
-        api_sock, hook_sock, metrics_sock = socks
+        api_sock, metrics_sock, hook_sock = socks[0], socks[1], (socks[2] if hook is not None else None)
         with until_stopped() as stop:
             async with Serving(env, api_sock=api_sock, webhook_sock=hook_sock, sandbox=sandbox, log=log,
-                               public_url=public_url, drain=drain, preflight=preflight, metrics_sock=metrics_sock):
+                               public_url=public_url, drain=drain, preflight=preflight, metrics_sock=metrics_sock,
+                               delivery="inline" if inline else "webhook"):
                 settle_collector()
                 await stop.wait()
 
