@@ -278,3 +278,56 @@ def test_the_sandbox_refuses_a_document_that_breaks_the_facts(env):
         (401, {"error": "Unauthorized"}),
     ]
     assert calls == {}
+
+
+def cli_env(tmp_path) -> dict:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNALWIRE_", "VOICE2FA_"))}
+    return {**env, **FAST, "VOICE2FA_STATE_DIR": str(tmp_path / "state"), "NO_COLOR": "1"}
+
+
+@pytest.mark.parametrize(("args", "exit_code", "delivered", "last"), [
+    ([], 0, None, "answered: check the code with `voice2fa verify --sandbox +15551234567`"),
+    (["--outcome", "lost-logs"], 0, None, "answered: check the code with `voice2fa verify --sandbox +15551234567`"),
+    (["--outcome", "busy"], 3, False, "error: the line was busy: the code was not delivered"),
+    (["--outcome", "no-answer"], 3, False, "error: nobody answered: the code was not delivered"),
+])
+def test_send_sandbox_inline_no_prompt_json(tmp_path, args, exit_code, delivered, last):
+    from tests.helpers import run_cli
+
+    result = run_cli(["send", "--sandbox", NUMBER, "--delivery", "inline", "--no-prompt", "--json", *args],
+                     cli_env(tmp_path))
+    assert result.returncode == exit_code, result.stderr
+    shown = json.loads(result.stdout)
+    assert (shown["delivered"], shown["exit_code"]) == (delivered, exit_code)
+    assert result.stderr.strip().splitlines()[-1] == last
+    if exit_code == 0:
+        assert "answered, " in result.stderr and "the callee heard the code" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--delivery", "inline", "--outcome", "no-webhook"],
+     "Invalid value for --outcome: no-webhook is the webhook delivery's (inline, nothing is fetched)"),
+    (["--outcome", "lost-logs"], "Invalid value for --outcome: lost-logs is the inline delivery's (--delivery inline)"),
+    (["--delivery", "tunnel"], "Invalid value for '--delivery': 'tunnel' is not one of 'webhook', 'inline'."),
+])
+def test_send_refuses_an_outcome_of_the_other_delivery(tmp_path, args, message):
+    from tests.helpers import run_cli
+
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", *args], cli_env(tmp_path))
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+
+
+def test_the_delivery_setting_is_checked(tmp_path):
+    from tests.helpers import run_cli
+
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt"], {**cli_env(tmp_path), "VOICE2FA_DELIVERY": "ssh"})
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
+        2, "error: VOICE2FA_DELIVERY must be webhook (SignalWire fetches the call from this machine through the "
+           "public URL) or inline (the whole call travels in the dial: no tunnel, nothing inbound), not 'ssh'")
+    result = run_cli(["send", "--sandbox", NUMBER, "--no-prompt", "--delivery", "inline"],
+                     {**cli_env(tmp_path), "VOICE2FA_MAX_PRICE_PER_MINUTE": "-1"})
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
+        2, "error: VOICE2FA_MAX_PRICE_PER_MINUTE must be US dollars per minute from 0 to 100, such as 0.05, not '-1'")
