@@ -312,3 +312,13 @@ def test_doctor_for_the_inline_delivery_checks_the_voice_permission_and_needs_no
         assert checks["voice permission"]["fix"] == ("give the API token the Voice permission on the API page of "
                                                     "your SignalWire Dashboard")
     assert r.stop(signal.SIGINT)[0] == 0
+
+
+def test_a_token_without_the_voice_permission_is_told_so_inline(running, tmp_path):
+    r = running("--api-error", "403")
+    env, work = send_env(tmp_path, read_env_lines(r))
+    result = run_cli(["send", NUMBER, "--no-prompt", "--delivery", "inline"], env, cwd=work)
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        4, "error: SignalWire refused the call request (403): the API token needs the Voice permission (API page of "
+           "your SignalWire Dashboard)")
+    assert r.stop(signal.SIGINT)[0] == 0

@@ -150,7 +150,7 @@ Examples:
                    "(answers, presses nothing), fail, or ring until hung up.")
 @click.option("--press", default="asked", show_default=True, metavar="KEY|asked|none",
               help="The key the callee presses at each prompt.")
-@click.option("--api-error", type=click.Choice(["400", "401", "404", "422", "429", "500", "503"]),
+@click.option("--api-error", type=click.Choice(["400", "401", "403", "404", "422", "429", "500", "503"]),
               help="Answer the API with this error instead.")
 @click.option("--api-code", type=click.IntRange(1, 99999999),
               help="The error code with --api-error (e.g. 21211, 21219).")
