@@ -331,3 +331,35 @@ def test_the_delivery_setting_is_checked(tmp_path):
                      {**cli_env(tmp_path), "VOICE2FA_MAX_PRICE_PER_MINUTE": "-1"})
     assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (
         2, "error: VOICE2FA_MAX_PRICE_PER_MINUTE must be US dollars per minute from 0 to 100, such as 0.05, not '-1'")
+
+
+@pytest.mark.parametrize("answer", [{"id": "../../voice/logs"}, {"id": ""}, {"status": "queued"}, {"id": 7}])
+def test_a_dial_answered_without_a_usable_call_id_is_an_error(answer):
+    """A platform (here a real HTTP server on loopback) whose answer names no usable id: the id
+    goes into the log's URL path, so anything but an id's characters is refused."""
+    from aiohttp import web
+
+    from voice2fa_cli.signalwire.calling import CallingClient
+
+    async def dial(request: web.Request) -> web.Response:
+        return web.json_response(answer)
+
+    async def go():
+        app = web.Application()
+        app.router.add_post("/api/calling/calls", dial)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with CallingClient(f"http://127.0.0.1:{port}", "p", "t", timeout=3) as client:
+                await client.dial(to=NUMBER, caller=SANDBOX_CALLER, swml={"sections": {"main": []}}, ring_timeout=30,
+                                  max_price_per_minute=None)
+        finally:
+            await runner.cleanup()
+
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(go())
+    assert raised.value.message == ("SignalWire accepted the call request but returned no call id: the call may ring; "
+                                    "voice2fa cannot follow or hang up a call it cannot name")

@@ -18,6 +18,7 @@ found by the dial's id is looked for among the logs created since the dial, by `
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
@@ -32,6 +33,7 @@ STATUS = {"queued": "queued", "created": "queued", "initiated": "initiated", "ri
           "no-answer": "no-answer", "canceled": "canceled"}
 LIST_PAGES = 5  # pages of the log list read when looking for a call's log (page_size 50 each)
 PAGE_SIZE = 50
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a call's or a log's id (a uuid): it goes into a URL path
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ class CallingClient(Client):
                 raise
             data = await self._dial({**params, "swml": json.dumps(swml, separators=(",", ":"))})
         call_id = data.get("id")
-        if not isinstance(call_id, str) or not call_id:
-            raise ProviderError("SignalWire accepted the call request but returned no call id")
+        if not isinstance(call_id, str) or not _ID.fullmatch(call_id):
+            raise ProviderError("SignalWire accepted the call request but returned no call id: the call may ring; "
+                                "voice2fa cannot follow or hang up a call it cannot name")
         return call_id
 
     async def _dial(self, params: dict) -> dict:
@@ -131,9 +134,9 @@ class CallingClient(Client):
                 if not isinstance(item, dict) or item.get("to") != to or item.get("from") != caller:
                     continue
                 created = _time(item.get("created_at"))
-                if created is not None and created >= since - 5:  # the platform's clock may be a little behind
-                    log = _log(item, str(item.get("id") or ""))
-                    found.append((created, log))
+                log_id = item.get("id")
+                if created is not None and created >= since - 5 and isinstance(log_id, str) and _ID.fullmatch(log_id):
+                    found.append((created, _log(item, log_id)))  # (the platform's clock may be a little behind)
             links = data.get("links")
             following = links.get("next") if isinstance(links, dict) else None
             if not isinstance(following, str) or not following:
