@@ -64,7 +64,8 @@ def assert_fits(lines: list[str], columns: int, wide: list[str] | None = None) -
         assert words(lines) == words(wide)
 
 
-HELPS = [[], ["send"], ["verify"], ["sessions"], ["sessions", "purge"], ["doctor"], ["preview"], ["completion"], ["sandbox"]]
+HELPS = [[], ["send"], ["verify"], ["sessions"], ["sessions", "purge"], ["doctor"], ["preview"], ["completion"], ["sandbox"], ["serve"],
+         ["services", "create"]]
 
 
 @pytest.mark.parametrize("columns", WIDTHS)

@@ -12,15 +12,22 @@ from voice2fa_cli.commands.params import Digits, parse_ttl
 SERVE_EXAMPLES = """
 \b
 Examples:
-  voice2fa serve --sandbox                      # try it: nothing is dialed
-  voice2fa services create "Acme login"         # a service (its sid: VA...)
-  voice2fa keys create backend                  # a key; its secret shows once
-  voice2fa keys create billing --service VA...  # a key for that service only
+  # try it: a local stand-in, nothing is dialed
+  voice2fa serve --sandbox
+  # a service (sid VA...); a key: its secret shows once
+  voice2fa services create "Acme login"
+  voice2fa keys create backend
+  # a key for that service only
+  voice2fa keys create billing --service VA...
+  # for real, no tunnel: nothing inbound but the API
+  voice2fa serve --delivery inline
+  # for real, through a tunnel
   voice2fa serve --public-url https://hooks.example.com \\
-      --listen 127.0.0.1:5000
-  curl -u "$KEY_SID:$KEY_SECRET" \\
-      http://127.0.0.1:8080/v2/Services/$VA/Verifications \\
-      --data-urlencode To=+15551234567 -d Channel=call
+    --listen 127.0.0.1:5000
+  # a verification (API=http://127.0.0.1:8080)
+  curl -u "$KEY_SID:$KEY_SECRET" -d Channel=call \\
+    --data-urlencode To=+15551234567 \\
+    "$API/v2/Services/$VA/Verifications"
 """
 
 
@@ -130,7 +137,17 @@ def services_group() -> None:
     """Verification services for `voice2fa serve` (each with its code length, TTL and language)."""
 
 
-@services_group.command("create")
+@services_group.command("create", cls=Command, epilog="""
+\b
+Examples:
+  voice2fa services create "Acme login"
+  # French calls, 8 digits, codes valid 5 minutes
+  voice2fa services create "Acme" --language fr-FR \\
+    --code-length 8 --ttl 5m
+  # signed status events to your application
+  voice2fa services create "Acme" \\
+    --callback-url https://app.example.com/v2fa-events
+""")
 @click.argument("name")
 @click.option("--code-length", type=Digits(otp.MIN_DIGITS, otp.MAX_DIGITS), default=otp.DEFAULT_DIGITS,
               show_default=True, help=f"Digits in each code, {otp.MIN_DIGITS} to {otp.MAX_DIGITS} "
