@@ -308,6 +308,9 @@ def test_doctor_for_the_inline_delivery_checks_the_voice_permission_and_needs_no
               "reaches this machine)")
     assert checks["VOICE2FA_DELIVERY"]["detail"] == "inline (from --delivery)"
     assert "VOICE2FA_PUBLIC_URL" not in checks and "VOICE2FA_LISTEN" not in checks
+    assert (checks["caller ID"]["status"], checks["caller ID"]["detail"]) == (
+        ("ok", "+15550100000 is a number of this project") if not exit_code else
+        ("warn", "not checked: the API token may not list the project's numbers"))
     if exit_code:
         assert checks["voice permission"]["fix"] == ("give the API token the Voice permission on the API page of "
                                                     "your SignalWire Dashboard")
@@ -321,4 +324,18 @@ def test_a_token_without_the_voice_permission_is_told_so_inline(running, tmp_pat
     assert (result.returncode, result.stderr.splitlines()[-1]) == (
         4, "error: SignalWire refused the call request (403): the API token needs the Voice permission (API page of "
            "your SignalWire Dashboard)")
+    assert r.stop(signal.SIGINT)[0] == 0
+
+
+def test_doctor_inline_fails_a_caller_id_that_is_not_the_projects(running, tmp_path):
+    r = running()
+    env, work = send_env(tmp_path, read_env_lines(r))
+    env = {k: v for k, v in env.items() if k not in ("VOICE2FA_PUBLIC_URL", "VOICE2FA_LISTEN")}
+    result = run_cli(["doctor", "--delivery", "inline", "--json"], {**env, "SIGNALWIRE_NUMBER": "+15550100999"},
+                     cwd=work)
+    assert result.returncode == 2
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert (checks["caller ID"]["status"], checks["caller ID"]["detail"], checks["caller ID"]["fix"]) == (
+        "fail", "+15550100999 is not a number of this project: SignalWire refuses to call from it",
+        "pick one from the Phone Numbers page of your SignalWire Dashboard")
     assert r.stop(signal.SIGINT)[0] == 0

@@ -126,6 +126,7 @@ async def run(public_url: str | None, listen_flag: str | None, cwd: Path | None 
             timeout = _limits_and_timing(checks, env, caller)
             add(await _credentials(space, project, token, timeout))
             add(await _voice_permission(space, project, token, timeout, checks[-1]))
+            add(await _caller_id(space, project, token, caller, timeout, checks[-2]))
         finally:
             add(Check("tunnel", OK, "not needed: the inline delivery carries the whole call in the dial "
                                     "(nothing listens here, nothing reaches this machine)"))
@@ -286,6 +287,28 @@ async def _voice_permission(space: str | None, project: str | None, token: str |
                if exc.status in (401, 402, 403) else None)
         return Check("voice permission", FAIL, exc.message, fix)
     return Check("voice permission", OK, "the API token may dial and read voice logs (Calling API)")
+
+
+async def _caller_id(space: str | None, project: str | None, token: str | None, caller: phone.Number | None,
+                     timeout: float, credentials: Check) -> Check:
+    """The inline dial's `from` must be a number of the project: the numbers list, filtered."""
+    if credentials.status != OK or caller is None or not (space and project and token):
+        return Check("caller ID", SKIP, "not checked: the credentials and SIGNALWIRE_NUMBER above must be fixed first")
+    from voice2fa_cli.signalwire.client import Client
+
+    try:
+        async with Client(f"{space}{config.API_PATH}/Accounts/{project}", project, token, timeout=timeout) as client:
+            owned = await client.owns_number(caller.e164)
+    except ProviderError as exc:
+        if exc.status in (401, 403):
+            return Check("caller ID", WARN, "not checked: the API token may not list the project's numbers",
+                         "give the token the Numbers permission to have this checked, or check SIGNALWIRE_NUMBER "
+                         "on the Phone Numbers page")
+        return Check("caller ID", FAIL, exc.message)
+    if not owned:
+        return Check("caller ID", FAIL, f"{caller.e164} is not a number of this project: SignalWire refuses to call "
+                                        "from it", "pick one from the Phone Numbers page of your SignalWire Dashboard")
+    return Check("caller ID", OK, f"{caller.e164} is a number of this project")
 
 
 async def _tunnel(url: str | None, where, sock, timeout: float) -> Check:

@@ -5,6 +5,8 @@ Sources (repository `signalwire/docs`):
 - SPEC_CALL    = specs/compatibility-api/calls/models/core.tsp (model Call, enum CallStatus)
 - SPEC_REQ     = specs/compatibility-api/calls/models/requests.tsp (CreateCallRequest, UpdateCallRequest)
 - SPEC_HOOK    = specs/compatibility-api/calls/models/webhooks.tsp (VoiceStatusCallbackPayload)
+- SPEC_NUMBERS = specs/compatibility-api/incoming-phone-numbers/main.tsp (list: PhoneNumber filter),
+                 models/responses.tsp (IncomingPhoneNumberListResponse: incoming_phone_numbers, page, …)
 - SPEC_ERRORS  = specs/compatibility-api/_shared/errors.tsp (CompatibilityErrorResponse,
                  CompatibilityErrorArrayResponse)
 - ERROR_CODES  = fern/products/compatibility-api/pages/rest-api/core/error-codes.mdx

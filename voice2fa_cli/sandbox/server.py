@@ -223,6 +223,7 @@ class Sandbox(CallingRoutes):
         app.router.add_get(base + "/Calls/{sid}.json", self._fetch)
         app.router.add_post(base + "/Calls/{sid}.json", self._update)
         app.router.add_get(base + ".json", self._account)
+        app.router.add_get(base + "/IncomingPhoneNumbers.json", self._numbers)
         self.add_calling_routes(app)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, logger=quiet_logger())
         await self._runner.setup()
@@ -383,6 +384,20 @@ class Sandbox(CallingRoutes):
                 call.task.cancel()
             self._end(call, "completed" if call.answered else "canceled")
         return web.json_response(call.json(self.project))
+
+    async def _numbers(self, request: web.Request) -> web.Response:
+        """SPEC_NUMBERS list: the project's one number (the caller), filtered by PhoneNumber (a
+        pattern: here a prefix), in IncomingPhoneNumberListResponse's envelope."""
+        if scripted := self._scripted("fetch"):
+            return scripted
+        number = self.caller or SANDBOX_CALLER
+        wanted = request.query.get("PhoneNumber", "")
+        uri = f"{platform.API_ROOT}/Accounts/{self.project}/IncomingPhoneNumbers?Page=0&PageSize=50"
+        item = {"sid": str(uuid.uuid5(uuid.NAMESPACE_URL, number)), "account_sid": self.project,
+                "phone_number": number, "friendly_name": platform.formatted(number)}
+        items = [item] if number.startswith(wanted) else []
+        return web.json_response({"uri": uri, "first_page_uri": uri, "next_page_uri": None, "previous_page_uri": None,
+                                  "page": 0, "page_size": 50, "incoming_phone_numbers": items})
 
     async def _account(self, request: web.Request) -> web.Response:
         return web.json_response({"sid": self.project, "friendly_name": "voice2fa sandbox", "status": "active"})

@@ -127,6 +127,17 @@ class Client:
     async def hang_up(self, sid: str) -> None:
         await self._request("POST", f"/Calls/{sid}.json", "the hang-up request", [("Status", "completed")])
 
+    async def owns_number(self, number: str) -> bool:
+        """Whether `number` (E.164) is one of the project's numbers: the IncomingPhoneNumbers list
+        filtered by it (specs/compatibility-api/incoming-phone-numbers/main.tsp; the token needs
+        the Numbers permission). Changes nothing."""
+        from urllib.parse import quote
+
+        data = await self._request("GET", f"/IncomingPhoneNumbers.json?PhoneNumber={quote(number)}&PageSize=50",
+                                   "the phone numbers request")
+        items = data.get("incoming_phone_numbers")
+        return isinstance(items, list) and any(isinstance(i, dict) and i.get("phone_number") == number for i in items)
+
     async def fetch_account(self) -> dict:
         return await self._request("GET", ".json", "the account request")
 
