@@ -363,3 +363,35 @@ def test_a_dial_answered_without_a_usable_call_id_is_an_error(answer):
         asyncio.run(go())
     assert raised.value.message == ("SignalWire accepted the call request but returned no call id: the call may ring; "
                                     "voice2fa cannot follow or hang up a call it cannot name")
+
+
+def test_a_rejection_of_the_document_never_repeats_the_platforms_words_about_it():
+    """A 422 about the SWML may quote the document, which holds the code: the error names where
+    it was refused, not what the platform said (a real HTTP server on loopback answers it)."""
+    from aiohttp import web
+
+    from voice2fa_cli.signalwire.calling import CallingClient
+
+    said = {"errors": [{"type": "validation_error", "code": "invalid_parameter", "url": "https://x.invalid",
+                        "message": "bad play url 'say:4, 0, 7, 1, 9, 3, 8, 6'", "attribute": "swml.sections.read_1"}]}
+
+    async def dial(request: web.Request) -> web.Response:
+        return web.json_response(said, status=422)
+
+    async def go():
+        app = web.Application()
+        app.router.add_post("/api/calling/calls", dial)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        try:
+            async with CallingClient(f"http://127.0.0.1:{runner.addresses[0][1]}", "p", "t", timeout=3) as client:
+                await client.dial(to=NUMBER, caller=SANDBOX_CALLER, swml={"sections": {"main": []}}, ring_timeout=30,
+                                  max_price_per_minute=None)
+        finally:
+            await runner.cleanup()
+
+    with pytest.raises(ProviderError) as raised:
+        asyncio.run(go())
+    assert raised.value.message == "SignalWire rejected the call request (422) (swml.sections.read_1)"
+    assert raised.value.dialed is False

@@ -60,6 +60,8 @@ def why_undelivered(call: CallState, settings: config.Settings) -> str:
     problem = _UNDELIVERED.get(call.status)
     if problem is not None:
         return problem
+    if not call.fetched and settings.delivery == "inline":  # no script fetched: never answered
+        return "the call ended before it was answered: the code was not delivered"
     if not call.fetched:
         return (f"SignalWire never reached {settings.public_url}: is the tunnel running? "
                 f"(it must forward to {settings.listen})")

@@ -26,7 +26,8 @@ from typing import Any
 
 from aiohttp import web
 
-from voice2fa_cli.sandbox import swml
+from voice2fa_cli.sandbox import platform, swml
+from voice2fa_cli.sandbox.cxml import keys_named
 
 SimCall = Any  # server.SimCall (server.py mixes these routes in: it is not imported here)
 
@@ -36,8 +37,6 @@ PAGE_SIZE = (1, 1000, 50)
 ERROR_URL = "https://signalwire.com/docs/apis/error-codes"  # CODES RestApiErrorItem.url example
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-# the log statuses a simulated call goes through (voice-api/enums.tsp VoiceLogStatus)
-FINAL = frozenset({"completed", "busy", "failed", "no-answer", "canceled"})
 
 
 def error(status: int) -> web.Response:
@@ -68,14 +67,18 @@ class CallingRoutes:
         app.router.add_get("/api/voice/logs", self._logs)
         app.router.add_get("/api/voice/logs/{id}", self._log)
 
-    def _calling_auth(self, request: web.Request) -> bool:
-        return self._authorised_basic(request)  # type: ignore[attr-defined]
+    def _refused(self, request: web.Request, body: str, operation: str | None) -> web.Response | None:
+        """Every request of these APIs: recorded, then its basic auth checked (401), then the
+        scenario's scripted error for `operation`, if any."""
+        self._record(request, body)  # type: ignore[attr-defined]
+        if not self._authorised_basic(request):  # type: ignore[attr-defined]
+            return error(401)
+        return self._scripted_calling(operation) if operation is not None else None
 
     async def _calling(self, request: web.Request) -> web.Response:
         body_text = await request.text()
-        self._record(request, body_text)  # type: ignore[attr-defined]
-        if not self._calling_auth(request):
-            return error(401)
+        if refused := self._refused(request, body_text, None):
+            return refused
         try:
             body = json.loads(body_text)
         except ValueError:
@@ -120,16 +123,17 @@ class CallingRoutes:
         if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float)) or price < 0):
             return invalid("max_price_per_minute", "max_price_per_minute is a number of dollars, at least 0")
         document = params.get("swml")
-        if isinstance(document, str) and self.scenario.swml_string:
+        if document is None:
+            return invalid("swml", "url or swml is required", "missing_required_parameter")
+        if self.scenario.swml_string:  # the scenario of a Space that wants it as an escaped JSON string
+            if not isinstance(document, str):
+                return invalid("swml", "swml must be an escaped JSON string")
             try:
                 document = json.loads(document)
             except ValueError:
                 return invalid("swml", "swml is not valid JSON")
-        elif isinstance(document, str) or (document is not None and self.scenario.swml_string):
-            return invalid("swml", "swml must be an object" if isinstance(document, str)
-                           else "swml must be an escaped JSON string")  # the scenario of a Space that wants one
-        if document is None:
-            return invalid("swml", "url or swml is required", "missing_required_parameter")
+        elif isinstance(document, str):
+            return invalid("swml", "swml must be an object")
         try:
             swml.check(document)
         except swml.Invalid as exc:
@@ -151,7 +155,7 @@ class CallingRoutes:
             return invalid("params", "params must be an object")
         if params.get("reason", "hangup") not in HANGUP_REASONS:
             return invalid("params.reason", f"reason is one of {', '.join(HANGUP_REASONS)}")
-        if call.status not in FINAL:
+        if call.status not in platform.FINAL:
             if call.task is not None:
                 call.task.cancel()
             if call.answered and call.started is not None:
@@ -176,16 +180,13 @@ class CallingRoutes:
         return {"id": call.log_id, "from": call.caller, "to": call.to, "source": "realtime_api", "charge": 0.0,
                 "charge_details": [], "created_at": iso(call.created), "type": "relay_pstn_call", "url": None,
                 "direction": "outbound-api", "status": self._log_status(call),
-                "duration": call.duration if call.status in FINAL else None,
-                "duration_ms": call.duration * 1000 if call.status in FINAL else None, "billing_ms": None,
+                "duration": call.duration if call.status in platform.FINAL else None,
+                "duration_ms": call.duration * 1000 if call.status in platform.FINAL else None, "billing_ms": None,
                 "parent_id": None}
 
     async def _log(self, request: web.Request) -> web.Response:
-        self._record(request, "")  # type: ignore[attr-defined]
-        if not self._calling_auth(request):
-            return error(401)
-        if scripted := self._scripted_calling("fetch"):
-            return scripted
+        if refused := self._refused(request, "", "fetch"):
+            return refused
         wanted = request.match_info["id"]
         for call in self.calls.values():
             if call.swml is not None and call.log_id == wanted:
@@ -193,11 +194,8 @@ class CallingRoutes:
         return error(404)
 
     async def _logs(self, request: web.Request) -> web.Response:
-        self._record(request, "")  # type: ignore[attr-defined]
-        if not self._calling_auth(request):
-            return error(401)
-        if scripted := self._scripted_calling("fetch"):
-            return scripted
+        if refused := self._refused(request, "", "fetch"):
+            return refused
         query = request.query
         for name in ("created_after", "created_before", "created_on"):
             if name in query and not _DATE.fullmatch(query[name]):
@@ -301,7 +299,7 @@ class CallingRoutes:
         if name == "prompt":
             urls = params["play"] if isinstance(params["play"], list) else [params["play"]]
             lines = swml.spoken(urls)
-            key = self._pressed(call, lines)
+            key = self._key(call, keys_named(lines))  # type: ignore[attr-defined]  # as at a cXML <Gather>
             if key is None:
                 run.waited += float(params.get("initial_timeout", 5))
                 run.pending += [*lines, "[waits for a key]"]
@@ -336,27 +334,3 @@ class CallingRoutes:
                 run.variables.pop(key, None)
             return None
         raise swml.ScriptError(f"the sandbox does not run {name}")
-
-    def _pressed(self, call: SimCall, lines: list[str]) -> str | None:
-        """The key the simulated callee presses at a prompt: as at a cXML <Gather> (Scenario's
-        keys, press, steer), "asked" being the one key the prompt names."""
-        from voice2fa_cli.sandbox.cxml import keys_named
-
-        scenario = call.scenario
-        index = call.gathers_reached
-        call.gathers_reached += 1
-        if scenario.outcome == "voicemail":
-            return None
-        named = keys_named(lines)
-        if scenario.keys is not None:
-            choice = scenario.keys[index] if index < len(scenario.keys) else None
-        elif len(named) != 1:
-            if call.steered < len(scenario.steer):
-                call.steered += 1
-                return scenario.steer[call.steered - 1]
-            return None
-        else:
-            choice = scenario.press
-        if choice == "asked":
-            return named[0] if named else None
-        return choice

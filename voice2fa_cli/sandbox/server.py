@@ -550,7 +550,7 @@ class Sandbox(CallingRoutes):
                 self._heard(call, ["[the callee hangs up]"])
                 return
             gather = document.gather
-            key = self._key(call, gather) if gather is not None else None
+            key = self._key(call, gather.keys) if gather is not None else None
             form = [f for f in form if f[0] != "Digits"]
             if key is None:
                 if gather is not None:  # nobody presses: the platform waits out the <Gather>'s timeout
@@ -568,9 +568,12 @@ class Sandbox(CallingRoutes):
             url, method = gather.action or url, gather.attributes.get("method", "POST").upper()
             form.append(("Digits", key))
 
-    def _key(self, call: SimCall, gather: cxml.Gather) -> str | None:
-        """The key pressed at this <Gather>: the scenario's `keys` in order when set, else its
-        `press` at every one; "asked" is the first key the prompt names; a voicemail presses nothing."""
+    @staticmethod
+    def _key(call: SimCall, named: tuple[str, ...] | list[str]) -> str | None:
+        """The key pressed where the call waits for one (a cXML <Gather>, an SWML prompt) whose
+        prompt names the keys `named`: the scenario's `keys` in order when set, else its `press`
+        where one key is asked for and its `steer` where several are offered; "asked" is the key
+        the prompt names; a voicemail presses nothing."""
         scenario = call.scenario
         index = call.gathers_reached
         call.gathers_reached += 1
@@ -578,7 +581,7 @@ class Sandbox(CallingRoutes):
             return None
         if scenario.keys is not None:
             choice = scenario.keys[index] if index < len(scenario.keys) else None
-        elif len(gather.keys) != 1:  # offered a choice, not asked for one key
+        elif len(named) != 1:  # offered a choice, not asked for one key
             if call.steered < len(scenario.steer):
                 call.steered += 1
                 return scenario.steer[call.steered - 1]
@@ -586,7 +589,7 @@ class Sandbox(CallingRoutes):
         else:
             choice = scenario.press
         if choice == "asked":
-            return gather.keys[0] if gather.keys else None
+            return named[0] if named else None
         return choice
 
     def _heard(self, call: SimCall, lines: list[str]) -> None:

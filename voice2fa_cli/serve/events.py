@@ -17,13 +17,15 @@ import ipaddress
 import socket
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import aiohttp
 
 from voice2fa_cli.serve import records, shapes
 from voice2fa_cli.signalwire import signature
+from voice2fa_cli.signalwire.client import describe
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from voice2fa_cli.serve.log import Log
     from voice2fa_cli.stores.base import AsyncSessionStore, Record
 
@@ -76,8 +78,6 @@ class Events:
         self._sessions: dict[bool, aiohttp.ClientSession] = {}  # private allowed → its session
 
     def _session(self, private: bool) -> aiohttp.ClientSession:
-        import aiohttp
-
         session = self._sessions.get(private)
         if session is None:
             connector = aiohttp.TCPConnector(resolver=None if private else _public_resolver(), limit=32)
@@ -105,8 +105,6 @@ class Events:
         headers = {SIGNATURE_HEADER: signature.compute(secret, url, fields.items())}
         private = service.callback_private
         problem = "not tried"
-        from urllib.parse import urlsplit
-
         host = urlsplit(url).hostname or ""
         for attempt in range(self.tries):
             if attempt:
@@ -127,7 +125,9 @@ class Events:
                 if isinstance(cause, PrivateAddress):
                     problem = str(cause)
                     break
-                problem = str(exc)[:200] or type(exc).__name__
+                # in a few words, never the URL (its query may carry the application's secret)
+                problem = "no answer in time" if isinstance(exc, asyncio.TimeoutError) else (
+                    describe(exc) if isinstance(exc, aiohttp.ClientError) else type(exc).__name__)
         self.log.write("callback", verification=fields["VerificationSid"], status=fields["Status"],
                        error=f"not delivered after {attempt + 1} {'try' if attempt == 0 else 'tries'}: {problem}")
 

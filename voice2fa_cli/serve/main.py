@@ -42,15 +42,10 @@ def run(env: Mapping[str, str], *, listen_api: str, listen: str | None, public_u
     if inline and (listen is not None or public_url is not None):
         raise ConfigError("--listen and --public-url are the webhook delivery's: the inline delivery has no "
                           "webhook listener")
-    hook: config.Listen | None = None
-    if inline:
-        pass  # nothing inbound but the API
-    elif listen is not None:
-        hook = config.parse_listen(listen, "--listen")
-    elif sandbox:
-        hook = config.Listen("127.0.0.1", 0)
-    else:
-        hook = config.listen(env, None)
+    hook: config.Listen | None = None  # the inline delivery: nothing inbound but the API
+    if not inline:
+        hook = (config.parse_listen(listen, "--listen") if listen is not None
+                else config.Listen("127.0.0.1", 0) if sandbox else config.listen(env, None))
     if hook is not None and not sandbox and public_url is None and config.value(env, "VOICE2FA_PUBLIC_URL") is None:
         raise ConfigError("serve needs the public URL that reaches --listen: --public-url or VOICE2FA_PUBLIC_URL "
                           "(or --sandbox to try it with no account)")

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
 
 from voice2fa_cli.errors import ProviderError
-from voice2fa_cli.signalwire.client import CREDENTIALS, Client, one_line
+from voice2fa_cli.signalwire.client import Client, one_line
 
 # Voice log statuses (voice-api/enums.tsp VoiceLogStatus) as the call's (client.FINAL_STATUSES)
 STATUS = {"queued": "queued", "created": "queued", "initiated": "initiated", "ringing": "ringing",
@@ -54,18 +54,17 @@ class CallingClient(Client):
     @staticmethod
     def _error(status: int, data: object, what: str) -> ProviderError:
         message, attribute = _reason(data)
-        if status == 401:
-            error = ProviderError(CREDENTIALS)
-            error.auth_refused = True
-        elif status in (402, 403):
+        if status in (402, 403):
             error = ProviderError(f"SignalWire refused {what} ({status}): the API token needs the Voice permission "
                                   "(API page of your SignalWire Dashboard)")
             error.auth_refused = True
-        elif status == 429 or status >= 500:
+        elif status in (401, 429) or status >= 500:
             error = Client._error(status, data, what)  # the same words as the Compatibility API's
         else:
             detail = f"SignalWire rejected {what} ({status})"
-            if message:
+            if message and not (attribute or "").startswith("swml"):
+                # a rejection of the document may quote it, and the document holds the code: only
+                # where it was refused is said, never the platform's words about it
                 detail += f": {message}"
             if attribute:
                 detail += f" ({attribute})"

@@ -76,7 +76,7 @@ class Client:
             error.timed_out = True
             raise error from None
         except aiohttp.ClientError as exc:
-            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api')[0]}: {_describe(exc)}")
+            error = ProviderError(f"cannot reach SignalWire at {self._base.split('/api')[0]}: {describe(exc)}")
             error.unreachable = True
             raise error from None
         data = _json(body)
@@ -151,7 +151,8 @@ def _json(body: bytes) -> object:
         return None
 
 
-def _describe(exc: aiohttp.ClientError) -> str:
+def describe(exc: aiohttp.ClientError) -> str:
+    """A network failure in a few words: never its URL."""
     if isinstance(exc, aiohttp.ClientConnectorError):
         err = exc.os_error
         import os

@@ -85,8 +85,7 @@ async def _recorded(store: AsyncSessionStore, session: Session, call: CallState,
         stored = await store.get(session.id)
     except StoreError as exc:
         raise NotDelivered(f"the call ended but the store failed: {exc.message}") from None
-    problem = None if heard else (why_undelivered(call, settings) if call.status != "completed"
-                                  else "the call ended before it was answered: the code was not delivered")
+    problem = None if heard else why_undelivered(call, settings)
     return SendResult(session=stored or session, call_sid=call.call_sid or "", call_status=call.status,
                       delivered=None if heard else False, problem=problem, duration=call.duration)
 

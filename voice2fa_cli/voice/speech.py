@@ -29,6 +29,10 @@ GROUP_PAUSE = 1  # seconds between groups of digits
 SLOW_DIGIT_PAUSE = 1  # seconds after every digit when read slower
 SLOW_GROUP_PAUSE = 2
 READINGS_PAUSE = 1  # seconds between the first reading and "Once again"
+GATE_TRIES = 3  # wrong keys (at the gate and after the code) that end the call without more
+# Code readings per call: the first and at most two repeats (the callee's keys; in the webhook
+# delivery a retry of the platform counts too).
+MAX_CODE_READS = 3
 
 
 @dataclass(frozen=True)

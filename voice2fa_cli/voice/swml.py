@@ -13,8 +13,8 @@ with string case keys and a `default` (a switch that matches nothing is a runtim
 
 The webhook's state (which gate try, which reading, how many wrong keys) becomes the section
 the call is in: one section per state reachable, each built once. A call has at most
-GATE_TRIES gate prompts, MAX_CODE_READS readings and as many wrong keys as the webhook allows,
-so it never nears the platform's 32 transfers."""
+speech.GATE_TRIES gate prompts, speech.MAX_CODE_READS readings and as many wrong keys as the
+webhook allows, so it never nears the platform's 32 transfers."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ from typing import Any
 from voice2fa_cli.voice import speech
 
 MAX_CALL_SECONDS = 300  # answer.max_duration: the longest call this document can make is well under it
-GATE_TRIES = 3  # as the webhook (voice/webhook.py): three wrong keys end the gate
-MAX_CODE_READS = 3
 STANDARD_GENDERS = {"man": "male", "woman": "female"}  # cXML's standard voices, as SWML's say_gender
 
 Method = dict[str, Any]
@@ -89,7 +87,7 @@ class _Builder:
             assert self.key is not None
             self.sections[name] = []
             said = self.voice.opening_texts() if tries == 1 else [self.voice.text("wrong_key")]
-            wrong = self.go(self.gate(tries + 1)) if tries < GATE_TRIES else self.goodbye()
+            wrong = self.go(self.gate(tries + 1)) if tries < speech.GATE_TRIES else self.goodbye()
             self.sections[name] = [
                 self.play(*said),
                 self.prompt(self.items_of("press", key=self.key)),
@@ -108,7 +106,7 @@ class _Builder:
             return name
         self.sections[name] = []
         body: list[Method] = [self.play(*self.voice.opening_texts())] if opening else []
-        if reads >= MAX_CODE_READS:  # the last reading: no keys offered
+        if reads >= speech.MAX_CODE_READS:  # the last reading: no keys offered
             body += [{"play": {"urls": self.readings(slow, options=False), **self.speech}}, *self.goodbye()]
         else:
             body += [self.prompt(self.readings(slow, options=True)), self.steer(reads, wrong)]
@@ -118,7 +116,7 @@ class _Builder:
     def steer(self, reads: int, wrong: int) -> Method:
         """After a reading that offers the keys: 1 again, 2 slower, nothing goodbye, another
         key said to do nothing (the webhook's unknown-key document) until too many."""
-        other = self.goodbye() if wrong + 1 >= GATE_TRIES else self.go(self.menu(reads, wrong + 1))
+        other = self.goodbye() if wrong + 1 >= speech.GATE_TRIES else self.go(self.menu(reads, wrong + 1))
         return self.on_key({speech.REPEAT_KEY: self.go(self.read(reads + 1, False, wrong)),
                             speech.SLOWER_KEY: self.go(self.read(reads + 1, True, wrong))},
                            self.goodbye(), other)

@@ -33,13 +33,14 @@ from voice2fa_cli.signalwire import signature
 from voice2fa_cli.signalwire.client import FINAL_STATUSES
 from voice2fa_cli.voice import speech
 from voice2fa_cli.voice.call import KNOWN_STATUSES, CallState
+
+# The call's rules, both deliveries' (speech.py); beyond MAX_CODE_READS even a captured signed
+# request replayed gets 410.
+from voice2fa_cli.voice.speech import GATE_TRIES as GATE_TRIES
+from voice2fa_cli.voice.speech import MAX_CODE_READS as MAX_CODE_READS
 from voice2fa_cli.web.forms import MAX_BODY, plain, read_form
 from voice2fa_cli.web.server import LIMITS, Limits, in_handler
 
-GATE_TRIES = 3
-# Code documents served per call: the first reading and at most two repeats (the callee's keys;
-# a retry of the platform counts too). Beyond it, even a captured signed request replayed gets 410.
-MAX_CODE_READS = 3
 XML = "application/xml"
 
 
