@@ -333,50 +333,14 @@ def test_the_delivery_setting_is_checked(tmp_path):
         2, "error: VOICE2FA_MAX_PRICE_PER_MINUTE must be US dollars per minute from 0 to 100, such as 0.05, not '-1'")
 
 
-@pytest.mark.parametrize("answer", [{"id": "../../voice/logs"}, {"id": ""}, {"status": "queued"}, {"id": 7}])
-def test_a_dial_answered_without_a_usable_call_id_is_an_error(answer):
-    """A platform (here a real HTTP server on loopback) whose answer names no usable id: the id
-    goes into the log's URL path, so anything but an id's characters is refused."""
+def dial_against(answer: dict, status: int = 200) -> None:
+    """CallingClient.dial against a real HTTP server on loopback that answers `answer`."""
     from aiohttp import web
 
     from voice2fa_cli.signalwire.calling import CallingClient
 
     async def dial(request: web.Request) -> web.Response:
-        return web.json_response(answer)
-
-    async def go():
-        app = web.Application()
-        app.router.add_post("/api/calling/calls", dial)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        try:
-            async with CallingClient(f"http://127.0.0.1:{port}", "p", "t", timeout=3) as client:
-                await client.dial(to=NUMBER, caller=SANDBOX_CALLER, swml={"sections": {"main": []}}, ring_timeout=30,
-                                  max_price_per_minute=None)
-        finally:
-            await runner.cleanup()
-
-    with pytest.raises(ProviderError) as raised:
-        asyncio.run(go())
-    assert raised.value.message == ("SignalWire accepted the call request but returned no call id: the call may ring; "
-                                    "voice2fa cannot follow or hang up a call it cannot name")
-
-
-def test_a_rejection_of_the_document_never_repeats_the_platforms_words_about_it():
-    """A 422 about the SWML may quote the document, which holds the code: the error names where
-    it was refused, not what the platform said (a real HTTP server on loopback answers it)."""
-    from aiohttp import web
-
-    from voice2fa_cli.signalwire.calling import CallingClient
-
-    said = {"errors": [{"type": "validation_error", "code": "invalid_parameter", "url": "https://x.invalid",
-                        "message": "bad play url 'say:4, 0, 7, 1, 9, 3, 8, 6'", "attribute": "swml.sections.read_1"}]}
-
-    async def dial(request: web.Request) -> web.Response:
-        return web.json_response(said, status=422)
+        return web.json_response(answer, status=status)
 
     async def go():
         app = web.Application()
@@ -391,7 +355,25 @@ def test_a_rejection_of_the_document_never_repeats_the_platforms_words_about_it(
         finally:
             await runner.cleanup()
 
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("answer", [{"id": "../../voice/logs"}, {"id": ""}, {"status": "queued"}, {"id": 7}])
+def test_a_dial_answered_without_a_usable_call_id_is_an_error(answer):
+    """A platform whose answer names no usable id: the id goes into the log's URL path, so
+    anything but an id's characters is refused."""
     with pytest.raises(ProviderError) as raised:
-        asyncio.run(go())
+        dial_against(answer)
+    assert raised.value.message == ("SignalWire accepted the call request but returned no call id: the call may ring; "
+                                    "voice2fa cannot follow or hang up a call it cannot name")
+
+
+def test_a_rejection_of_the_document_never_repeats_the_platforms_words_about_it():
+    """A 422 about the SWML may quote the document, which holds the code: the error names where
+    it was refused, not what the platform said."""
+    said = {"errors": [{"type": "validation_error", "code": "invalid_parameter", "url": "https://x.invalid",
+                        "message": "bad play url 'say:4, 0, 7, 1, 9, 3, 8, 6'", "attribute": "swml.sections.read_1"}]}
+    with pytest.raises(ProviderError) as raised:
+        dial_against(said, status=422)
     assert raised.value.message == "SignalWire rejected the call request (422) (swml.sections.read_1)"
     assert raised.value.dialed is False
